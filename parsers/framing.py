@@ -1,0 +1,607 @@
+"""Detect and strip the transport wrapper of one kernel log line.
+
+Every input format (raw /dev/kmsg records, dmesg, dmesg -T, syslog RFC 3164/5424, journalctl
+text, journald JSON export, bare messages) is reduced to a :class:`KernelRecord`. Detection is
+per line, so a file that mixes formats (a concatenation of logs) still frames correctly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+import orjson
+
+from parsers.records import KernelRecord, SourcePosition
+
+FORMATS = (
+    "auto",
+    "kmsg",
+    "dmesg",
+    "dmesg-T",
+    "syslog",
+    "journal-json",
+    "journalctl",
+    "plain",
+)
+
+_MONTHS = {
+    name: index + 1
+    for index, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
+# A few other locales seen in dmesg -T output; numeric months ("1月", "01") are read directly.
+_MONTHS.update(
+    {
+        "janv": 1, "févr": 2, "fevr": 2, "mars": 3, "avr": 4, "mai": 5, "juin": 6, "juil": 7,
+        "août": 8, "aout": 8, "sept": 9, "déc": 12, "dez": 12, "okt": 10, "mär": 3, "mrz": 3,
+        "ene": 1, "abr": 4, "ago": 8, "dic": 12, "gen": 1, "mag": 5, "giu": 6, "lug": 7,
+        "set": 9, "ott": 10, "maj": 5, "dec.": 12,
+    }
+)  # fmt: skip
+
+_KMSG = re.compile(r"(\d+),(\d+),(\d+),[^;]*;")
+_KMSG_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
+_RAW_PRIO = re.compile(r"<(\d{1,3})>")
+_DMESG = re.compile(r"\[\s*(\d+\.\d+)\] ?")
+_DMESG_T = re.compile(r"\[([^\]\d]*?)\s*(\S*?)\s*(\d{1,2})\s+(\d{1,2}):(\d{2}):(\d{2})\s+(\d{4})\] ?")
+_DMESG_T_ALT = re.compile(r"\[(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?\] ?")
+_SYSLOG_TAG = re.compile(r"(\S+) ([^\s:\[]+)(?:\[(\d+)\])?: ?")
+_BSD_TIME = re.compile(r"([A-Za-z]{3}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))? ")
+_ISO_TIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
+    r"(Z|[+-]\d{2}:?\d{2})? "
+)
+_RFC5424 = re.compile(r"1 (\S+) (\S+) (\S+) (\S+) (\S+) ")
+_SD_ELEMENT = re.compile(r"(?:\[(?:[^\]\\]|\\.)*\])+ ?|- ?")
+_INNER_KTIME = re.compile(r"\[\s*(\d+\.\d+)\] ?")
+_MONOTONIC_PREFIX = re.compile(r"\[\s*(\d+\.\d+)\] (\S+) kernel: ?")
+_RSYSLOG_ESCAPE = re.compile(r"#([0-3][0-7]{2})")
+_BOOT_MARKER = re.compile(r"-- Boot ([0-9a-f]{32}) --")
+
+
+def _unescape_kmsg(text: str) -> str:
+    if "\\x" not in text:
+        return text
+    raw = _KMSG_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    # chr() gave latin-1 code points for each escaped byte; reassemble UTF-8 where it is valid.
+    try:
+        return raw.encode("latin-1").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return raw
+
+
+def _unescape_rsyslog(text: str) -> str:
+    if "#" not in text:
+        return text
+    return _RSYSLOG_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+
+
+def decode_line(line: bytes) -> str:
+    """Bytes to text without losing anything: invalid UTF-8 becomes ``\\xNN`` like kmsg prints it."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("utf-8", "backslashreplace")
+
+
+class Framer:
+    """Frames lines of one input stream. Keeps only the context that continuation lines need."""
+
+    def __init__(
+        self,
+        fmt: str = "auto",
+        *,
+        source_kind: str = "file",
+        path: str | None = None,
+        host: str | None = None,
+        boot_id: str | None = None,
+        year: int | None = None,
+        tz: tzinfo | None = None,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+        self.fmt = fmt
+        self.source_kind = source_kind
+        self.path = path
+        self.host = host
+        self.boot_id = boot_id
+        self.year = year if year is not None else datetime.now(UTC).year
+        self.tz: tzinfo = tz if tz is not None else UTC
+        self.records_by_format: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()
+        self._last: KernelRecord | None = None
+
+    # -- public -------------------------------------------------------------------------
+    def frame(self, line: bytes | str, offset: int | None = None) -> KernelRecord | None:
+        """Frame one line (without its newline). Returns None for lines that carry no record."""
+        text = decode_line(line) if isinstance(line, bytes) else line
+        if text.endswith("\r"):
+            text = text[:-1]
+        position = SourcePosition(kind=self.source_kind, offset=offset, path=self.path)
+        record = self._frame_text(text, position)
+        if record is not None:
+            self.records_by_format[record.format] += 1
+            self._last = record
+        return record
+
+    def frame_kmsg_record(self, data: bytes, *, boot_id: str | None = None) -> KernelRecord | None:
+        """Frame one record as read() from /dev/kmsg: header line plus ' KEY=value' lines."""
+        text = decode_line(data).rstrip("\n")
+        head, _, _dictionary = text.partition("\n")
+        record = self._kmsg(head, SourcePosition(kind="kmsg"), boot_id=boot_id or self.boot_id)
+        if record is None:
+            self.skipped["kmsg_malformed"] += 1
+            return None
+        self.records_by_format[record.format] += 1
+        return record
+
+    # -- detection -----------------------------------------------------------------------
+    def _frame_text(self, text: str, position: SourcePosition) -> KernelRecord | None:
+        fmt = self.fmt
+        if not text:
+            self.skipped["empty"] += 1
+            return None
+        if fmt == "auto":
+            return self._auto(text, position)
+        framed: KernelRecord | bool | None = self._forced(fmt, text, position)
+        if framed is False:
+            # Never drop a line because the forced format did not fit: keep it as a bare message.
+            self.skipped["format_mismatch"] += 1
+            return self._plain(text, position)
+        return framed if isinstance(framed, KernelRecord) else None
+
+    def _forced(self, fmt: str, text: str, position: SourcePosition) -> KernelRecord | bool | None:
+        first = text[0]
+        if first in " \t" and fmt != "plain":
+            cont = self._continuation(text, position)
+            return cont if cont is not None else False
+        if fmt == "kmsg":
+            return self._kmsg(text, position) or False
+        if fmt == "dmesg":
+            return self._dmesg(text, position) or False
+        if fmt == "dmesg-T":
+            return self._dmesg_t(text, position) or False
+        if fmt == "syslog":
+            return self._syslog(text, position) or False
+        if fmt == "journalctl":
+            if text.startswith("-- "):
+                self._journal_marker(text)
+                return None
+            if first == "[":
+                return self._short_monotonic(text, position, strict=False) or False
+            return self._syslog(text, position, journalctl=True) or False
+        if fmt == "journal-json":
+            return self._journal_json(text, position)
+        return self._plain(text, position)
+
+    def _auto(self, text: str, position: SourcePosition) -> KernelRecord | None:
+        first = text[0]
+        record: KernelRecord | None = None
+        if first == "{":
+            return self._journal_json(text, position)
+        if first == "[":
+            record = (
+                self._short_monotonic(text, position, strict=True)
+                or self._dmesg(text, position)
+                or self._dmesg_t(text, position)
+            )
+        elif first == "<":
+            record = self._dmesg(text, position) or self._syslog(text, position)
+        elif first.isdigit():
+            record = self._kmsg(text, position) or self._syslog(text, position, journalctl=None)
+        elif first in " \t":
+            record = self._continuation(text, position)
+        elif first == "-" and text.startswith("-- "):
+            self._journal_marker(text)
+            return None
+        elif first.isalpha():
+            record = self._syslog(text, position, journalctl=None)
+        return record if record is not None else self._plain(text, position)
+
+    # -- formats -------------------------------------------------------------------------
+    def _plain(self, text: str, position: SourcePosition) -> KernelRecord:
+        return KernelRecord(
+            message=text, format="plain", host=self.host, boot_id=self.boot_id, position=position
+        )
+
+    def _continuation(self, text: str, position: SourcePosition) -> KernelRecord | None:
+        last = self._last
+        if last is None or last.format in ("plain", "journal-json"):
+            return None
+        stripped = text.strip()
+        if last.format == "kmsg" and "=" in stripped and " " not in stripped:
+            # ' SUBSYSTEM=pci' dictionary lines of a /dev/kmsg dump: metadata, not message text.
+            self.skipped["kmsg_dictionary"] += 1
+            return None
+        return KernelRecord(
+            message=stripped,
+            format=last.format,
+            kernel_time=last.kernel_time,
+            wall_time=last.wall_time,
+            time_source=last.time_source,
+            host=last.host,
+            boot_id=last.boot_id,
+            facility=last.facility,
+            level=last.level,
+            trusted=last.trusted,
+            position=position,
+        )
+
+    def _kmsg(
+        self, text: str, position: SourcePosition, *, boot_id: str | None = None
+    ) -> KernelRecord | None:
+        match = _KMSG.match(text)
+        if match is None:
+            return None
+        prio = int(match.group(1))
+        seq = int(match.group(2))
+        usec = int(match.group(3))
+        facility = prio >> 3
+        position = SourcePosition(
+            kind=position.kind if position.kind != "file" else "file",
+            offset=position.offset,
+            seq=seq,
+            path=position.path,
+        )
+        return KernelRecord(
+            message=_unescape_kmsg(text[match.end() :]),
+            format="kmsg",
+            kernel_time=usec / 1_000_000,
+            host=self.host,
+            boot_id=boot_id or self.boot_id,
+            facility=facility,
+            level=prio & 7,
+            # The kernel forces facility LOG_USER (1) on anything user space writes to /dev/kmsg.
+            trusted=facility == 0,
+            position=position,
+        )
+
+    def _dmesg(self, text: str, position: SourcePosition) -> KernelRecord | None:
+        level: int | None = None
+        facility: int | None = None
+        start = 0
+        if text[0] == "<":
+            prio = _RAW_PRIO.match(text)
+            if prio is None:
+                return None
+            value = int(prio.group(1))
+            level, facility = value & 7, value >> 3
+            start = prio.end()
+        match = _DMESG.match(text, start)
+        if match is None:
+            return None
+        return KernelRecord(
+            message=text[match.end() :],
+            format="dmesg",
+            kernel_time=float(match.group(1)),
+            host=self.host,
+            boot_id=self.boot_id,
+            facility=facility,
+            level=level,
+            trusted=facility in (None, 0),
+            position=position,
+        )
+
+    def _dmesg_t(self, text: str, position: SourcePosition) -> KernelRecord | None:
+        wall: float | None
+        match = _DMESG_T.match(text)
+        if match is not None:
+            month = _month_number(match.group(2)) or _month_number(match.group(1))
+            wall = None
+            if month is not None:
+                wall = self._to_unix(
+                    int(match.group(7)), month, int(match.group(3)),
+                    int(match.group(4)), int(match.group(5)), int(match.group(6)), 0,
+                )  # fmt: skip
+        else:
+            match = _DMESG_T_ALT.match(text)
+            if match is None:
+                return None
+            micros = int((match.group(7) or "0").ljust(6, "0"))
+            year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+            wall = self._to_unix(year, month, day, hour, minute, second, micros)
+        return KernelRecord(
+            message=text[match.end() :],
+            format="dmesg-T",
+            wall_time=wall,
+            time_source="dmesg_T" if wall is not None else None,
+            host=self.host,
+            boot_id=self.boot_id,
+            position=position,
+        )
+
+    def _short_monotonic(self, text: str, position: SourcePosition, *, strict: bool) -> KernelRecord | None:
+        match = _MONOTONIC_PREFIX.match(text)
+        if match is None:
+            if strict:
+                return None
+            generic = _DMESG.match(text)
+            if generic is None:
+                return None
+            tagged = _SYSLOG_TAG.match(text, generic.end())
+            if tagged is None:
+                return None
+            return self._tagged(
+                text, tagged, "journalctl-short-monotonic", float(generic.group(1)), None, None, position
+            )
+        return KernelRecord(
+            message=text[match.end() :],
+            format="journalctl-short-monotonic",
+            kernel_time=float(match.group(1)),
+            host=match.group(2),
+            boot_id=self.boot_id,
+            position=position,
+        )
+
+    def _tagged(
+        self,
+        text: str,
+        tagged: re.Match[str],
+        fmt: str,
+        kernel_time: float | None,
+        wall: float | None,
+        time_source: str | None,
+        position: SourcePosition,
+        facility: int | None = None,
+        level: int | None = None,
+    ) -> KernelRecord | None:
+        tag = tagged.group(2)
+        message = text[tagged.end() :]
+        if tag != "kernel":
+            self.skipped["not_kernel"] += 1
+            if _looks_like_oom(message):
+                self.skipped["untrusted_oom_line"] += 1
+            return None
+        if fmt.startswith("syslog"):
+            message = _unescape_rsyslog(message)
+        inner = _INNER_KTIME.match(message)
+        if inner is not None:
+            kernel_time = float(inner.group(1))
+            message = message[inner.end() :]
+        return KernelRecord(
+            message=message,
+            format=fmt,
+            kernel_time=kernel_time,
+            wall_time=wall,
+            time_source=time_source,
+            host=tagged.group(1),
+            boot_id=self.boot_id,
+            facility=facility,
+            level=level,
+            trusted=facility in (None, 0),
+            position=position,
+        )
+
+    def _syslog(
+        self, text: str, position: SourcePosition, *, journalctl: bool | None = False
+    ) -> KernelRecord | None:
+        """RFC 3164/5424 syslog lines, and journalctl short/short-iso/short-precise (same shapes)."""
+        start = 0
+        facility: int | None = None
+        level: int | None = None
+        if text[0] == "<":
+            prio = _RAW_PRIO.match(text)
+            if prio is None:
+                return None
+            value = int(prio.group(1))
+            facility, level = value >> 3, value & 7
+            start = prio.end()
+            rfc5424 = _RFC5424.match(text, start)
+            if rfc5424 is not None:
+                return self._rfc5424(text, rfc5424, facility, level, position)
+        wall: float | None
+        precise = False
+        match = _BSD_TIME.match(text, start)
+        if match is not None:
+            month = _MONTHS.get(match.group(1).lower())
+            if month is None:
+                return None
+            fraction = match.group(6)
+            precise = fraction is not None
+            micros = int((fraction or "0")[:6].ljust(6, "0"))
+            wall = self._to_unix(
+                self.year, month, int(match.group(2)),
+                int(match.group(3)), int(match.group(4)), int(match.group(5)), micros,
+            )  # fmt: skip
+            iso = False
+        else:
+            match = _ISO_TIME.match(text, start)
+            if match is None:
+                return None
+            wall = _iso_to_unix(match, self.tz)
+            iso = True
+            precise = match.group(7) is not None
+        tagged = _SYSLOG_TAG.match(text, match.end())
+        if tagged is None:
+            return None
+        if journalctl is True:
+            fmt = (
+                "journalctl-short-iso"
+                if iso
+                else ("journalctl-short-precise" if precise else "journalctl-short")
+            )
+        elif journalctl is False or facility is not None:
+            fmt = "syslog-3164"
+        elif iso:
+            # rsyslog's high-precision file format carries a fraction; short-iso does not.
+            fmt = "syslog-3164" if precise else "journalctl-short-iso"
+        else:
+            # Plain RFC 3164 files and journalctl -o short are the same shape.
+            fmt = "journalctl-short-precise" if precise else "syslog-3164"
+        return self._tagged(
+            text, tagged, fmt, None, wall, "syslog" if fmt.startswith("syslog") else "journal",
+            position, facility, level,
+        )  # fmt: skip
+
+    def _rfc5424(
+        self, text: str, match: re.Match[str], facility: int, level: int, position: SourcePosition
+    ) -> KernelRecord | None:
+        timestamp, host, app = match.group(1), match.group(2), match.group(3)
+        iso = _ISO_TIME.match(timestamp + " ")
+        wall = _iso_to_unix(iso, self.tz) if iso is not None else None
+        rest = match.end()
+        sd = _SD_ELEMENT.match(text, rest)
+        if sd is not None:
+            rest = sd.end()
+        message = text[rest:]
+        if message.startswith("\ufeff"):
+            message = message[1:]
+        if app != "kernel":
+            self.skipped["not_kernel"] += 1
+            if _looks_like_oom(message):
+                self.skipped["untrusted_oom_line"] += 1
+            return None
+        message = _unescape_rsyslog(message)
+        kernel_time: float | None = None
+        inner = _INNER_KTIME.match(message)
+        if inner is not None:
+            kernel_time = float(inner.group(1))
+            message = message[inner.end() :]
+        return KernelRecord(
+            message=message,
+            format="syslog-5424",
+            kernel_time=kernel_time,
+            wall_time=wall,
+            time_source="syslog" if wall is not None else None,
+            host=None if host == "-" else host,
+            boot_id=self.boot_id,
+            facility=facility,
+            level=level,
+            trusted=facility == 0,
+            position=position,
+        )
+
+    def _journal_marker(self, text: str) -> None:
+        boot = _BOOT_MARKER.match(text)
+        if boot is not None:
+            self.boot_id = boot.group(1)
+        self.skipped["journalctl_marker"] += 1
+        return None
+
+    def _journal_json(self, text: str, position: SourcePosition) -> KernelRecord | None:
+        try:
+            entry = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            self.skipped["bad_json"] += 1
+            return None
+        if not isinstance(entry, dict):
+            self.skipped["bad_json"] += 1
+            return None
+        return self.frame_journal_entry(entry, position)
+
+    def frame_journal_entry(self, entry: dict[str, Any], position: SourcePosition) -> KernelRecord | None:
+        """Frame one journald entry (a decoded ``journalctl -o json`` object)."""
+        message = _journal_message(entry.get("MESSAGE"))
+        if message is None:
+            self.skipped["journal_no_message"] += 1
+            return None
+        cursor = entry.get("__CURSOR")
+        position = SourcePosition(
+            kind=position.kind if position.kind != "file" else "file",
+            offset=position.offset,
+            cursor=cursor if isinstance(cursor, str) else None,
+            path=position.path,
+        )
+        transport = entry.get("_TRANSPORT")
+        if transport != "kernel":
+            identifier = entry.get("SYSLOG_IDENTIFIER")
+            if identifier == "kernel" or entry.get("SYSLOG_FACILITY") == "0":
+                # Claims to be the kernel but came through another transport: never trusted.
+                self.skipped["untrusted"] += 1
+                if _looks_like_oom(message):
+                    self.skipped["untrusted_oom_line"] += 1
+            else:
+                self.skipped["not_kernel"] += 1
+            return None
+        kernel_time = _int_field(entry.get("_SOURCE_MONOTONIC_TIMESTAMP"))
+        realtime = _int_field(entry.get("__REALTIME_TIMESTAMP"))
+        priority = _int_field(entry.get("PRIORITY"))
+        host = entry.get("_HOSTNAME")
+        boot_id = entry.get("_BOOT_ID")
+        return KernelRecord(
+            message=message,
+            format="journal-json",
+            kernel_time=kernel_time / 1_000_000 if kernel_time is not None else None,
+            wall_time=realtime / 1_000_000 if realtime is not None else None,
+            time_source="journal_receive" if realtime is not None else None,
+            host=host if isinstance(host, str) else self.host,
+            boot_id=boot_id if isinstance(boot_id, str) else self.boot_id,
+            facility=0,
+            level=priority,
+            trusted=True,
+            position=position,
+        )
+
+    # -- time ------------------------------------------------------------------------------
+    def _to_unix(
+        self, year: int, month: int, day: int, hour: int, minute: int, second: int, micros: int
+    ) -> float | None:
+        try:
+            moment = datetime(year, month, day, hour, minute, second, micros, tzinfo=self.tz)
+        except ValueError:
+            return None
+        return moment.timestamp()
+
+
+def _month_number(token: str) -> int | None:
+    token = token.strip().lower().rstrip(".")
+    if not token:
+        return None
+    if token in _MONTHS:
+        return _MONTHS[token]
+    if token[:3] in _MONTHS and token.isascii():
+        return _MONTHS[token[:3]]
+    digits = "".join(ch for ch in token if ch.isdigit())
+    if digits and 1 <= int(digits) <= 12 and not token.isalpha():
+        return int(digits)
+    return None
+
+
+def _iso_to_unix(match: re.Match[str], default_tz: tzinfo) -> float | None:
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    micros = int((match.group(7) or "0")[:6].ljust(6, "0"))
+    zone = match.group(8)
+    try:
+        moment = datetime(year, month, day, hour, minute, second, micros, tzinfo=UTC)
+    except ValueError:
+        return None
+    if zone is None:
+        return moment.replace(tzinfo=default_tz).timestamp()
+    if zone == "Z":
+        return moment.timestamp()
+    sign = 1 if zone[0] == "+" else -1
+    digits = zone[1:].replace(":", "")
+    offset = sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60)
+    return moment.timestamp() - offset
+
+
+def _int_field(value: object) -> int | None:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, int):
+        return value
+    return None
+
+
+def _journal_message(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        # journalctl -o json prints MESSAGE as a byte array when it is not valid UTF-8.
+        try:
+            raw = bytes(value)
+        except (TypeError, ValueError):
+            return None
+        return decode_line(raw).rstrip("\n")
+    return None
+
+
+_OOM_HINT = re.compile(r"oom|OOM|[Kk]illed process|Kill process")
+
+
+def _looks_like_oom(message: str) -> bool:
+    return _OOM_HINT.search(message) is not None

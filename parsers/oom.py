@@ -1,0 +1,638 @@
+"""The OOM report assembler: a state machine from kernel records to per-victim events.
+
+Feed it records in log order; it returns finished events. It never does I/O and never reads a
+clock: time comes from the records (kernel time) and from :meth:`Assembler.tick`, so tests drive
+it deterministically.
+
+Why it holds events briefly: after a kill line the kernel may still print the members of a
+``memory.oom.group`` kill and, later, the ``oom_reaper`` line of the victim (possibly inside the
+next report). A finished report therefore waits ``linger_seconds`` (of record time or tick time)
+or ``linger_lines`` further lines before its events are released, so these can be attached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from parsers import oom_lines as L
+from parsers.cgroup import identify, limit_scope
+from parsers.events import (
+    CgroupInfo,
+    MemcgUsage,
+    OomEvent,
+    Reaped,
+    Source,
+    TaskRow,
+    Trigger,
+    Victim,
+    format_time,
+    make_event_id,
+)
+from parsers.records import KernelRecord
+
+MEMCG_KILL_MESSAGE = "Memory cgroup out of memory"
+
+
+@dataclass(slots=True)
+class _Kill:
+    pid: int
+    comm: str
+    record: KernelRecord
+    message: str | None = None
+    score: int | None = None
+    killed: L.Killed | None = None
+    exiting: bool = False
+    awaiting_killed: bool = False  # a "Kill process" line whose "Killed process" line may follow
+    reaped: Reaped | None = None
+
+
+@dataclass(slots=True)
+class _Report:
+    first: KernelRecord
+    header: L.Header | None = None
+    header_record: KernelRecord | None = None
+    trigger_pid: int | None = None
+    cpuset_comm: str | None = None
+    counters: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    stats_path: str | None = None
+    stats: dict[str, int] | None = None
+    in_stats: bool = False
+    mem_info: dict[str, int] | None = None
+    in_mem_info: bool = False
+    task_columns: list[str] | None = None
+    tasks: list[TaskRow] = field(default_factory=list)
+    task_in: tuple[str, str] | None = None
+    summary: L.Summary | None = None
+    kills: list[_Kill] = field(default_factory=list)
+    group_path: str | None = None
+    lines: int = 0
+    raw: list[str] = field(default_factory=list)
+    opened_tick: float | None = None
+    last_kernel_time: float | None = None
+
+
+@dataclass(slots=True)
+class _Held:
+    event: OomEvent
+    kernel_time: float | None
+    held_tick: float | None
+    held_line: int
+
+
+class Assembler:
+    """Records in, OOM events out. One instance per input stream (per boot and host)."""
+
+    def __init__(
+        self,
+        *,
+        linger_seconds: float = 1.0,
+        linger_lines: int = 400,
+        report_timeout_seconds: float = 10.0,
+        max_report_lines: int = 50_000,
+        max_raw_lines: int = 2_000,
+        max_tasks: int = 20,
+        max_held: int = 1_000,
+    ) -> None:
+        self.linger_seconds = linger_seconds
+        self.linger_lines = linger_lines
+        self.report_timeout_seconds = report_timeout_seconds
+        self.max_report_lines = max_report_lines
+        self.max_raw_lines = max_raw_lines
+        self.max_tasks = max_tasks
+        self.max_held = max_held
+        self.counts: Counter[str] = Counter()
+        self._report: _Report | None = None
+        self._held: list[_Held] = []
+        self._line_no = 0
+        self._clock: float | None = None  # newest kernel time seen
+        self._tick: float | None = None  # newest time given to tick()
+
+    # -- public -------------------------------------------------------------------------
+    @property
+    def needs_every_line(self) -> bool:
+        """True while a report is open: its body lines carry no keyword a prefilter could find."""
+        report = self._report
+        return report is not None and not report.kills
+
+    @property
+    def busy(self) -> bool:
+        return self._report is not None or bool(self._held)
+
+    def feed(self, record: KernelRecord) -> list[OomEvent]:
+        out: list[OomEvent] = []
+        if not record.trusted:
+            self.counts["untrusted_records"] += 1
+            return out
+        if record.kernel_time is not None and (self._clock is None or record.kernel_time > self._clock):
+            self._clock = record.kernel_time
+        message = record.message
+        if "\n" in message:
+            for line in message.split("\n"):
+                self._line(line, record, out)
+        else:
+            self._line(message, record, out)
+        self._expire(out)
+        return out
+
+    def tick(self, now: float) -> list[OomEvent]:
+        """Advance the caller's clock (monotonic seconds); releases what has waited long enough."""
+        self._tick = now
+        out: list[OomEvent] = []
+        self._expire(out)
+        return out
+
+    def flush(self) -> list[OomEvent]:
+        """End of input: finish the open report (partial if it has no kill) and release all."""
+        out: list[OomEvent] = []
+        self._finish(out)
+        out.extend(held.event for held in self._held)
+        self._held.clear()
+        return out
+
+    # -- line dispatch ---------------------------------------------------------------------
+    def _line(self, line: str, record: KernelRecord, out: list[OomEvent]) -> None:
+        self._line_no += 1
+        report = self._report
+        if report is not None:
+            report.lines += 1
+            if len(report.raw) < self.max_raw_lines:
+                report.raw.append(line)
+            if record.kernel_time is not None:
+                report.last_kernel_time = record.kernel_time
+
+        keyword = "oom" in line or "OOM" in line or "Kill" in line or "Task" in line
+        if keyword and self._oom_line(line, record, out):
+            return
+        if report is not None and not report.kills:
+            self._body_line(report, line)
+
+    def _oom_line(self, line: str, record: KernelRecord, out: list[OomEvent]) -> bool:
+        """Lines that start, end or extend a report. Returns True when the line was consumed."""
+        if L.HEADER_MARK in line:
+            header = L.parse_header(line)
+            if header is not None:
+                self._finish(out)
+                self._open(record, line)
+                report = self._report
+                assert report is not None
+                report.header = header
+                report.header_record = record
+                self.counts["headers"] += 1
+                return True
+        if L.KILLED_MARK in line:
+            killed = L.parse_killed(line)
+            if killed is not None:
+                self._on_killed(killed, record, line, out)
+                return True
+            self.counts["unparsed_kill_lines"] += 1
+        if "Kill process " in line:
+            match = L.KILL_PROCESS.match(line)
+            if match is not None:
+                kill = _Kill(
+                    pid=int(match.group(2)), comm=match.group(3), record=record, message=match.group(1),
+                    score=int(match.group(4)), awaiting_killed=True,
+                )  # fmt: skip
+                self._add_kill(kill, line, out, group_member=False)
+                return True
+        if "OOM victim " in line:
+            match = L.VICTIM_EXITING.match(line)
+            if match is not None:
+                kill = _Kill(
+                    pid=int(match.group(2)), comm=match.group(3), record=record,
+                    message=match.group(1), exiting=True,
+                )  # fmt: skip
+                self._add_kill(kill, line, out, group_member=False)
+                return True
+        if line.startswith("oom_reaper: "):
+            match = L.REAPED.match(line)
+            if match is not None:
+                self._on_reaped(match, record)
+                return True
+        if L.SUMMARY_MARK in line and line.lstrip().startswith(L.SUMMARY_MARK):
+            summary = L.parse_summary(line)
+            if summary is not None:
+                report = self._report
+                if report is None or report.kills:
+                    # The summary belongs to dump_header(): a new report whose header was lost.
+                    self._finish(out)
+                    self._open(record, line)
+                    report = self._report
+                    assert report is not None
+                report.summary = summary
+                return True
+        if line.startswith("Tasks in "):
+            match = L.GROUP_KILL.match(line)
+            if match is not None:
+                report = self._report
+                if report is None:
+                    self._open(record, line)
+                    report = self._report
+                    assert report is not None
+                report.group_path = match.group(1)
+                self.counts["group_kill_notices"] += 1
+                return True
+        if line.startswith("Task in "):
+            match = L.TASK_IN.match(line)
+            if match is not None:
+                report = self._report
+                if report is None or report.kills:
+                    self._finish(out)
+                    self._open(record, line)
+                    report = self._report
+                    assert report is not None
+                report.task_in = (match.group(1), match.group(2))
+                return True
+        return False
+
+    def _body_line(self, report: _Report, line: str) -> None:
+        """Lines that only mean something inside an open report."""
+        stripped = line.strip()
+        if not stripped:
+            return
+        first = stripped[0]
+        if first == "[":
+            if report.task_columns is not None:
+                row = L.TASK_ROW.match(stripped)
+                if row is not None:
+                    self._task_row(report, int(row.group(1)), row.group(2))
+                    return
+            header = L.TASK_HEADER.match(stripped)
+            if header is not None:
+                report.task_columns = header.group(1).split()
+                report.in_stats = report.in_mem_info = False
+                return
+            return
+        if report.in_stats:
+            stat = L.STAT_LINE.match(line)
+            if stat is not None:
+                if report.stats is not None:
+                    report.stats[stat.group(1)] = int(stat.group(2))
+                return
+            report.in_stats = False
+        if report.in_mem_info:
+            pairs = L.MEM_INFO_PAIR.findall(stripped)
+            if pairs and not stripped.startswith("Node"):
+                assert report.mem_info is not None
+                for key, value in pairs:
+                    report.mem_info.setdefault(key, int(value))
+                return
+            report.in_mem_info = False
+        if stripped.startswith("CPU: "):
+            cpu = L.CPU_LINE.match(stripped)
+            if cpu is not None and report.trigger_pid is None:
+                report.trigger_pid = int(cpu.group(3))
+            return
+        if "usage " in stripped:
+            counter = L.COUNTER_LINE.match(stripped)
+            if counter is not None:
+                report.counters.setdefault(
+                    counter.group(1), (int(counter.group(2)), int(counter.group(3)), int(counter.group(4)))
+                )
+                return
+        if stripped.startswith(L.STATS_MARK):
+            path, stats = L.parse_stats_header(stripped)
+            if report.stats_path is None:
+                # v1 dumps one block per descendant cgroup: the first is the one that hit its limit.
+                report.stats_path = path
+                report.stats = stats
+                report.in_stats = not stats
+            else:
+                report.in_stats = False
+            return
+        if stripped == L.TASK_STATE_MARK:
+            return
+        if stripped.startswith(L.MEM_INFO_MARK):
+            report.mem_info = {}
+            report.in_mem_info = True
+            return
+        if " cpuset=" in stripped and " mems_allowed=" in stripped:
+            cpuset = L.CPUSET_LINE.match(stripped)
+            if cpuset is not None:
+                report.cpuset_comm = cpuset.group(1)
+
+    def _task_row(self, report: _Report, pid: int, rest: str) -> None:
+        columns = report.task_columns
+        assert columns is not None
+        parts = L.split_task_row(rest, columns)
+        if parts is None:
+            self.counts["unparsed_task_rows"] += 1
+            return
+        values: dict[str, int | None] = {}
+        for name, text in zip(columns[:-1], parts[:-1], strict=True):
+            try:
+                values[name] = int(text)
+            except ValueError:
+                values[name] = None
+        report.tasks.append(
+            TaskRow(
+                pid=pid,
+                uid=values.get("uid"),
+                tgid=values.get("tgid"),
+                total_vm_pages=values.get("total_vm"),
+                rss_pages=values.get("rss"),
+                rss_anon_pages=values.get("rss_anon"),
+                rss_file_pages=values.get("rss_file"),
+                rss_shmem_pages=values.get("rss_shmem"),
+                pgtables_bytes=values.get("pgtables_bytes"),
+                nr_ptes=values.get("nr_ptes"),
+                swapents=values.get("swapents"),
+                oom_score_adj=values.get("oom_score_adj"),
+                name=parts[-1].rstrip(),
+            )
+        )
+
+    # -- kills -----------------------------------------------------------------------------
+    def _on_killed(self, killed: L.Killed, record: KernelRecord, line: str, out: list[OomEvent]) -> None:
+        report = self._report
+        if report is not None and report.kills:
+            last = report.kills[-1]
+            if last.awaiting_killed:
+                # "Kill process A ... or sacrifice child" is followed by "Killed process B" (A or a child).
+                last.awaiting_killed = False
+                if last.pid != killed.pid:
+                    last.score = None  # the score was the parent's
+                last.pid, last.comm, last.killed, last.record = killed.pid, killed.comm, killed, record
+                if killed.message:
+                    last.message = killed.message
+                return
+            if report.group_path is not None:
+                if any(kill.pid == killed.pid for kill in report.kills):
+                    self.counts["group_kill_repeats"] += 1
+                    return
+                member = _Kill(killed.pid, killed.comm, record, message=killed.message, killed=killed)
+                report.kills.append(member)
+                return
+        kill = _Kill(killed.pid, killed.comm, record, message=killed.message, killed=killed)
+        self._add_kill(kill, line, out, group_member=False)
+
+    def _add_kill(self, kill: _Kill, line: str, out: list[OomEvent], *, group_member: bool) -> None:
+        report = self._report
+        if report is None or report.kills:
+            # A kill with no open report: the header was rate-limited (OOM storm) or lost.
+            self._finish(out)
+            self._open(kill.record, line)
+            report = self._report
+            assert report is not None
+            self.counts["bare_kills"] += 1
+        report.kills.append(kill)
+
+    def _on_reaped(self, match: re.Match[str], record: KernelRecord) -> None:
+        pid = int(match.group(1))
+        reaped = Reaped(
+            anon_rss_kb=int(match.group(3)),
+            file_rss_kb=int(match.group(4)),
+            shmem_rss_kb=int(match.group(5)) if match.group(5) is not None else None,
+            kernel_time=record.kernel_time,
+        )
+        report = self._report
+        if report is not None:
+            for kill in report.kills:
+                if kill.pid == pid and kill.reaped is None:
+                    kill.reaped = reaped
+                    self.counts["reaped_attached"] += 1
+                    return
+        for held in reversed(self._held):
+            victim = held.event.victim
+            if victim is not None and victim.pid == pid and held.event.reaped is None:
+                held.event = dataclasses.replace(held.event, reaped=reaped)
+                self.counts["reaped_attached"] += 1
+                return
+        self.counts["reaped_unmatched"] += 1
+
+    # -- report lifecycle ------------------------------------------------------------------
+    def _open(self, record: KernelRecord, line: str) -> None:
+        self._report = _Report(first=record, opened_tick=self._tick, last_kernel_time=record.kernel_time)
+        self._report.raw.append(line)
+        self._report.lines = 1
+
+    def _finish(self, out: list[OomEvent]) -> None:
+        report = self._report
+        if report is None:
+            return
+        self._report = None
+        self.counts["reports"] += 1
+        for event in self._events(report):
+            self.counts["events"] += 1
+            if event.partial:
+                self.counts["partial"] += 1
+            self._held.append(_Held(event, event.kernel_time, self._tick, self._line_no))
+        while len(self._held) > self.max_held:
+            out.append(self._held.pop(0).event)
+
+    def _expire(self, out: list[OomEvent]) -> None:
+        report = self._report
+        if report is not None and self._report_expired(report):
+            self._finish(out)
+        if not self._held:
+            return
+        released = 0
+        for held in self._held:
+            if not self._held_expired(held):
+                break
+            out.append(held.event)
+            released += 1
+        if released:
+            del self._held[:released]
+
+    def _report_expired(self, report: _Report) -> bool:
+        if report.kills:
+            limit, lines = self.linger_seconds, self.linger_lines
+            start = report.kills[-1].record.kernel_time
+        else:
+            limit, lines = self.report_timeout_seconds, self.max_report_lines
+            start = report.first.kernel_time
+        if report.lines > lines:
+            return True
+        if start is not None and self._clock is not None and self._clock - start > limit:
+            return True
+        return (
+            report.opened_tick is not None
+            and self._tick is not None
+            and self._tick - report.opened_tick > limit
+        )
+
+    def _held_expired(self, held: _Held) -> bool:
+        if self._line_no - held.held_line > self.linger_lines:
+            return True
+        if (
+            held.kernel_time is not None
+            and self._clock is not None
+            and self._clock - held.kernel_time > self.linger_seconds
+        ):
+            return True
+        return (
+            held.held_tick is not None
+            and self._tick is not None
+            and self._tick - held.held_tick > self.linger_seconds
+        )
+
+    # -- event building --------------------------------------------------------------------
+    def _events(self, report: _Report) -> list[OomEvent]:
+        if not report.kills:
+            return [self._event(report, None, first_victim=True)]
+        events: list[OomEvent] = []
+        for index, kill in enumerate(report.kills):
+            events.append(self._event(report, kill, first_victim=index == 0))
+        return events
+
+    def _event(self, report: _Report, kill: _Kill | None, *, first_victim: bool) -> OomEvent:
+        header = report.header
+        summary = report.summary
+        record = kill.record if kill is not None else (report.header_record or report.first)
+
+        trigger: Trigger | None = None
+        if header is not None:
+            trigger = Trigger(
+                pid=report.trigger_pid,
+                comm=header.comm,
+                gfp_mask=header.gfp_mask,
+                gfp_flags=header.gfp_flags,
+                order=header.order,
+                oom_score_adj=header.oom_score_adj,
+            )
+
+        victim: Victim | None = None
+        if kill is not None:
+            killed = kill.killed
+            victim = Victim(
+                pid=kill.pid,
+                comm=kill.comm,
+                uid=killed.uid if killed is not None else None,
+                oom_score_adj=killed.oom_score_adj if killed is not None else None,
+                total_vm_kb=killed.total_vm_kb if killed is not None else None,
+                anon_rss_kb=killed.anon_rss_kb if killed is not None else None,
+                file_rss_kb=killed.file_rss_kb if killed is not None else None,
+                shmem_rss_kb=killed.shmem_rss_kb if killed is not None else None,
+                pgtables_kb=killed.pgtables_kb if killed is not None else None,
+                score=kill.score,
+                already_exiting=kill.exiting,
+            )
+            if victim.uid is None and summary is not None and summary.pid == kill.pid:
+                victim = dataclasses.replace(victim, uid=summary.uid)
+
+        # The summary and "Task in" lines describe the chosen victim only; group members get the
+        # group's cgroup as the text says nothing more precise about them.
+        task_memcg: str | None = None
+        oom_memcg: str | None = None
+        global_oom = False
+        if summary is not None:
+            global_oom = summary.global_oom
+            oom_memcg = summary.oom_memcg
+            if kill is None or summary.pid is None or summary.pid == kill.pid or first_victim:
+                task_memcg = summary.task_memcg
+        if report.task_in is not None:
+            if task_memcg is None and (first_victim or kill is None):
+                task_memcg = report.task_in[0]
+            if oom_memcg is None:
+                oom_memcg = report.task_in[1]
+        if oom_memcg is None and report.stats_path is not None and not global_oom:
+            oom_memcg = report.stats_path  # memcg reports dump the stats of the memcg that hit its limit
+        identity_path = task_memcg if task_memcg is not None else report.group_path
+
+        kill_message = kill.message if kill is not None else None
+        constraint = summary.constraint if summary is not None else None
+        if constraint is None and kill_message == MEMCG_KILL_MESSAGE:
+            constraint = "CONSTRAINT_MEMCG"
+        if (
+            not global_oom
+            and summary is None
+            and kill_message is not None
+            and kill_message.startswith("Out of memory")
+            and oom_memcg is None
+        ):
+            global_oom = True  # the kernel prints this message only when no memcg limit fired
+        identity = identify(identity_path)
+        scope = limit_scope(identity_path, oom_memcg, global_oom=global_oom)
+        cgroup = CgroupInfo(
+            task_memcg=task_memcg,
+            oom_memcg=oom_memcg,
+            pod_uid=identity.pod_uid,
+            container_id=identity.container_id,
+            runtime=identity.runtime,
+            qos_class=identity.qos_class,
+            driver=identity.driver,
+            limit_scope=scope,
+            source="report" if identity_path is not None else "none",
+            oom_group=report.group_path,
+        )
+
+        memcg: MemcgUsage | None = None
+        counters = report.counters
+        if counters:
+            memory = counters.get("memory")
+            memsw = counters.get("memory+swap")
+            swap = counters.get("swap")
+            kmem = counters.get("kmem")
+            memcg = MemcgUsage(
+                usage_kb=memory[0] if memory else None,
+                limit_kb=memory[1] if memory else None,
+                failcnt=memory[2] if memory else None,
+                memsw_usage_kb=memsw[0] if memsw else None,
+                memsw_limit_kb=memsw[1] if memsw else None,
+                swap_usage_kb=swap[0] if swap else None,
+                swap_limit_kb=swap[1] if swap else None,
+                kmem_usage_kb=kmem[0] if kmem else None,
+                kmem_limit_kb=kmem[1] if kmem else None,
+            )
+
+        tasks: list[TaskRow] | None = None
+        tasks_total: int | None = None
+        if report.task_columns is not None:
+            tasks_total = len(report.tasks)
+            tasks = sorted(report.tasks, key=lambda row: row.rss_pages or 0, reverse=True)[: self.max_tasks]
+
+        partial = kill is None
+        partial_reason = "no kill line: report truncated or its end lost" if partial else None
+        position = record.position
+        event_id = make_event_id(
+            boot_id=record.boot_id,
+            host=record.host,
+            kernel_time=record.kernel_time,
+            wall_time=record.wall_time,
+            pid=kill.pid if kill is not None else None,
+            fallback=_position_key(record),
+        )
+        return OomEvent(
+            event_id=event_id,
+            time=format_time(record.wall_time),
+            time_source=record.time_source if record.wall_time is not None else None,
+            kernel_time=record.kernel_time,
+            host=record.host,
+            boot_id=record.boot_id,
+            victim=victim,
+            trigger=trigger,
+            constraint=constraint,
+            cgroup=cgroup,
+            memcg=memcg,
+            tasks=tasks,
+            tasks_total=tasks_total,
+            group_kill=report.group_path is not None,
+            partial=partial,
+            partial_reason=partial_reason,
+            kill_message=kill_message,
+            reaped=kill.reaped if kill is not None else None,
+            memcg_stats=report.stats if report.stats else None,
+            mem_info=report.mem_info if report.mem_info else None,
+            source=Source(
+                kind=position.kind if position is not None else "unknown",
+                format=record.format,
+                position=position.to_json() if position is not None else None,
+            ),
+            raw_lines=list(report.raw) if partial else None,
+        )
+
+
+def _position_key(record: KernelRecord) -> str | None:
+    position = record.position
+    if position is None:
+        return None
+    if position.seq is not None:
+        return f"seq:{position.seq}"
+    if position.cursor is not None:
+        return f"cursor:{position.cursor}"
+    if position.offset is not None:
+        return f"{position.path or ''}:{position.offset}"
+    return None

@@ -1,0 +1,53 @@
+"""Framed kernel log records: what every input format is reduced to before OOM assembly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePosition:
+    """Where a record came from, precise enough to resume reading after it.
+
+    Only the fields that the source kind defines are set: kmsg has ``seq``, journald has
+    ``cursor``, files and stdin have ``offset`` (byte offset of the line start) and, for files,
+    ``path``/``device``/``inode`` so a rotated file is not mistaken for its successor.
+    """
+
+    kind: str
+    offset: int | None = None
+    seq: int | None = None
+    cursor: str | None = None
+    path: str | None = None
+    device: int | None = None
+    inode: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("offset", "seq", "cursor", "path", "device", "inode"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class KernelRecord:
+    """One kernel log record, stripped of its transport wrapper.
+
+    ``message`` may hold several lines when the kernel printed a newline inside one record
+    (old memcg stat dumps do); the assembler splits it.
+    """
+
+    message: str
+    format: str
+    kernel_time: float | None = None  # seconds since boot (CLOCK_MONOTONIC at printk time)
+    wall_time: float | None = None  # Unix seconds, UTC
+    time_source: str | None = None  # what wall_time was read from
+    host: str | None = None
+    boot_id: str | None = None
+    facility: int | None = None
+    level: int | None = None
+    trusted: bool = True  # False when something other than the kernel wrote it
+    position: SourcePosition | None = None

@@ -1,0 +1,134 @@
+"""Bulk scanning of log bytes: split lines, frame, assemble, with a keyword prefilter.
+
+Kernel logs are mostly not about OOM. While no report is open, only a line containing one of a
+few keywords can start or extend one, so the scanner jumps between keyword hits with
+``bytes.find`` (memchr speed) and frames only those lines; inside an open report every line is
+framed. Skipped lines are counted, never silently lost: they cannot carry OOM information.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from parsers.events import OomEvent
+from parsers.framing import Framer
+from parsers.oom import Assembler
+
+# Every line that can open or touch a report holds one of these (see parsers/oom_lines.py);
+# journald JSON with a byte-array MESSAGE and journalctl boot markers are framed too.
+KEYWORDS: tuple[bytes, ...] = (b"oom", b"OOM", b"Kill", b"Task", b'"MESSAGE":[', b"-- Boot ")
+
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+
+
+class LogScanner:
+    """Feed byte chunks of one stream in order; collect events. Offsets are stream byte offsets."""
+
+    def __init__(
+        self,
+        framer: Framer,
+        assembler: Assembler,
+        *,
+        base_offset: int = 0,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        prefilter: bool = True,
+    ) -> None:
+        self.framer = framer
+        self.assembler = assembler
+        self.max_line_bytes = max_line_bytes
+        self.prefilter = prefilter
+        self.counts: Counter[str] = Counter()
+        self._tail = b""
+        self._tail_offset = base_offset
+        self._discarding = False  # inside the rest of an over-long line
+
+    def feed(self, data: bytes) -> list[OomEvent]:
+        out: list[OomEvent] = []
+        if not data:
+            return out
+        if self._discarding:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self._tail_offset += len(data)
+                return out
+            self._discarding = False
+            self._tail_offset += newline + 1
+            data = data[newline + 1 :]
+        buf = self._tail + data if self._tail else data
+        buf_offset = self._tail_offset
+        end = buf.rfind(b"\n")
+        if end < 0:
+            if len(buf) > self.max_line_bytes:
+                self._long_line(buf, buf_offset, out)
+                self._tail = b""
+                self._tail_offset = buf_offset + len(buf)
+                self._discarding = True
+            else:
+                self._tail = buf
+            return out
+        self._scan(buf, end + 1, buf_offset, out)
+        self._tail = buf[end + 1 :]
+        self._tail_offset = buf_offset + end + 1
+        if len(self._tail) > self.max_line_bytes:
+            self._long_line(self._tail, self._tail_offset, out)
+            self._tail_offset += len(self._tail)
+            self._tail = b""
+            self._discarding = True
+        return out
+
+    def finish(self) -> list[OomEvent]:
+        out: list[OomEvent] = []
+        if self._tail:
+            self._scan(self._tail + b"\n", len(self._tail) + 1, self._tail_offset, out)
+            self._tail = b""
+        self._discarding = False
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+    def _long_line(self, buf: bytes, offset: int, out: list[OomEvent]) -> None:
+        self.counts["lines"] += 1
+        self.counts["long_lines_truncated"] += 1
+        self._frame(buf[: self.max_line_bytes], offset, out)
+
+    def _frame(self, line: bytes, offset: int, out: list[OomEvent]) -> None:
+        record = self.framer.frame(line, offset)
+        if record is not None:
+            out.extend(self.assembler.feed(record))
+
+    def _scan(self, buf: bytes, limit: int, base: int, out: list[OomEvent]) -> None:
+        """Process the complete lines in buf[:limit] (limit is just past a newline)."""
+        assembler = self.assembler
+        frame = self._frame
+        pos = 0
+        lines = 0
+        next_hit = dict.fromkeys(KEYWORDS, -1)
+        max_line = self.max_line_bytes
+        while pos < limit:
+            if self.prefilter and not assembler.needs_every_line:
+                hit = limit
+                for keyword, cached in next_hit.items():
+                    if cached < pos:
+                        cached = buf.find(keyword, pos, limit)
+                        next_hit[keyword] = cached = limit if cached < 0 else cached
+                    if cached < hit:
+                        hit = cached
+                if hit >= limit:
+                    skipped = buf.count(b"\n", pos, limit)
+                    lines += skipped
+                    self.counts["lines_prefiltered"] += skipped
+                    break
+                start = buf.rfind(b"\n", pos, hit) + 1
+                if start > pos:
+                    skipped = buf.count(b"\n", pos, start)
+                    lines += skipped
+                    self.counts["lines_prefiltered"] += skipped
+                    pos = start
+            end = buf.find(b"\n", pos, limit)
+            line = buf[pos:end]
+            if len(line) > max_line:
+                self.counts["long_lines_truncated"] += 1
+                line = line[:max_line]
+            frame(line, base + pos, out)
+            lines += 1
+            pos = end + 1
+        self.counts["lines"] += lines

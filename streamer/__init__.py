@@ -1,0 +1,1 @@
+"""oomstream service: sources, pipeline, enrichment, sinks, config, metrics, CLI."""
