@@ -63,6 +63,14 @@ _RSYSLOG_ESCAPE = re.compile(r"#([0-3][0-7]{2})")
 _BOOT_MARKER = re.compile(r"-- Boot ([0-9a-f]{32}) --")
 
 
+class _Skip:
+    """A line that matched a format but carries no kernel record (counted where it is made)."""
+
+
+SKIP = _Skip()
+Framed = KernelRecord | _Skip | None
+
+
 def _unescape_kmsg(text: str) -> str:
     if "\\x" not in text:
         return text
@@ -123,10 +131,11 @@ class Framer:
             text = text[:-1]
         position = SourcePosition(kind=self.source_kind, offset=offset, path=self.path)
         record = self._frame_text(text, position)
-        if record is not None:
+        if isinstance(record, KernelRecord):
             self.records_by_format[record.format] += 1
             self._last = record
-        return record
+            return record
+        return None
 
     def frame_kmsg_record(self, data: bytes, *, boot_id: str | None = None) -> KernelRecord | None:
         """Frame one record as read() from /dev/kmsg: header line plus ' KEY=value' lines."""
@@ -140,47 +149,46 @@ class Framer:
         return record
 
     # -- detection -----------------------------------------------------------------------
-    def _frame_text(self, text: str, position: SourcePosition) -> KernelRecord | None:
+    def _frame_text(self, text: str, position: SourcePosition) -> Framed:
         fmt = self.fmt
         if not text:
             self.skipped["empty"] += 1
             return None
         if fmt == "auto":
             return self._auto(text, position)
-        framed: KernelRecord | bool | None = self._forced(fmt, text, position)
-        if framed is False:
+        framed = self._forced(fmt, text, position)
+        if framed is None:
             # Never drop a line because the forced format did not fit: keep it as a bare message.
             self.skipped["format_mismatch"] += 1
             return self._plain(text, position)
-        return framed if isinstance(framed, KernelRecord) else None
+        return framed
 
-    def _forced(self, fmt: str, text: str, position: SourcePosition) -> KernelRecord | bool | None:
+    def _forced(self, fmt: str, text: str, position: SourcePosition) -> Framed:
+        """The forced format's framing; None when the line does not have that shape."""
         first = text[0]
         if first in " \t" and fmt != "plain":
-            cont = self._continuation(text, position)
-            return cont if cont is not None else False
+            return self._continuation(text, position)
         if fmt == "kmsg":
-            return self._kmsg(text, position) or False
+            return self._kmsg(text, position)
         if fmt == "dmesg":
-            return self._dmesg(text, position) or False
+            return self._dmesg(text, position)
         if fmt == "dmesg-T":
-            return self._dmesg_t(text, position) or False
+            return self._dmesg_t(text, position)
         if fmt == "syslog":
-            return self._syslog(text, position) or False
+            return self._syslog(text, position)
         if fmt == "journalctl":
             if text.startswith("-- "):
-                self._journal_marker(text)
-                return None
+                return self._journal_marker(text)
             if first == "[":
-                return self._short_monotonic(text, position, strict=False) or False
-            return self._syslog(text, position, journalctl=True) or False
+                return self._short_monotonic(text, position, strict=False)
+            return self._syslog(text, position, journalctl=True)
         if fmt == "journal-json":
-            return self._journal_json(text, position)
+            return self._journal_json(text, position) or SKIP
         return self._plain(text, position)
 
-    def _auto(self, text: str, position: SourcePosition) -> KernelRecord | None:
+    def _auto(self, text: str, position: SourcePosition) -> Framed:
         first = text[0]
-        record: KernelRecord | None = None
+        record: Framed = None
         if first == "{":
             return self._journal_json(text, position)
         if first == "[":
@@ -196,8 +204,7 @@ class Framer:
         elif first in " \t":
             record = self._continuation(text, position)
         elif first == "-" and text.startswith("-- "):
-            self._journal_marker(text)
-            return None
+            return self._journal_marker(text)
         elif first.isalpha():
             record = self._syslog(text, position, journalctl=None)
         return record if record is not None else self._plain(text, position)
@@ -208,7 +215,7 @@ class Framer:
             message=text, format="plain", host=self.host, boot_id=self.boot_id, position=position
         )
 
-    def _continuation(self, text: str, position: SourcePosition) -> KernelRecord | None:
+    def _continuation(self, text: str, position: SourcePosition) -> Framed:
         last = self._last
         if last is None or last.format in ("plain", "journal-json"):
             return None
@@ -216,7 +223,7 @@ class Framer:
         if last.format == "kmsg" and "=" in stripped and " " not in stripped:
             # ' SUBSYSTEM=pci' dictionary lines of a /dev/kmsg dump: metadata, not message text.
             self.skipped["kmsg_dictionary"] += 1
-            return None
+            return SKIP
         return KernelRecord(
             message=stripped,
             format=last.format,
@@ -314,7 +321,7 @@ class Framer:
             position=position,
         )
 
-    def _short_monotonic(self, text: str, position: SourcePosition, *, strict: bool) -> KernelRecord | None:
+    def _short_monotonic(self, text: str, position: SourcePosition, *, strict: bool) -> Framed:
         match = _MONOTONIC_PREFIX.match(text)
         if match is None:
             if strict:
@@ -348,14 +355,14 @@ class Framer:
         position: SourcePosition,
         facility: int | None = None,
         level: int | None = None,
-    ) -> KernelRecord | None:
+    ) -> Framed:
         tag = tagged.group(2)
         message = text[tagged.end() :]
         if tag != "kernel":
             self.skipped["not_kernel"] += 1
             if _looks_like_oom(message):
                 self.skipped["untrusted_oom_line"] += 1
-            return None
+            return SKIP
         if fmt.startswith("syslog"):
             message = _unescape_rsyslog(message)
         inner = _INNER_KTIME.match(message)
@@ -378,7 +385,7 @@ class Framer:
 
     def _syslog(
         self, text: str, position: SourcePosition, *, journalctl: bool | None = False
-    ) -> KernelRecord | None:
+    ) -> Framed:
         """RFC 3164/5424 syslog lines, and journalctl short/short-iso/short-precise (same shapes)."""
         start = 0
         facility: int | None = None
@@ -439,7 +446,7 @@ class Framer:
 
     def _rfc5424(
         self, text: str, match: re.Match[str], facility: int, level: int, position: SourcePosition
-    ) -> KernelRecord | None:
+    ) -> Framed:
         timestamp, host, app = match.group(1), match.group(2), match.group(3)
         iso = _ISO_TIME.match(timestamp + " ")
         wall = _iso_to_unix(iso, self.tz) if iso is not None else None
@@ -454,7 +461,7 @@ class Framer:
             self.skipped["not_kernel"] += 1
             if _looks_like_oom(message):
                 self.skipped["untrusted_oom_line"] += 1
-            return None
+            return SKIP
         message = _unescape_rsyslog(message)
         kernel_time: float | None = None
         inner = _INNER_KTIME.match(message)
@@ -475,12 +482,12 @@ class Framer:
             position=position,
         )
 
-    def _journal_marker(self, text: str) -> None:
+    def _journal_marker(self, text: str) -> _Skip:
         boot = _BOOT_MARKER.match(text)
         if boot is not None:
             self.boot_id = boot.group(1)
         self.skipped["journalctl_marker"] += 1
-        return None
+        return SKIP
 
     def _journal_json(self, text: str, position: SourcePosition) -> KernelRecord | None:
         try:
