@@ -192,11 +192,10 @@ class Framer:
         if first == "{":
             return self._journal_json(text, position)
         if first == "[":
-            record = (
-                self._short_monotonic(text, position, strict=True)
-                or self._dmesg(text, position)
-                or self._dmesg_t(text, position)
-            )
+            # journalctl -o short-monotonic names the host and the "kernel:" tag after the stamp.
+            if " kernel:" in text[:100]:
+                record = self._short_monotonic(text, position, strict=True)
+            record = record or self._dmesg(text, position) or self._dmesg_t(text, position)
         elif first == "<":
             record = self._dmesg(text, position) or self._syslog(text, position)
         elif first.isdigit():
@@ -224,19 +223,7 @@ class Framer:
             # ' SUBSYSTEM=pci' dictionary lines of a /dev/kmsg dump: metadata, not message text.
             self.skipped["kmsg_dictionary"] += 1
             return SKIP
-        return KernelRecord(
-            message=stripped,
-            format=last.format,
-            kernel_time=last.kernel_time,
-            wall_time=last.wall_time,
-            time_source=last.time_source,
-            host=last.host,
-            boot_id=last.boot_id,
-            facility=last.facility,
-            level=last.level,
-            trusted=last.trusted,
-            position=position,
-        )
+        return last._replace(message=stripped, position=position)
 
     def _kmsg(
         self, text: str, position: SourcePosition, *, boot_id: str | None = None

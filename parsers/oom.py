@@ -34,6 +34,10 @@ from parsers.events import (
 from parsers.records import KernelRecord
 
 MEMCG_KILL_MESSAGE = "Memory cgroup out of memory"
+# "Killed process" follows "Kill process" at once; a few lines of slack cover interleaving.
+_KILLED_FOLLOWS_WITHIN = 50
+_CHECK_EVERY_SECONDS = 0.05
+_CHECK_EVERY_LINES = 32
 
 
 @dataclass(slots=True)
@@ -47,6 +51,7 @@ class _Kill:
     exiting: bool = False
     awaiting_killed: bool = False  # a "Kill process" line whose "Killed process" line may follow
     reaped: Reaped | None = None
+    line_index: int = 0  # the report's line count when this kill was seen
 
 
 @dataclass(slots=True)
@@ -109,13 +114,21 @@ class Assembler:
         self._line_no = 0
         self._clock: float | None = None  # newest kernel time seen
         self._tick: float | None = None  # newest time given to tick()
+        self._checked_clock = float("-inf")
+        self._checked_line = 0
 
     # -- public -------------------------------------------------------------------------
     @property
     def needs_every_line(self) -> bool:
-        """True while a report is open: its body lines carry no keyword a prefilter could find."""
+        """True while a report is open (its body lines carry no keyword a prefilter could find)
+        and while a "Kill process" line waits for its unprefixed "Killed process" line."""
         report = self._report
-        return report is not None and not report.kills
+        if report is None:
+            return False
+        if not report.kills:
+            return True
+        last = report.kills[-1]
+        return last.awaiting_killed and report.lines - last.line_index < _KILLED_FOLLOWS_WITHIN
 
     @property
     def busy(self) -> bool:
@@ -134,7 +147,15 @@ class Assembler:
                 self._line(line, record, out)
         else:
             self._line(message, record, out)
-        self._expire(out)
+        # Deadlines are checked when record time moved on or every few lines, not on every line:
+        # this runs for every line of every report.
+        clock = self._clock
+        if (clock is not None and clock - self._checked_clock >= _CHECK_EVERY_SECONDS) or (
+            self._line_no - self._checked_line >= _CHECK_EVERY_LINES
+        ):
+            self._checked_clock = clock if clock is not None else self._checked_clock
+            self._checked_line = self._line_no
+            self._expire(out)
         return out
 
     def tick(self, now: float) -> list[OomEvent]:
@@ -377,6 +398,7 @@ class Assembler:
             report = self._report
             assert report is not None
             self.counts["bare_kills"] += 1
+        kill.line_index = report.lines
         report.kills.append(kill)
 
     def _on_reaped(self, match: re.Match[str], record: KernelRecord) -> None:

@@ -14,9 +14,25 @@ from parsers.events import OomEvent
 from parsers.framing import Framer
 from parsers.oom import Assembler
 
-# Every line that can open or touch a report holds one of these (see parsers/oom_lines.py);
-# journald JSON with a byte-array MESSAGE and journalctl boot markers are framed too.
-KEYWORDS: tuple[bytes, ...] = (b"oom", b"OOM", b"Kill", b"Task", b'"MESSAGE":[', b"-- Boot ")
+# Every line that can open a report or touch a finished one holds one of these (see
+# parsers/oom_lines.py): "oom" is in the header, the oom-kill: summary, the reaper and the
+# oom.group notice; "emory" is in every kill message prefix ("Out of memory", "Memory cgroup out of
+# memory"). The only exception, the unprefixed "Killed process" line before 5.1, always follows
+# a prefixed "Kill process" line, after which the assembler asks for every line again.
+KEYWORDS: tuple[bytes, ...] = (b"oom", b"emory")
+# Format-specific lines worth framing: JSON entries whose MESSAGE is a byte array (text search
+# cannot see into them) and journalctl boot markers (they carry the boot id).
+JSON_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b'"MESSAGE":[')
+JOURNALCTL_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b"-- Boot ")
+
+
+def keywords_for(first_line: bytes) -> tuple[bytes, ...]:
+    """Pick the keyword set from the shape of a chunk's first line (one sniff per chunk)."""
+    if first_line.startswith(b"{"):
+        return JSON_KEYWORDS
+    if first_line.startswith(b"-- ") or b" kernel:" in first_line[:120]:
+        return JOURNALCTL_KEYWORDS
+    return KEYWORDS
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 
@@ -54,27 +70,36 @@ class LogScanner:
             self._discarding = False
             self._tail_offset += newline + 1
             data = data[newline + 1 :]
-        buf = self._tail + data if self._tail else data
+        if self._tail:
+            # Complete the carried-over line on its own rather than copying the tail and the
+            # whole chunk into a new buffer.
+            newline = data.find(b"\n")
+            if newline < 0:
+                self._tail += data
+                self._check_tail(out)
+                return out
+            head = self._tail + data[: newline + 1]
+            self._scan(head, len(head), self._tail_offset, out)
+            self._tail_offset += len(head)
+            self._tail = b""
+            data = data[newline + 1 :]
+        buf = data
         buf_offset = self._tail_offset
         end = buf.rfind(b"\n")
-        if end < 0:
-            if len(buf) > self.max_line_bytes:
-                self._long_line(buf, buf_offset, out)
-                self._tail = b""
-                self._tail_offset = buf_offset + len(buf)
-                self._discarding = True
-            else:
-                self._tail = buf
-            return out
-        self._scan(buf, end + 1, buf_offset, out)
+        if end >= 0:
+            self._scan(buf, end + 1, buf_offset, out)
         self._tail = buf[end + 1 :]
         self._tail_offset = buf_offset + end + 1
+        self._check_tail(out)
+        return out
+
+    def _check_tail(self, out: list[OomEvent]) -> None:
+        """An unfinished line longer than the limit is framed truncated; the rest is dropped."""
         if len(self._tail) > self.max_line_bytes:
             self._long_line(self._tail, self._tail_offset, out)
             self._tail_offset += len(self._tail)
             self._tail = b""
             self._discarding = True
-        return out
 
     def finish(self) -> list[OomEvent]:
         out: list[OomEvent] = []
@@ -101,7 +126,8 @@ class LogScanner:
         frame = self._frame
         pos = 0
         lines = 0
-        next_hit = dict.fromkeys(KEYWORDS, -1)
+        first_end = buf.find(b"\n", 0, limit)
+        next_hit = dict.fromkeys(keywords_for(buf[: min(first_end, 512)]), -1)
         max_line = self.max_line_bytes
         while pos < limit:
             if self.prefilter and not assembler.needs_every_line:
