@@ -1,0 +1,1 @@
+"""Sources: kmsg, journald, files/stdin. One module each."""
