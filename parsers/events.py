@@ -94,7 +94,8 @@ class Reaped:
 class Source:
     kind: str
     format: str | None
-    position: dict[str, Any] | None
+    position: dict[str, Any] | None  # the kill line (or, for a partial report, its first line)
+    report_position: dict[str, Any] | None = None  # the report's first line: resume here to reread it
 
 
 @dataclass(frozen=True, slots=True)

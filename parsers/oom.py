@@ -31,7 +31,7 @@ from parsers.events import (
     format_time,
     make_event_id,
 )
-from parsers.records import KernelRecord
+from parsers.records import KernelRecord, SourcePosition
 
 MEMCG_KILL_MESSAGE = "Memory cgroup out of memory"
 # "Killed process" follows "Kill process" at once; a few lines of slack cover interleaving.
@@ -85,6 +85,7 @@ class _Held:
     kernel_time: float | None
     held_tick: float | None
     held_line: int
+    origin: SourcePosition | None  # the report's first record
 
 
 class Assembler:
@@ -133,6 +134,18 @@ class Assembler:
     @property
     def busy(self) -> bool:
         return self._report is not None or bool(self._held)
+
+    def oldest_pending_position(self) -> SourcePosition | None:
+        """The first record of the oldest report not yet released as events.
+
+        A checkpoint must not move past it: after a restart, reading resumes there and the report
+        is assembled again (its events keep their ids, so consumers can drop the repeats).
+        """
+        if self._held:
+            return self._held[0].origin
+        if self._report is not None:
+            return self._report.first.position
+        return None
 
     def feed(self, record: KernelRecord) -> list[OomEvent]:
         out: list[OomEvent] = []
@@ -440,7 +453,9 @@ class Assembler:
             self.counts["events"] += 1
             if event.partial:
                 self.counts["partial"] += 1
-            self._held.append(_Held(event, event.kernel_time, self._tick, self._line_no))
+            self._held.append(
+                _Held(event, event.kernel_time, self._tick, self._line_no, report.first.position)
+            )
         while len(self._held) > self.max_held:
             out.append(self._held.pop(0).event)
 
@@ -642,6 +657,7 @@ class Assembler:
                 kind=position.kind if position is not None else "unknown",
                 format=record.format,
                 position=position.to_json() if position is not None else None,
+                report_position=report.first.position.to_json() if report.first.position else None,
             ),
             raw_lines=list(report.raw) if partial else None,
         )
