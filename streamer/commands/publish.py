@@ -1,0 +1,390 @@
+"""``oomstream publish FILE...``: parse kernel logs exactly like ``oomstream parse`` and send to Kafka.
+
+The scanning is the same Framer + Assembler + LogScanner pipeline; ``iter_log_events`` is the shared
+piece (files or stdin, gzip detected by magic) that ``parse`` could use too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any, BinaryIO, TextIO
+
+from dateutil import tz as dateutil_tz
+
+from parsers.events import OomEvent
+from parsers.framing import FORMATS, Framer
+from parsers.oom import Assembler
+from parsers.scan import LogScanner
+from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError, SinkConfigError
+from streamer.sinks.kafka import COMPRESSION_PACKAGES, KafkaSink, KafkaSinkConfig
+
+BOOTSTRAP_ENV = "OOMSTREAM_KAFKA_BOOTSTRAP"
+CHUNK_BYTES = 1 << 20
+PROGRESS_INTERVAL_SECONDS = 0.1
+EXIT_DELIVERY_PROBLEMS = 1
+
+
+def _cli_error(message: str) -> Exception:
+    # Imported here: streamer.cli imports this module to register the subcommand.
+    from streamer.cli import CliError
+
+    return CliError(message)
+
+
+# -- scanning (shared with `parse`) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """The parse options of ``oomstream parse``, with the same defaults."""
+
+    format: str = "auto"
+    host: str | None = None
+    boot_id: str | None = None
+    year: int | None = None
+    tz: tzinfo | None = None
+    max_tasks: int = 20
+    max_line_bytes: int = 1 << 20
+
+
+def resolve_tz(name: str | None) -> tzinfo:
+    if name is None or name == "local":
+        local: tzinfo = dateutil_tz.tzlocal()
+        return local
+    zone = dateutil_tz.gettz(name)
+    if zone is None:
+        raise _cli_error(f"--tz {name!r}: unknown time zone (use e.g. UTC, Europe/Berlin, local)")
+    return zone
+
+
+def open_log(path: str) -> tuple[BinaryIO, int | None]:
+    """Open a log file (or ``-`` for stdin); gzip by magic. Returns the handle and its on-disk size."""
+    if path == "-":
+        return sys.stdin.buffer, None
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        raise _cli_error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise _cli_error(f"{path}: is a directory, not a log file") from None
+    except PermissionError:
+        raise _cli_error(f"{path}: permission denied") from None
+    except OSError as error:
+        raise _cli_error(f"{path}: cannot open: {error.strerror or error}") from None
+    size = os.fstat(handle.fileno()).st_size
+    if handle.peek(2)[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=handle, mode="rb"), size  # type: ignore[return-value]
+    return handle, size
+
+
+def _raw_offset(handle: BinaryIO) -> int | None:
+    """Bytes consumed from disk so far (the compressed offset for gzip), for progress."""
+    raw = getattr(handle, "fileobj", None) or handle
+    try:
+        return int(raw.tell())
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def iter_log_events(
+    paths: Sequence[str],
+    options: ScanOptions = ScanOptions(),
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[OomEvent]:
+    """Events from log files in order, scanned exactly as ``oomstream parse`` does.
+
+    ``on_progress(n)`` is called with the number of on-disk bytes consumed since the last call.
+    One Assembler spans all files (like ``parse``), so a report split across a rotation joins up.
+    """
+    assembler = Assembler(max_tasks=options.max_tasks)
+    for path in paths:
+        handle, _size = open_log(path)
+        framer = Framer(
+            options.format,
+            source_kind="stdin" if path == "-" else "file",
+            path=None if path == "-" else os.path.abspath(path),
+            host=options.host,
+            boot_id=options.boot_id,
+            year=options.year,
+            tz=options.tz,
+        )
+        scanner = LogScanner(framer, assembler, max_line_bytes=options.max_line_bytes)
+        consumed = 0
+        try:
+            while True:
+                try:
+                    chunk = handle.read(CHUNK_BYTES)
+                except (OSError, EOFError, gzip.BadGzipFile) as error:
+                    raise _cli_error(f"{path}: read failed: {error}") from None
+                if not chunk:
+                    break
+                if on_progress is not None:
+                    offset = _raw_offset(handle)
+                    step = len(chunk) if offset is None else offset - consumed
+                    consumed += step
+                    on_progress(step)
+                yield from scanner.feed(chunk)
+            yield from scanner.finish()
+        finally:
+            if handle is not sys.stdin.buffer:
+                handle.close()
+    yield from assembler.flush()
+
+
+def events_from_bytes(data: bytes, options: ScanOptions = ScanOptions()) -> list[OomEvent]:
+    """Parse an in-memory log (tests, tools) with the same pipeline."""
+    assembler = Assembler(max_tasks=options.max_tasks)
+    framer = Framer(
+        options.format,
+        source_kind="stdin",
+        path=None,
+        host=options.host,
+        boot_id=options.boot_id,
+        year=options.year,
+        tz=options.tz,
+    )
+    scanner = LogScanner(framer, assembler, max_line_bytes=options.max_line_bytes)
+    events = scanner.feed(data)
+    events.extend(scanner.finish())
+    events.extend(assembler.flush())
+    return events
+
+
+# -- progress ---------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on a TTY; nothing until the final line otherwise."""
+
+    def __init__(self, stream: TextIO, total_bytes: int | None, *, enabled: bool) -> None:
+        self.stream = stream
+        self.total = total_bytes
+        self.enabled = enabled
+        self.bytes = 0
+        self.events = 0
+        self._last = 0.0
+        self._drawn = False
+
+    def add_bytes(self, count: int) -> None:
+        self.bytes += count
+
+    def update(self, tally: DeliveryTally, *, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last = now
+        width = 30
+        if self.total:
+            fraction = min(1.0, self.bytes / self.total)
+            bar = "#" * int(fraction * width)
+            head = f"[{bar:<{width}}] {fraction * 100:5.1f}% {_mib(self.bytes)}/{_mib(self.total)}"
+        else:
+            head = f"{_mib(self.bytes)} read"
+        line = (
+            f"{head}  events: {self.events} parsed, {tally.sent} sent, "
+            f"{tally.dead_lettered} dead-lettered, {tally.failed} failed"
+        )
+        self.stream.write("\r" + line + "\x1b[K")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _mib(count: int) -> str:
+    return f"{count / (1 << 20):.1f}MiB"
+
+
+# -- the command --------------------------------------------------------------------------------------
+
+
+@dataclass
+class PublishOutcome:
+    files: int
+    bytes: int
+    events: int
+    tally: DeliveryTally
+    seconds: float
+
+
+def kafka_config_from_args(args: argparse.Namespace, command: str) -> KafkaSinkConfig:
+    """--bootstrap / env, the named flags and the -o KEY=VALUE options, as one typed config."""
+    bootstrap = args.bootstrap or os.environ.get(BOOTSTRAP_ENV)
+    if not bootstrap:
+        raise _cli_error(
+            f"no Kafka bootstrap servers: pass --bootstrap HOST:PORT[,HOST:PORT...] or set {BOOTSTRAP_ENV}"
+        )
+    origin = f"oomstream {command} options" + ("" if args.bootstrap else f" and {BOOTSTRAP_ENV}")
+    base: dict[str, Any] = {"bootstrap_servers": bootstrap}
+    for attribute, key in (
+        ("topic", "events_topic"),
+        ("dead_letter_topic", "dead_letter_topic"),
+        ("compression", "compression"),
+        ("topic_policy", "topic_policy"),
+        ("max_in_flight", "max_in_flight"),
+        ("connect_timeout_seconds", "connect_timeout_seconds"),
+    ):
+        value = getattr(args, attribute, None)
+        if value is not None:
+            base[key] = value
+    try:
+        return KafkaSinkConfig.from_strings(args.kafka_options or [], origin, base=base)
+    except SinkConfigError as error:
+        raise _cli_error(str(error)) from None
+
+
+async def publish_files(
+    paths: Sequence[str],
+    config: KafkaSinkConfig,
+    options: ScanOptions,
+    progress: Progress,
+) -> PublishOutcome:
+    tally = DeliveryTally()
+    started = time.perf_counter()
+    events = 0
+    try:
+        async with KafkaSink(config, on_delivery=tally, name="publish") as sink:
+            for event in iter_log_events(paths, options, on_progress=progress.add_bytes):
+                events += 1
+                progress.events = events
+                position = event.source.position
+                await sink.submit(event, (position,) if position is not None else ())
+                progress.update(tally)
+            await sink.flush(config.close_timeout_seconds)
+    except FatalSinkError as error:
+        progress.close()
+        raise _cli_error(str(error)) from None
+    except Exception:
+        progress.close()
+        raise
+    progress.update(tally, force=True)
+    progress.close()
+    return PublishOutcome(len(paths), progress.bytes, events, tally, time.perf_counter() - started)
+
+
+def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    paths: list[str] = args.files
+    for path in paths:
+        if path != "-" and not os.path.exists(path):
+            raise _cli_error(f"{path}: no such file")
+    if paths.count("-") > 1:
+        raise _cli_error("stdin (-) can be read only once")
+    config = kafka_config_from_args(args, "publish")
+    options = ScanOptions(
+        format=args.format,
+        host=args.host,
+        boot_id=args.boot_id,
+        year=args.year,
+        tz=resolve_tz(args.tz),
+        max_tasks=args.max_tasks,
+        max_line_bytes=args.max_line_bytes,
+    )
+    total = 0
+    for path in paths:
+        if path != "-":
+            total += os.path.getsize(path)
+    tty = args.progress if args.progress is not None else stderr.isatty()
+    progress = Progress(stderr, total or None, enabled=tty)
+    outcome = asyncio.run(publish_files(paths, config, options, progress))
+    tally = outcome.tally
+    rate = outcome.events / outcome.seconds if outcome.seconds > 0 else 0.0
+    stderr.write(
+        f"oomstream publish: {outcome.files} input(s), {outcome.bytes} bytes, {outcome.events} events "
+        f"in {outcome.seconds:.2f}s ({rate:.0f}/s) to {config.events_topic} on "
+        f"{','.join(config.bootstrap_servers)}: {tally.sent} sent "
+        f"({tally.dead_letter_copies} partial, also dead-lettered), "
+        f"{tally.dead_lettered} dead-lettered instead, {tally.failed} failed\n"
+    )
+    for reason, count in sorted(tally.reasons.items()):
+        stderr.write(f"  {reason}: {count}\n")
+    for failure in tally.failures[:5]:
+        stderr.write(f"  failed {failure.event_id}: {failure.reason}: {failure.error}\n")
+    # Partial events dead-lettered by policy are expected; refusals and failures are not.
+    refused = tally.dead_lettered - tally.reasons.get(REASON_PARTIAL_REPORT, 0)
+    return EXIT_DELIVERY_PROBLEMS if tally.failed or refused else 0
+
+
+def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
+    """Connection options shared by publish and tail."""
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        metavar="HOST:PORT[,...]",
+        help=f"Kafka bootstrap servers (default: ${BOOTSTRAP_ENV})",
+    )
+    parser.add_argument("--topic", default=None, help="events topic (default: oomstream.events.v1)")
+    parser.add_argument(
+        "-o",
+        "--kafka-option",
+        dest="kafka_options",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any Kafka sink setting, e.g. -o security_protocol=SASL_SSL -o sasl_username=u "
+        "-o sasl_password_file=/run/secrets/kafka -o linger_ms=10 (repeatable)",
+    )
+    parser.add_argument(
+        "--connect-timeout-seconds",
+        type=float,
+        default=None,
+        help="give up connecting after this long (default: 10)",
+    )
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "publish",
+        help="parse kernel logs like `parse` and send the events to Kafka",
+        description="Parse kernel logs exactly like `oomstream parse` and publish the events to Kafka "
+        "(acks=all, idempotent). Exit status 1 if any event failed or was dead-lettered "
+        "instead of sent; partial events are sent and also dead-lettered with their raw lines.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="log files (gzip ok); - for stdin")
+    add_kafka_arguments(parser)
+    parser.add_argument("--dead-letter-topic", default=None, help="default: oomstream.deadletter.v1")
+    parser.add_argument(
+        "--compression",
+        default=None,
+        choices=tuple(COMPRESSION_PACKAGES),
+        help="default: zstd (zstd, lz4, snappy need the cramjam package)",
+    )
+    parser.add_argument(
+        "--topic-policy",
+        default=None,
+        choices=("create", "check"),
+        help="create missing topics (default) or only check that they exist",
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int, default=None, help="unacknowledged events (default 20000)"
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    parser.add_argument(
+        "--format", default="auto", choices=FORMATS, help="input format (default: detect per line)"
+    )
+    parser.add_argument("--host", default=None, help="host name for records that do not carry one")
+    parser.add_argument("--boot-id", default=None, help="boot id for records that do not carry one")
+    parser.add_argument("--year", type=int, default=None, help="year for dates that omit it")
+    parser.add_argument("--tz", default=None, help="time zone of dates printed without one (default: local)")
+    parser.add_argument("--max-tasks", type=int, default=20, help="task table rows kept per event")
+    parser.add_argument(
+        "--max-line-bytes", type=int, default=1 << 20, help="longer lines are truncated and counted"
+    )
+    parser.set_defaults(handler=cmd_publish)

@@ -1,0 +1,230 @@
+"""``oomstream tail``: read the events topic and print events, as JSON lines or one readable line each."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import orjson
+
+from streamer.commands.publish import add_kafka_arguments, kafka_config_from_args
+from streamer.sinks.base import DEAD_LETTER_TYPE
+from streamer.sinks.kafka import KafkaSinkConfig, classify_kafka_error, connection_kwargs
+
+POLL_MS = 200
+
+
+def _cli_error(message: str) -> Exception:
+    from streamer.cli import CliError  # lazily: streamer.cli imports this module
+
+    return CliError(message)
+
+
+def _size(kb: Any) -> str:
+    if not isinstance(kb, int):
+        return "?"
+    if kb >= 1024 * 1024:
+        return f"{kb / (1024 * 1024):.1f}GiB"
+    if kb >= 1024:
+        return f"{kb / 1024:.1f}MiB"
+    return f"{kb}KiB"
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    for key in keys:
+        if isinstance(mapping, Mapping) and mapping.get(key) not in (None, ""):
+            return mapping[key]
+    return None
+
+
+def format_event_line(event: Mapping[str, Any]) -> str:
+    """One readable line: time, host, where (namespace/pod/container or cgroup), victim, memory."""
+    if event.get("type") == DEAD_LETTER_TYPE:
+        lines = event.get("raw_lines") or []
+        return (
+            f"{event.get('time') or '-'} {event.get('host') or '-'} DEAD-LETTER "
+            f"reason={event.get('reason')} event={event.get('event_id') or '-'} "
+            f"raw_lines={len(lines)}" + (f" error={event['error']}" if event.get("error") else "")
+        )
+    when = event.get("time")
+    if not when:
+        kernel_time = event.get("kernel_time")
+        when = f"kernel+{kernel_time:.6f}s" if isinstance(kernel_time, int | float) else "-"
+    cgroup = event.get("cgroup") or {}
+    kubernetes = event.get("kubernetes") or {}
+    namespace = _get(kubernetes, "namespace", "pod_namespace")
+    pod = _get(kubernetes, "pod", "pod_name", "name")
+    container = _get(kubernetes, "container", "container_name")
+    if namespace or pod or container:
+        where = "/".join(part or "-" for part in (namespace, pod, container))
+    else:
+        where = _get(cgroup, "task_memcg", "oom_memcg") or "-"
+        if where != "-" and _get(cgroup, "pod_uid"):
+            where = f"pod {cgroup['pod_uid']}" + (
+                f" container {str(cgroup['container_id'])[:12]}" if cgroup.get("container_id") else ""
+            )
+    victim = event.get("victim") or {}
+    if victim:
+        who = f"{victim.get('comm') or '?'}({victim.get('pid') if victim.get('pid') is not None else '?'})"
+        rss = _size(victim.get("anon_rss_kb"))
+    else:
+        who, rss = "?", "?"
+    memcg = event.get("memcg") or {}
+    usage = f"{_size(memcg.get('usage_kb'))}/{_size(memcg.get('limit_kb'))}" if memcg else "-"
+    parts = [
+        str(when),
+        str(event.get("host") or "-"),
+        str(where),
+        f"killed {who}",
+        f"anon-rss={rss}",
+        f"scope={cgroup.get('limit_scope') or '-'}",
+        f"memcg={usage}",
+    ]
+    if event.get("partial"):
+        parts.append(f"[partial: {event.get('partial_reason') or 'incomplete report'}]")
+    return " ".join(parts)
+
+
+async def tail_events(
+    config: KafkaSinkConfig,
+    out: TextIO,
+    *,
+    group: str | None,
+    from_beginning: bool,
+    pretty: bool,
+    max_events: int | None,
+    timeout_seconds: float | None,
+) -> int:
+    """Print events until max_events, or until nothing arrived for timeout_seconds. Returns the count."""
+    from aiokafka import AIOKafkaConsumer
+
+    kwargs = connection_kwargs(config)
+    consumer = AIOKafkaConsumer(
+        config.events_topic,
+        group_id=group,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=group is not None,
+        **kwargs,
+    )
+    servers = ",".join(config.bootstrap_servers)
+    try:
+        await asyncio.wait_for(consumer.start(), config.connect_timeout_seconds)
+    except Exception as error:
+        await _stop_quietly(consumer)
+        if isinstance(error, TimeoutError):
+            raise _cli_error(
+                f"no answer from Kafka at {servers} within {config.connect_timeout_seconds:g}s "
+                f"(--bootstrap / {config.origin})"
+            ) from None
+        reason = classify_kafka_error(error).reason
+        raise _cli_error(f"cannot read from Kafka at {servers} ({reason}): {error}") from None
+    count = 0
+    try:
+        if config.events_topic not in await consumer.topics():
+            raise _cli_error(f"topic {config.events_topic!r} does not exist on {servers} (--topic)")
+        last = time.monotonic()
+        binary = getattr(out, "buffer", None)
+        while max_events is None or count < max_events:
+            batches = await consumer.getmany(timeout_ms=POLL_MS)
+            got = False
+            for records in batches.values():
+                for record in records:
+                    got = True
+                    count += 1
+                    _print_record(record.value, out, binary, pretty)
+                    if max_events is not None and count >= max_events:
+                        break
+                if max_events is not None and count >= max_events:
+                    break
+            out.flush()
+            now = time.monotonic()
+            if got:
+                last = now
+            elif timeout_seconds is not None and now - last >= timeout_seconds:
+                break
+    finally:
+        await _stop_quietly(consumer)
+    return count
+
+
+def _print_record(value: bytes | None, out: TextIO, binary: Any, pretty: bool) -> None:
+    if value is None:
+        return
+    if not pretty:
+        line = value.rstrip(b"\n") + b"\n"
+        if binary is not None:
+            binary.write(line)
+        else:
+            out.write(line.decode("utf-8", "replace"))
+        return
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        out.write(f"(not JSON, {len(value)} bytes) {value[:120]!r}\n")
+        return
+    if not isinstance(event, dict):
+        out.write(f"(unexpected JSON {type(event).__name__}) {value[:120]!r}\n")
+        return
+    out.write(format_event_line(event) + "\n")
+
+
+async def _stop_quietly(consumer: Any) -> None:
+    try:
+        await asyncio.wait_for(consumer.stop(), 10)
+    except Exception:  # nothing useful to add after the real error
+        return
+
+
+def cmd_tail(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    if args.max_events is not None and args.max_events <= 0:
+        raise _cli_error("--max-events must be > 0")
+    if args.timeout_seconds is not None and args.timeout_seconds <= 0:
+        raise _cli_error("--timeout-seconds must be > 0")
+    config = kafka_config_from_args(args, "tail")
+    pretty = args.pretty if args.pretty is not None else stdout.isatty()
+    count = asyncio.run(
+        tail_events(
+            config,
+            stdout,
+            group=args.group,
+            from_beginning=args.from_beginning,
+            pretty=pretty,
+            max_events=args.max_events,
+            timeout_seconds=args.timeout_seconds,
+        )
+    )
+    if stderr.isatty() or args.timeout_seconds is not None:
+        stderr.write(f"oomstream tail: {count} event(s) from {config.events_topic}\n")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "tail",
+        help="print events from the Kafka events topic",
+        description="Read the events topic and print each event as JSON or as one readable line. "
+        "Without --group and --from-beginning, only new events are shown.",
+    )
+    add_kafka_arguments(parser)
+    parser.add_argument(
+        "--group", default=None, help="consumer group: resume from its committed offsets and commit"
+    )
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the oldest event (for a group: only when it has no committed offset)",
+    )
+    style = parser.add_mutually_exclusive_group()
+    style.add_argument("--json", dest="pretty", action="store_false", default=None, help="JSON lines")
+    style.add_argument("--pretty", dest="pretty", action="store_true", help="one readable line per event")
+    parser.add_argument("--max-events", type=int, default=None, help="stop after N events")
+    parser.add_argument(
+        "--timeout-seconds",
+        type=float,
+        default=None,
+        help="stop when no event arrived for this long (default: wait forever)",
+    )
+    parser.set_defaults(handler=cmd_tail)

@@ -1,0 +1,458 @@
+"""Kafka sink: configuration, error classification, keys/headers, and the sink's own bookkeeping.
+
+Delivery to Kafka is NOT claimed here: the scripted producer below only drives the sink's retry,
+dead-letter and in-flight logic through outcomes that are hard to provoke on a real broker.
+Real delivery is tested in tests/integration/test_kafka_*.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import errors as kerr
+from aiokafka.structs import RecordMetadata, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from parsers.events import event_to_dict
+from streamer.sinks import DeadLetter, DeliveryStatus, DeliveryTally, SinkConfigError, dead_letter_to_json
+from streamer.sinks.kafka import (
+    KafkaSink,
+    KafkaSinkConfig,
+    Secret,
+    classify_kafka_error,
+    connection_kwargs,
+    event_headers,
+    select_key,
+)
+from tests.unit.test_sinks_jsonl import make_events
+
+BOOT = ("127.0.0.1:9092",)
+
+
+# -- configuration ------------------------------------------------------------------------------------
+
+
+def test_defaults_are_safe() -> None:
+    config = KafkaSinkConfig(BOOT)
+    assert (config.events_topic, config.dead_letter_topic) == (
+        "oomstream.events.v1",
+        "oomstream.deadletter.v1",
+    )
+    assert config.compression == "zstd" and config.key_fields == ("pod_uid", "container_id", "host")
+    assert config.partial_events == "both" and config.topic_policy == "create"
+
+
+def test_from_mapping_types_and_lists() -> None:
+    config = KafkaSinkConfig.from_mapping(
+        {
+            "bootstrap_servers": "a:9092, b:9093",
+            "linger_ms": 10,
+            "request_timeout_seconds": 5,
+            "key_fields": ["host"],
+            "ssl_check_hostname": False,
+            "security_protocol": "SSL",
+        },
+        "oomstream.toml [sinks.kafka]",
+    )
+    assert config.bootstrap_servers == ("a:9092", "b:9093")
+    assert config.request_timeout_seconds == 5.0 and isinstance(config.request_timeout_seconds, float)
+    assert config.key_fields == ("host",) and config.origin == "oomstream.toml [sinks.kafka]"
+
+
+@pytest.mark.parametrize(
+    ("mapping", "pattern"),
+    [
+        (
+            {"bootstrap_servers": "a:1", "linger": 5},
+            r"unknown key 'linger' in SRC; did you mean 'linger_ms'\?",
+        ),
+        ({"bootstrap_servers": "a:1", "origin": "x"}, r"unknown key 'origin' in SRC"),
+        (
+            {"bootstrap_servers": "a:1", "sasl_password": "hunter2"},
+            r"sasl_password: secrets are not accepted",
+        ),
+        (
+            {"bootstrap_servers": "a:1", "linger_ms": "5"},
+            r"linger_ms: expected an integer, got '5' \(in SRC\)",
+        ),
+        ({"bootstrap_servers": "a:1", "linger_ms": True}, r"linger_ms: expected an integer"),
+        ({"bootstrap_servers": "a:1", "compression": "brotli"}, r"compression: expected one of 'zstd'"),
+        ({"linger_ms": 5}, r"bootstrap_servers: required \(in SRC\)"),
+        ({"bootstrap_servers": "nohost"}, r"bootstrap_servers: 'nohost' is not host:port \(in SRC\)"),
+        ({"bootstrap_servers": "a:1", "max_in_flight": 0}, r"max_in_flight: must be > 0"),
+        (
+            {"bootstrap_servers": "a:1", "events_topic": "bad topic"},
+            r"events_topic: 'bad topic' is not a valid",
+        ),
+        ({"bootstrap_servers": "a:1", "key_fields": ["pod"]}, r"key_fields: unknown field 'pod'"),
+        (
+            {"bootstrap_servers": "a:1", "security_protocol": "SASL_SSL"},
+            r"sasl_username: required with security_protocol='SASL_SSL' \(in SRC\)",
+        ),
+        (
+            {"bootstrap_servers": "a:1", "security_protocol": "SASL_PLAINTEXT", "sasl_username": "u"},
+            r"sasl_password_file: .* needs sasl_password_file or sasl_password_env",
+        ),
+        ({"bootstrap_servers": "a:1", "ssl_cafile": "/ca.pem"}, r"ssl_cafile: is set but security_protocol"),
+    ],
+)
+def test_from_mapping_rejects_with_key_and_source(mapping: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(SinkConfigError, match=pattern) as info:
+        KafkaSinkConfig.from_mapping(mapping, "SRC")
+    assert info.value.setting is not None
+
+
+def test_from_strings_coerces_by_field_type() -> None:
+    config = KafkaSinkConfig.from_strings(
+        ["linger_ms=20", "compression=none", "ssl_check_hostname=false", "key-fields=host,event_id"],
+        "-o options",
+        base={"bootstrap_servers": "h:1", "security_protocol": "SSL"},
+    )
+    assert config.linger_ms == 20 and config.compression == "none"
+    assert config.ssl_check_hostname is False and config.key_fields == ("host", "event_id")
+    with pytest.raises(SinkConfigError, match="expected KEY=VALUE"):
+        KafkaSinkConfig.from_strings(["linger_ms"], "-o", base={"bootstrap_servers": "h:1"})
+    with pytest.raises(SinkConfigError, match="unknown key 'lingr_ms' in -o; did you mean 'linger_ms'"):
+        KafkaSinkConfig.from_strings(["lingr_ms=1"], "-o", base={"bootstrap_servers": "h:1"})
+
+
+def test_secrets_come_from_file_or_env_and_never_show(tmp_path: Path) -> None:
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("s3cret\n")
+    config = KafkaSinkConfig.from_mapping(
+        {
+            "bootstrap_servers": "h:1",
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "svc",
+            "sasl_password_file": str(secret_file),
+        },
+        "test",
+    )
+    kwargs = connection_kwargs(config)
+    assert kwargs["sasl_plain_password"] == "s3cret" and kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert "s3cret" not in repr(config)
+    assert repr(Secret("s3cret")) == "Secret('********')" and "s3cret" not in str(Secret("s3cret"))
+
+    env_config = KafkaSinkConfig.from_mapping(
+        {
+            "bootstrap_servers": "h:1",
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_username": "svc",
+            "sasl_password_env": "KAFKA_PW",
+        },
+        "test",
+    )
+    assert connection_kwargs(env_config, {"KAFKA_PW": "fromenv"})["sasl_plain_password"] == "fromenv"
+    with pytest.raises(SinkConfigError, match=r"sasl_password_env='KAFKA_PW': environment variable is unset"):
+        connection_kwargs(env_config, {})
+    missing = KafkaSinkConfig.from_mapping(
+        {
+            "bootstrap_servers": "h:1",
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_username": "svc",
+            "sasl_password_file": str(tmp_path / "nope"),
+        },
+        "test",
+    )
+    with pytest.raises(SinkConfigError, match=r"sasl_password_file=.*nope.*: cannot read"):
+        connection_kwargs(missing)
+
+
+def test_tls_options_build_a_context_or_name_the_file(tmp_path: Path) -> None:
+    config = KafkaSinkConfig(BOOT, security_protocol="SSL", ssl_cafile=str(tmp_path / "ca.pem"))
+    with pytest.raises(SinkConfigError, match="ssl_cafile"):
+        connection_kwargs(config)
+    plain = connection_kwargs(KafkaSinkConfig(BOOT, security_protocol="SSL", ssl_check_hostname=False))
+    assert plain["ssl_context"].check_hostname is False
+
+
+# -- classification, keys, headers, envelopes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "retriable", "reason"),
+    [
+        (kerr.NotLeaderForPartitionError(), True, "not_leader_for_partition"),
+        (kerr.RequestTimedOutError(), True, "request_timed_out"),
+        (kerr.KafkaConnectionError("x"), True, "connection_error"),
+        (kerr.KafkaTimeoutError(), True, "timeout"),
+        (kerr.NotEnoughReplicasError(), True, "not_enough_replicas"),
+        (kerr.LeaderNotAvailableError(), True, "leader_not_available"),
+        (kerr.MessageSizeTooLargeError(), False, "message_too_large"),
+        (kerr.RecordTooLargeError(), False, "message_too_large"),
+        (kerr.TopicAuthorizationFailedError(), False, "authorization_failed"),
+        (kerr.ClusterAuthorizationFailedError(), False, "authorization_failed"),
+        (kerr.SaslAuthenticationFailed(), False, "authentication_failed"),
+        (kerr.InvalidTopicError(), False, "invalid_topic"),
+        (kerr.CorruptRecordException(), False, "rejected_by_broker"),
+        (ValueError("bug"), False, "internal_error"),
+    ],
+)
+def test_classification(error: BaseException, retriable: bool, reason: str) -> None:
+    klass = classify_kafka_error(error)
+    assert (klass.retriable, klass.reason) == (retriable, reason)
+
+
+def test_unknown_topic_depends_on_topic_creation_and_sequence_errors_reset() -> None:
+    assert classify_kafka_error(kerr.UnknownTopicOrPartitionError(), topic_creation=True).retriable
+    assert not classify_kafka_error(kerr.UnknownTopicOrPartitionError(), topic_creation=False).retriable
+    assert classify_kafka_error(kerr.OutOfOrderSequenceNumber()).reset_producer
+
+
+def test_key_chain_keeps_a_pod_on_one_key() -> None:
+    event = make_events(1)[0]
+    assert select_key(event, ("pod_uid", "container_id", "host")) == event.cgroup.pod_uid.encode()  # type: ignore[union-attr]
+    assert select_key(event, ("host",)) == b"node-a"
+    partial = make_events(2, partial_every=2)[1]  # no summary line: no pod uid, no container id
+    assert partial.cgroup.pod_uid is None
+    assert select_key(partial, ("pod_uid", "container_id", "host")) == b"node-a"
+
+
+def test_headers() -> None:
+    assert dict(event_headers("id-1", b"me")) == {
+        "schema_version": b"1",
+        "event_type": b"oom_kill",
+        "content_type": b"application/json",
+        "producer_host": b"me",
+        "event_id": b"id-1",
+    }
+    headers = dict(event_headers(None, b"me", dead_letter_reason="partial_report"))
+    assert headers["event_type"] == b"dead_letter" and headers["dead_letter_reason"] == b"partial_report"
+
+
+def test_dead_letter_envelope_is_bounded() -> None:
+    event = make_events(2, partial_every=2)[1]
+    letter = DeadLetter.from_event(event, "message_too_large", "too big")
+    full = orjson.loads(dead_letter_to_json(letter))
+    assert full["event"] == event_to_dict(event) and full["raw_lines"] == event.raw_lines
+    big = DeadLetter("unparseable_input", tuple("x" * 1000 for _ in range(50)))
+    cut = dead_letter_to_json(big, max_bytes=10_000)
+    assert len(cut) <= 10_000
+    envelope = orjson.loads(cut)
+    assert envelope["raw_lines_truncated"] and envelope["raw_lines_total"] == 50
+    one_line = dead_letter_to_json(DeadLetter("x", ("y" * 50_000,)), max_bytes=5000)
+    assert len(one_line) <= 5000
+
+
+# -- sink bookkeeping with a scripted producer (no delivery claimed) -----------------------------------
+
+Outcome = BaseException | None
+
+
+class ScriptedProducer:
+    """Resolves each send per ``script(topic, value, attempt)``: None = success, or an exception."""
+
+    def __init__(
+        self,
+        kwargs: dict[str, Any],
+        script: Callable[[str, bytes, int], Outcome],
+        raise_on_send: bool,
+        attempts: dict[bytes, int],
+    ) -> None:
+        self.kwargs = kwargs
+        self.script = script
+        self.raise_on_send = raise_on_send
+        self.sent: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        self.attempts = attempts  # shared by the producers of one sink: attempts count per record
+        self.stopped = False
+        self.hold: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def flush(self) -> None:
+        return None
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        attempt = self.attempts[value] = self.attempts.get(value, 0) + 1
+        outcome = self.script(topic, value, attempt)
+        if outcome is not None and self.raise_on_send:
+            raise outcome
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.sent.append((topic, key, value, headers or []))
+
+        async def resolve() -> None:
+            if self.hold is not None:
+                await self.hold.wait()
+            if outcome is None:
+                offset = len(self.sent)
+                future.set_result(RecordMetadata(topic, 0, TopicPartition(topic, 0), offset, -1, -1, 0))
+            else:
+                future.set_exception(outcome)
+
+        asyncio.get_running_loop().create_task(resolve())
+        return future
+
+
+def scripted_sink(
+    script: Callable[[str, bytes, int], Outcome],
+    *,
+    raise_on_send: bool = False,
+    **overrides: Any,
+) -> tuple[KafkaSink, DeliveryTally, list[ScriptedProducer]]:
+    producers: list[ScriptedProducer] = []
+    attempts: dict[bytes, int] = {}
+
+    def factory(kwargs: dict[str, Any]) -> ScriptedProducer:
+        producer = ScriptedProducer(kwargs, script, raise_on_send, attempts)
+        producers.append(producer)
+        return producer
+
+    settings: dict[str, Any] = {
+        "retry_initial_backoff_seconds": 0.01,
+        "retry_max_backoff_seconds": 0.02,
+        "close_timeout_seconds": 2.0,
+    }
+    settings.update(overrides)
+    config = KafkaSinkConfig(BOOT, **settings)
+    tally = DeliveryTally(keep_results=True)
+    sink = KafkaSink(config, on_delivery=tally, registry=CollectorRegistry(), producer_factory=factory)
+    return sink, tally, producers
+
+
+async def test_producer_settings_are_idempotent_acks_all() -> None:
+    sink, _, producers = scripted_sink(
+        lambda *_: None, linger_ms=7, batch_size_bytes=1000, compression="gzip"
+    )
+    async with sink:
+        pass
+    kwargs = producers[0].kwargs
+    assert kwargs["acks"] == "all" and kwargs["enable_idempotence"] is True
+    assert (kwargs["linger_ms"], kwargs["max_batch_size"], kwargs["compression_type"]) == (7, 1000, "gzip")
+    assert producers[0].stopped
+
+
+async def test_retriable_errors_are_resent_then_acknowledged() -> None:
+    def script(topic: str, value: bytes, attempt: int) -> Outcome:
+        return kerr.NotLeaderForPartitionError() if attempt <= 2 else None
+
+    sink, tally, _ = scripted_sink(script)
+    events = make_events(3)
+    async with sink:
+        for n, event in enumerate(events):
+            await sink.submit(event, [n])
+    assert tally.sent == 3 and tally.failed == 0
+    assert sorted(r.positions for r in tally.results) == [(0,), (1,), (2,)]
+    assert all(r.topic == "oomstream.events.v1" and r.offset is not None for r in tally.results)
+    registry = sink.metrics.retries.labels("kafka", "not_leader_for_partition")
+    assert registry._value.get() == 6  # two resends per event
+
+
+async def test_retries_are_bounded_and_end_failed() -> None:
+    sink, tally, _ = scripted_sink(lambda *_: kerr.KafkaConnectionError("down"), retry_max_attempts=3)
+    async with sink:
+        await sink.submit(make_events(1)[0], ["p"])
+    assert tally.failed == 1
+    failure = tally.failures[0]
+    assert failure.reason == "connection_error" and failure.positions == ("p",) and not failure.acknowledged
+
+
+async def test_fatal_errors_go_to_dead_letter_and_pipeline_continues() -> None:
+    events = make_events(3)
+    too_big = events[1].event_id
+
+    def script(topic: str, value: bytes, attempt: int) -> Outcome:
+        if topic == "oomstream.events.v1" and too_big.encode() in value:
+            return kerr.MessageSizeTooLargeError()
+        return None
+
+    for raise_on_send in (False, True):  # refused by the broker, or by the client before sending
+        sink, tally, producers = scripted_sink(script, raise_on_send=raise_on_send)
+        async with sink:
+            for event in events:
+                await sink.submit(event)
+        assert (tally.sent, tally.dead_lettered, tally.failed) == (2, 1, 0)
+        refused = next(r for r in tally.results if r.status is DeliveryStatus.DEAD_LETTERED)
+        assert refused.reason == "message_too_large" and refused.topic == "oomstream.deadletter.v1"
+        dead = [s for s in producers[0].sent if s[0] == "oomstream.deadletter.v1"]
+        assert len(dead) == 1
+        envelope = orjson.loads(dead[0][2])
+        assert envelope["reason"] == "message_too_large" and envelope["event_id"] == too_big
+        assert dict(dead[0][3])["dead_letter_reason"] == b"message_too_large"
+
+
+async def test_partial_events_go_to_both_topics_by_default() -> None:
+    sink, tally, producers = scripted_sink(lambda *_: None)
+    events = make_events(2, partial_every=2)
+    async with sink:
+        for event in events:
+            await sink.submit(event)
+    topics = [s[0] for s in producers[0].sent]
+    assert topics.count("oomstream.events.v1") == 2 and topics.count("oomstream.deadletter.v1") == 1
+    assert tally.sent == 2 and tally.dead_letter_copies == 1
+
+    only, tally2, producers2 = scripted_sink(lambda *_: None, partial_events="dead_letter_only")
+    async with only:
+        for event in events:
+            await only.submit(event)
+    assert [s[0] for s in producers2[0].sent] == ["oomstream.events.v1", "oomstream.deadletter.v1"]
+    assert (tally2.sent, tally2.dead_lettered) == (1, 1)
+
+
+async def test_partial_event_is_not_acknowledged_until_its_dead_letter_is() -> None:
+    def script(topic: str, value: bytes, attempt: int) -> Outcome:
+        return kerr.TopicAuthorizationFailedError() if topic == "oomstream.deadletter.v1" else None
+
+    sink, tally, _ = scripted_sink(script)
+    async with sink:
+        await sink.submit(make_events(2, partial_every=2)[1], ["p"])
+    assert tally.failed == 1 and tally.failures[0].reason == "authorization_failed"
+
+
+async def test_in_flight_is_bounded() -> None:
+    sink, tally, producers = scripted_sink(lambda *_: None, max_in_flight=2)
+    await sink.start()
+    producers[0].hold = asyncio.Event()
+    events = make_events(3)
+    await sink.submit(events[0])
+    await sink.submit(events[1])
+    third = asyncio.create_task(sink.submit(events[2]))
+    await asyncio.sleep(0.05)
+    assert not third.done() and sink.in_flight == 2
+    producers[0].hold.set()
+    await asyncio.wait_for(third, 2)
+    await sink.close()
+    assert tally.sent == 3
+
+
+async def test_sequence_errors_replace_the_producer() -> None:
+    def script(topic: str, value: bytes, attempt: int) -> Outcome:
+        return kerr.OutOfOrderSequenceNumber() if attempt == 1 else None
+
+    sink, tally, producers = scripted_sink(script)
+    async with sink:
+        await sink.submit(make_events(1)[0])
+    assert tally.sent == 1 and len(producers) == 2 and producers[0].stopped
+
+
+async def test_close_reports_what_is_still_open_as_failed() -> None:
+    sink, tally, producers = scripted_sink(lambda *_: None, close_timeout_seconds=0.2)
+    await sink.start()
+    producers[0].hold = asyncio.Event()  # the broker never answers
+    await sink.submit(make_events(1)[0], ["p"])
+    await sink.close()
+    assert tally.failed == 1 and tally.failures[0].reason == "closed"
+
+
+async def test_compression_library_is_checked_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiokafka import codec
+
+    monkeypatch.setattr(codec, "has_zstd", lambda: False)
+    sink, _, _ = scripted_sink(lambda *_: None)
+    with pytest.raises(SinkConfigError, match=r"compression='zstd' needs the Python package 'cramjam'"):
+        await sink.start()
