@@ -1,0 +1,1 @@
+"""Enrichment: pid -> cgroup index, Kubernetes pod metadata."""
