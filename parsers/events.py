@@ -173,3 +173,23 @@ def event_to_json(event: OomEvent) -> bytes:
 def event_to_dict(event: OomEvent) -> dict[str, Any]:
     result: dict[str, Any] = orjson.loads(orjson.dumps(event))
     return result
+
+
+def event_from_dict(data: dict[str, Any]) -> OomEvent:
+    """Rebuild an event from its JSON form (spool replay, consumers). Raises on a wrong shape."""
+
+    def part(cls: Any, value: Any) -> Any:
+        return None if value is None else cls(**value)
+
+    fields = dict(data)
+    if fields.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"unsupported schema_version {fields.get('schema_version')!r}")
+    fields["victim"] = part(Victim, fields.get("victim"))
+    fields["trigger"] = part(Trigger, fields.get("trigger"))
+    fields["cgroup"] = CgroupInfo(**fields["cgroup"])
+    fields["memcg"] = part(MemcgUsage, fields.get("memcg"))
+    tasks = fields.get("tasks")
+    fields["tasks"] = None if tasks is None else [TaskRow(**row) for row in tasks]
+    fields["reaped"] = part(Reaped, fields.get("reaped"))
+    fields["source"] = Source(**fields["source"])
+    return OomEvent(**fields)

@@ -89,3 +89,14 @@ def test_garbage_input_is_counted_not_fatal(tmp_path: Path, capsys: pytest.Captu
     code, events, err = run_cli(["parse", str(garbage)], capsys)
     assert code == 0 and [e["victim"]["pid"] for e in events] == [2031]  # type: ignore[index]
     assert "lines" in err
+
+
+def test_event_json_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from parsers.events import event_from_dict, event_to_json
+
+    plain = tmp_path / "kern.log"
+    plain.write_text(HEADER + KILL)
+    _, events, _ = run_cli(["parse", str(plain)], capsys)
+    for data in events:
+        rebuilt = event_from_dict(data)
+        assert json.loads(event_to_json(rebuilt)) == data

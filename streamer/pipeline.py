@@ -1,0 +1,325 @@
+"""The live pipeline: sources -> assembler -> enrichment -> sink, with end-to-end acknowledgements.
+
+Tasks under one ``asyncio.TaskGroup``:
+
+- one reader per source, putting records on a bounded queue (backpressure: a source that buffers,
+  like kmsg, keeps reading the kernel while the queue is full; the queue never blocks the kernel);
+- one processor feeding each source's own assembler, attributing bare kills through the pid
+  index, running the enrichment hook and submitting events to the sink;
+- a ticker (assembler deadlines, pid index refresh, checkpoints, spool drain).
+
+A source position is checkpointed only when every event of every report that started at or
+before it has been acknowledged by the sink, or written to the durable spool (see acks.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from parsers.events import OomEvent, event_from_dict, event_to_json
+from parsers.oom import Assembler
+from parsers.records import KernelRecord, SourcePosition
+from streamer.acks import AckTracker
+from streamer.enrich.pid_index import PidIndex
+from streamer.sinks.base import DeliveryResult, DeliveryStatus, Sink
+from streamer.sources.base import Source
+
+log = logging.getLogger("oomstream.pipeline")
+
+Enricher = Callable[[OomEvent], Awaitable[OomEvent]]
+EventListener = Callable[[OomEvent, DeliveryResult], None]
+
+
+class CheckpointSink:
+    """What the pipeline needs from a checkpoint store (streamer.checkpoint.CheckpointStore)."""
+
+    def load(self, source_name: str) -> dict[str, Any] | None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def save(self, source_name: str, data: dict[str, Any]) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+class SpoolLike:
+    """What the pipeline needs from the durable spool (streamer.spool.Spool)."""
+
+    def append(self, key: bytes | None, value: bytes, meta: dict[str, Any]) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclass
+class PipelineSettings:
+    queue_records: int = 10_000
+    linger_seconds: float = 1.0
+    report_timeout_seconds: float = 10.0
+    tick_seconds: float = 0.25
+    checkpoint_interval_seconds: float = 1.0
+    shutdown_timeout_seconds: float = 10.0
+    max_tasks: int = 20
+
+
+def position_to_checkpoint(position: SourcePosition, boot_id: str | None) -> dict[str, Any]:
+    data = position.to_json()
+    data["kind"] = position.kind
+    if boot_id is not None:
+        data["boot_id"] = boot_id
+    return data
+
+
+def checkpoint_to_position(data: dict[str, Any]) -> SourcePosition:
+    return SourcePosition(
+        kind=str(data.get("kind", "")),
+        offset=data.get("offset"),
+        seq=data.get("seq"),
+        cursor=data.get("cursor"),
+        path=data.get("path"),
+        device=data.get("device"),
+        inode=data.get("inode"),
+    )
+
+
+@dataclass
+class _SourceState:
+    source: Source
+    assembler: Assembler
+    tracker: AckTracker = field(default_factory=AckTracker)
+    boot_id: str | None = None
+    done: bool = False
+
+
+class Pipeline:
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        sink: Sink,
+        *,
+        checkpoints: CheckpointSink | None = None,
+        spool: SpoolLike | None = None,
+        pid_index: PidIndex | None = None,
+        enrich: Enricher | None = None,
+        on_published: EventListener | None = None,
+        settings: PipelineSettings | None = None,
+    ) -> None:
+        self.settings = settings or PipelineSettings()
+        self.sink = sink
+        self.checkpoints = checkpoints
+        self.spool = spool
+        self.pid_index = pid_index
+        self.enrich = enrich
+        self.on_published = on_published
+        self.counts: Counter[str] = Counter()
+        self._states = {
+            source.name: _SourceState(
+                source,
+                Assembler(
+                    linger_seconds=self.settings.linger_seconds,
+                    report_timeout_seconds=self.settings.report_timeout_seconds,
+                    max_tasks=self.settings.max_tasks,
+                ),
+            )
+            for source in sources
+        }
+        self._queue: asyncio.Queue[tuple[str, KernelRecord] | None]
+        self._queue = asyncio.Queue(self.settings.queue_records)
+        self._stopping = asyncio.Event()
+        self._processed = asyncio.Event()
+        self._in_flight: dict[tuple[str, int, str], OomEvent] = {}
+        self._readers_left = len(self._states)
+
+    # -- control ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Graceful stop: sources close, queued records drain, reports flush, acks settle."""
+        self._stopping.set()
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for state in self._states.values():
+                    group.create_task(self._read(state), name=f"read:{state.source.name}")
+                group.create_task(self._process(), name="process")
+                ticker = group.create_task(self._tick(), name="tick")
+                stopper = group.create_task(self._stop_sources_on_request(), name="stopper")
+                await self._processed.wait()
+                ticker.cancel()
+                stopper.cancel()
+        finally:
+            await self._finish()
+
+    # -- tasks -----------------------------------------------------------------------------------
+    async def _read(self, state: _SourceState) -> None:
+        source = state.source
+        try:
+            async for record in source.records():
+                if record.boot_id is not None:
+                    state.boot_id = record.boot_id
+                await self._queue.put((source.name, record))
+        except Exception:
+            log.exception("source %s failed; the pipeline goes on without it", source.name)
+            self.counts["source_failures"] += 1
+        finally:
+            state.done = True
+            self._readers_left -= 1
+            if self._readers_left == 0:
+                await self._queue.put(None)
+
+    async def _stop_sources_on_request(self) -> None:
+        await self._stopping.wait()
+        for state in self._states.values():
+            with contextlib.suppress(Exception):
+                await state.source.aclose()
+
+    async def _process(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is None:
+                    break
+                name, record = item
+                state = self._states[name]
+                state.tracker.fed(record.position)
+                events = state.assembler.feed(record)
+                if self.pid_index is not None and _mentions_oom(record.message):
+                    # A storm's next victims are alive now; index them before they die.
+                    await self._refresh_pid_index(force=True)
+                for event in events:
+                    await self._submit(state, event)
+            for state in self._states.values():
+                for event in state.assembler.flush():
+                    await self._submit(state, event)
+        finally:
+            self._processed.set()
+
+    async def _tick(self) -> None:
+        last_checkpoint = 0.0
+        while True:
+            await asyncio.sleep(self.settings.tick_seconds)
+            now = time.monotonic()
+            for state in self._states.values():
+                for event in state.assembler.tick(now):
+                    await self._submit(state, event)
+            if self.pid_index is not None:
+                await self._refresh_pid_index(force=False)
+            if now - last_checkpoint >= self.settings.checkpoint_interval_seconds:
+                self._checkpoint()
+                last_checkpoint = now
+
+    async def _refresh_pid_index(self, *, force: bool) -> None:
+        index = self.pid_index
+        assert index is not None
+        now = time.monotonic()
+        if force or index.due(now):
+            await asyncio.to_thread(index.scan, now)
+
+    # -- events ----------------------------------------------------------------------------------
+    async def _submit(self, state: _SourceState, event: OomEvent) -> None:
+        if self.pid_index is not None:
+            event = self.pid_index.attribute(event)
+        if self.enrich is not None:
+            try:
+                event = await self.enrich(event)
+            except Exception:
+                self.counts["enrich_errors"] += 1
+                log.exception("enrichment failed for event %s; sending it unenriched", event.event_id)
+        origin = state.tracker.index_of(_report_position(event))
+        if origin is None:
+            origin = -1  # unknown origin (no positions): owed from the very start
+        state.tracker.submitted(origin)
+        key = (state.source.name, origin, event.event_id)
+        self._in_flight[key] = event
+        self.counts["events_submitted"] += 1
+        await self.sink.submit(event, [key])
+
+    def on_delivery(self, result: DeliveryResult) -> None:
+        """The sink's delivery callback (pass it as ``on_delivery`` when building the sink)."""
+        for position in result.positions:
+            if not (isinstance(position, tuple) and len(position) == 3):
+                continue
+            name, origin, _event_id = position
+            event = self._in_flight.pop(position, None)
+            state = self._states.get(name)
+            if state is None:
+                continue
+            if result.status is DeliveryStatus.FAILED:
+                if event is None or not self._spool_event(event, result):
+                    # Not durable anywhere: keep it owed so the checkpoint cannot pass it.
+                    self.counts["events_failed"] += 1
+                    continue
+            else:
+                self.counts["events_acknowledged"] += 1
+                if event is not None and self.on_published is not None:
+                    self.on_published(event, result)
+            state.tracker.acknowledged(origin)
+
+    def _spool_event(self, event: OomEvent, result: DeliveryResult) -> bool:
+        if self.spool is None:
+            return False
+        try:
+            self.spool.append(None, event_to_json(event), {"reason": result.reason or "failed"})
+        except Exception:
+            log.exception("spool append failed for event %s", event.event_id)
+            return False
+        self.counts["events_spooled"] += 1
+        return True
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        if self.checkpoints is None:
+            return
+        for name, state in self._states.items():
+            pending = state.tracker.index_of(state.assembler.oldest_pending_position())
+            if pending is None and state.assembler.busy:
+                continue  # pending work whose start we cannot place: do not move
+            safe = state.tracker.safe_position(pending)
+            if safe is None or safe == state.tracker.last_saved:
+                continue
+            try:
+                self.checkpoints.save(name, position_to_checkpoint(safe, state.boot_id))
+            except OSError:
+                log.exception("checkpoint of %s failed", name)
+                self.counts["checkpoint_errors"] += 1
+                continue
+            state.tracker.last_saved = safe
+            self.counts["checkpoints"] += 1
+
+    async def _finish(self) -> None:
+        try:
+            await asyncio.wait_for(self.sink.flush(), self.settings.shutdown_timeout_seconds)
+        except (TimeoutError, Exception):
+            log.warning("sink did not flush within %.0f s", self.settings.shutdown_timeout_seconds)
+        self._checkpoint()
+
+
+def _report_position(event: OomEvent) -> SourcePosition | None:
+    data = event.source.report_position
+    if data is None:
+        return None
+    return SourcePosition(
+        kind=event.source.kind,
+        offset=data.get("offset"),
+        seq=data.get("seq"),
+        cursor=data.get("cursor"),
+        path=data.get("path"),
+        device=data.get("device"),
+        inode=data.get("inode"),
+    )
+
+
+def _mentions_oom(message: str) -> bool:
+    return "oom" in message or "emory" in message
+
+
+def decode_spooled(value: bytes) -> OomEvent:
+    return event_from_dict(orjson.loads(value))
