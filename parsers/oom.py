@@ -94,7 +94,7 @@ class Assembler:
     def __init__(
         self,
         *,
-        linger_seconds: float = 1.0,
+        linger_seconds: float = 2.5,
         linger_lines: int = 400,
         report_timeout_seconds: float = 10.0,
         max_report_lines: int = 50_000,
@@ -234,6 +234,11 @@ class Assembler:
         if "OOM victim " in line:
             match = L.VICTIM_EXITING.match(line)
             if match is not None:
+                report = self._report
+                if report is not None and report.kills and report.group_path is not None:
+                    # A group member already on its way out was not killed now: no event.
+                    self.counts["group_members_exiting"] += 1
+                    return True
                 kill = _Kill(
                     pid=int(match.group(2)), comm=match.group(3), record=record,
                     message=match.group(1), exiting=True,
@@ -549,6 +554,27 @@ class Assembler:
             )
             if victim.uid is None and summary is not None and summary.pid == kill.pid:
                 victim = dataclasses.replace(victim, uid=summary.uid)
+            row = next((row for row in report.tasks if row.pid == kill.pid), None)
+            if (
+                row is not None
+                and victim.pgtables_kb is not None
+                and victim.pgtables_kb > 0
+                and victim.pgtables_kb == row.pgtables_bytes
+            ):
+                # Kernels 5.4.0-5.4.8 printed pgtables in bytes labelled kB (fixed by 941f762bcb27);
+                # the victim's task row, in bytes, proves which one this line printed.
+                self.counts["pgtables_bytes_quirk"] += 1
+                victim = dataclasses.replace(victim, pgtables_kb=victim.pgtables_kb // 1024)
+            if victim.uid is None or victim.oom_score_adj is None:
+                # Older kill lines lack uid and oom_score_adj; the victim's task table row has them.
+                if row is not None:
+                    victim = dataclasses.replace(
+                        victim,
+                        uid=victim.uid if victim.uid is not None else row.uid,
+                        oom_score_adj=victim.oom_score_adj
+                        if victim.oom_score_adj is not None
+                        else row.oom_score_adj,
+                    )
 
         # The summary and "Task in" lines describe the chosen victim only; group members get the
         # group's cgroup as the text says nothing more precise about them.

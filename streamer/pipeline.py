@@ -59,7 +59,7 @@ class SpoolLike:
 @dataclass
 class PipelineSettings:
     queue_records: int = 10_000
-    linger_seconds: float = 1.0
+    linger_seconds: float = 2.5
     report_timeout_seconds: float = 10.0
     tick_seconds: float = 0.25
     checkpoint_interval_seconds: float = 1.0
