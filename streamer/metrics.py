@@ -1,0 +1,436 @@
+"""Prometheus metrics of the service, and the HTTP endpoint serving /metrics, /healthz and /readyz.
+
+Two kinds of metrics:
+
+* Per-event ones (OOM events, partial reports, last event time) are ordinary prometheus_client
+  counters/gauges, updated through ``Metrics.observe_event``: events are rare, the lock is free.
+* Per-line and per-record tallies are NOT incremented here: a prometheus counter costs about a
+  microsecond per ``inc()``, as much as framing a record. Sources, framers and the assembler keep
+  plain ``collections.Counter``s (which they do already), and ``Metrics.track_*`` registers them;
+  they are read only when Prometheus scrapes. Queue depths and spool sizes are read the same way.
+
+The sink metrics (``oomstream_sink_*``: events sent/failed/dead-lettered, produce latency, in
+flight) are defined by ``streamer.sinks.base.SinkMetrics``; ``Metrics.sink`` is that object on the
+same registry, so sinks built with ``registry=metrics.registry`` report into one endpoint.
+
+The HTTP server is a minimal HTTP/1.1 responder on ``asyncio.start_server`` (one request per
+connection, GET/HEAD only), running on the service's event loop: collectors then read the
+pipeline's counters from the thread that writes them, and no thread or extra dependency is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Protocol, Self
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from parsers.events import OomEvent
+from streamer.config import split_host_port
+from streamer.sinks.base import SinkMetrics, sink_metrics
+from streamer.spool import SpoolStats
+
+log = logging.getLogger("oomstream.metrics")
+
+# Source tally key -> (metric name, help). Sources count under these keys in ``Source.counts``.
+SOURCE_COUNTS: dict[str, tuple[str, str]] = {
+    "lines_read": ("oomstream_source_lines_read", "Lines (or raw records) read, per source"),
+    "records": ("oomstream_source_records", "Kernel records framed, per source"),
+    "lost": (
+        "oomstream_source_lost_records",
+        "Kernel records lost before they could be read (kmsg ring overrun, journald 'missed' notices)",
+    ),
+    "untrusted": (
+        "oomstream_untrusted_records",
+        "Records claiming to be kernel messages that something else wrote (ignored for OOM reports)",
+    ),
+    "gaps": ("oomstream_source_gaps", "Discontinuities in a source's sequence (rotation, truncation)"),
+    "restarts": ("oomstream_source_restarts", "Times a source reopened its input after an error"),
+}
+CHECKPOINT_COUNTS: dict[str, tuple[str, str]] = {
+    "saves": ("oomstream_checkpoint_saves", "Checkpoint files written"),
+    "corrupt": ("oomstream_checkpoint_corrupt", "Checkpoint files unreadable at load (treated as absent)"),
+}
+
+
+class _Queue(Protocol):
+    maxsize: int
+
+    def qsize(self) -> int: ...
+
+
+class _HasStats(Protocol):
+    max_bytes: int
+
+    def stats(self) -> SpoolStats: ...
+
+
+class _HasCounts(Protocol):
+    counts: Mapping[str, int]
+
+
+Readiness = tuple[bool, str]  # (ready, reason shown in the /readyz body)
+ReadinessCheck = Callable[[], Readiness]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("oomstream")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _LiveCollector(Collector):
+    """Exposes tallies and sizes owned by other objects, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, Mapping[str, int]] = {}
+        self.tallies: dict[str, tuple[str, str, list[Mapping[str, int]]]] = {}
+        self.queues: dict[str, _Queue | Callable[[], int]] = {}
+        self.spool: _HasStats | None = None
+        self.checkpoints: list[Mapping[str, int]] = []
+
+    def describe(self) -> Iterable[Metric]:
+        # Reserves the fixed names in the registry, so a clash fails at registration, not at scrape.
+        for name, help_text in SOURCE_COUNTS.values():
+            yield CounterMetricFamily(name, help_text, labels=["source"])
+        for name, help_text in CHECKPOINT_COUNTS.values():
+            yield CounterMetricFamily(name, help_text)
+        yield GaugeMetricFamily("oomstream_queue_depth", "Items waiting in a queue", labels=["queue"])
+        yield GaugeMetricFamily("oomstream_queue_capacity", "Queue bound (0: unbounded)", labels=["queue"])
+        yield from self._spool_families()
+
+    def collect(self) -> Iterator[Metric]:
+        for key, (name, help_text) in SOURCE_COUNTS.items():
+            family = CounterMetricFamily(name, help_text, labels=["source"])
+            for source, counts in sorted(self.sources.items()):
+                family.add_metric([source], counts.get(key, 0))
+            yield family
+        for name, (help_text, label, mappings) in self.tallies.items():
+            family = CounterMetricFamily(name, help_text, labels=[label])
+            merged: dict[str, int] = {}
+            for mapping in mappings:
+                for value, count in list(mapping.items()):
+                    merged[value] = merged.get(value, 0) + count
+            for value, count in sorted(merged.items()):
+                family.add_metric([value], count)
+            yield family
+        depth = GaugeMetricFamily("oomstream_queue_depth", "Items waiting in a queue", labels=["queue"])
+        capacity = GaugeMetricFamily(
+            "oomstream_queue_capacity", "Queue bound (0: unbounded)", labels=["queue"]
+        )
+        for name, queue in sorted(self.queues.items()):
+            if callable(queue):
+                depth.add_metric([name], queue())
+            else:
+                depth.add_metric([name], queue.qsize())
+                capacity.add_metric([name], queue.maxsize)
+        yield depth
+        yield capacity
+        for key, (name, help_text) in CHECKPOINT_COUNTS.items():
+            yield CounterMetricFamily(name, help_text, value=sum(c.get(key, 0) for c in self.checkpoints))
+        if self.spool is not None:
+            yield from self._spool_families(self.spool.stats(), self.spool.max_bytes)
+
+    @staticmethod
+    def _spool_families(stats: SpoolStats | None = None, max_bytes: int = 0) -> Iterator[Metric]:
+        def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, help_text, value=value)
+
+        def counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
+            return CounterMetricFamily(name, help_text, value=value)
+
+        s = stats
+        yield gauge("oomstream_spool_bytes", "Bytes of spool segment files on disk", s.bytes if s else 0)
+        yield gauge("oomstream_spool_max_bytes", "Spool size bound", max_bytes)
+        yield gauge(
+            "oomstream_spool_events", "Events in the spool, not yet acknowledged", s.events if s else 0
+        )
+        yield gauge("oomstream_spool_segments", "Spool segment files", s.segments if s else 0)
+        yield counter(
+            "oomstream_spool_appended_events", "Events written to the spool", s.appended_events if s else 0
+        )
+        yield counter(
+            "oomstream_spool_acked_events",
+            "Spooled events acknowledged by the sink",
+            s.acked_events if s else 0,
+        )
+        yield counter(
+            "oomstream_spool_dropped_events",
+            "Unsent events deleted because the spool was full (oldest first)",
+            s.dropped_events if s else 0,
+        )
+        yield counter(
+            "oomstream_spool_rejected_events",
+            "Events too large for the spool, refused",
+            s.rejected_events if s else 0,
+        )
+        yield counter(
+            "oomstream_spool_torn_records",
+            "Torn or corrupt records cut off when the spool was opened",
+            s.torn_records if s else 0,
+        )
+
+
+class Metrics:
+    """Every metric the service exposes, on one registry (a fresh one unless given)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = CollectorRegistry() if registry is None else registry
+        r = self.registry
+        self.oom_events = Counter(
+            "oomstream_oom_events",
+            "OOM kill events emitted (namespace is empty until Kubernetes enrichment fills it)",
+            ["constraint", "limit_scope", "namespace"],
+            registry=r,
+        )
+        self.partial_reports = Counter(
+            "oomstream_partial_reports",
+            "Events emitted from incomplete reports, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.last_event_time = Gauge(
+            "oomstream_last_event_timestamp_seconds",
+            "Unix time at which the last OOM event was emitted",
+            registry=r,
+        )
+        self.ready = Gauge("oomstream_ready", "1 while /readyz answers 200", registry=r)
+        self.build_info = Info("oomstream_build", "Version of this oomstream", registry=r)
+        self.build_info.info({"version": _version()})
+        self.sink: SinkMetrics = sink_metrics(r)
+        self._live = _LiveCollector()
+        r.register(self._live)
+
+    # -- per event --------------------------------------------------------------------------------
+
+    def observe_event(self, event: OomEvent) -> None:
+        """Count one emitted event (call once per event, after enrichment if there is any)."""
+        namespace = ""
+        if event.kubernetes:
+            namespace = str(event.kubernetes.get("namespace") or "")
+        self.oom_events.labels(
+            event.constraint or "unknown", event.cgroup.limit_scope or "unknown", namespace
+        ).inc()
+        if event.partial:
+            self.partial_reports.labels(event.partial_reason or "unknown").inc()
+        self.last_event_time.set(time.time())
+
+    # -- tallies read at scrape time --------------------------------------------------------------
+
+    def track_source(self, name: str, counts: Mapping[str, int]) -> None:
+        """Expose a source's tally (keys of ``SOURCE_COUNTS``) under ``source=name``.
+
+        Pass the long-lived ``Source.counts``: a new mapping for the same name replaces the old
+        one, and a total that goes down reads as a counter reset to Prometheus.
+        """
+        self._live.sources[name] = counts
+
+    def track_tally(self, name: str, help_text: str, label: str, counts: Mapping[str, int]) -> None:
+        """Expose ``counts`` (label value -> total) as counter ``name{label=...}``; mappings tracked
+        under one name are summed (e.g. the ``records_by_format`` of every source's framer)."""
+        entry = self._live.tallies.get(name)
+        if entry is None:
+            self._live.tallies[name] = (help_text, label, [counts])
+        elif all(existing is not counts for existing in entry[2]):
+            entry[2].append(counts)
+
+    def track_formats(self, counts: Mapping[str, int]) -> None:
+        """Records framed per input format (``Framer.records_by_format``)."""
+        self.track_tally("oomstream_records", "Kernel records framed, per input format", "format", counts)
+
+    def track_parse_errors(self, counts: Mapping[str, int]) -> None:
+        """Lines that could not be framed or used, by reason (``Framer.skipped``, long lines, ...)."""
+        self.track_tally(
+            "oomstream_parse_errors", "Input lines skipped as unparseable, by reason", "reason", counts
+        )
+
+    def track_queue(self, name: str, queue: _Queue | Callable[[], int]) -> None:
+        """Expose the depth (and bound) of an ``asyncio.Queue``, or of anything via a callable."""
+        self._live.queues[name] = queue
+
+    def track_spool(self, spool: _HasStats) -> None:
+        self._live.spool = spool
+
+    def track_checkpoints(self, store: _HasCounts) -> None:
+        self._live.checkpoints.append(store.counts)
+
+
+# -- readiness -------------------------------------------------------------------------------------
+
+
+def sink_readiness(
+    sink_connected: Callable[[], bool],
+    spool: _HasStats | None = None,
+    *,
+    spool_fill_limit: float = 0.9,
+) -> ReadinessCheck:
+    """Ready while the sink is connected, or while it is not but the spool still has room."""
+
+    def check() -> Readiness:
+        if sink_connected():
+            return True, "sink connected"
+        if spool is None:
+            return False, "sink disconnected and no spool configured"
+        stats = spool.stats()
+        fill = stats.bytes / spool.max_bytes if spool.max_bytes else 1.0
+        if fill < spool_fill_limit:
+            return True, f"sink disconnected; spooling ({stats.events} events, {fill:.0%} full)"
+        return False, f"sink disconnected and spool {fill:.0%} full ({stats.dropped_events} events dropped)"
+
+    return check
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Response:
+    status: int
+    body: bytes
+    content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
+MAX_REQUEST_HEAD_BYTES = 16384
+
+
+class MetricsServer:
+    """Serves /metrics, /healthz and /readyz on ``listen_address`` (``host:port``; port 0: any free).
+
+    ``async with MetricsServer(...) as server:`` starts listening; ``server.port`` is the bound port.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        listen_address: str,
+        readiness: ReadinessCheck | None = None,
+        *,
+        request_timeout_seconds: float = 10.0,
+    ) -> None:
+        self.metrics = metrics
+        self.readiness = readiness
+        host, self._requested_port = split_host_port(listen_address)
+        self.host = host or None  # None: every interface, IPv4 and IPv6
+        self.request_timeout_seconds = request_timeout_seconds
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self._requested_port, limit=MAX_REQUEST_HEAD_BYTES
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        log.info("metrics endpoint listening on %s:%d", self.host or "*", self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            self._server = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                async with asyncio.timeout(self.request_timeout_seconds):
+                    head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+                return  # a client that says nothing useful gets nothing back
+            method, path, headers = _parse_head(head)
+            if method is None:
+                response = _Response(400, b"bad request\n")
+            else:
+                response = self._respond(method, path, headers)
+            writer.write(_encode_response(response, include_body=method != "HEAD"))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.request_timeout_seconds):
+                    await writer.drain()
+        except ConnectionError:
+            pass
+        except Exception:
+            log.exception("metrics endpoint: request handling failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _respond(self, method: str, path: str, headers: Mapping[str, str]) -> _Response:
+        if path not in ("/metrics", "/healthz", "/readyz"):
+            return _Response(404, b"not found; try /metrics, /healthz or /readyz\n")
+        if method not in ("GET", "HEAD"):
+            return _Response(405, b"method not allowed\n", headers=(("Allow", "GET, HEAD"),))
+        if path == "/healthz":
+            return _Response(200, b"ok\n")
+        if path == "/readyz":
+            ready, reason = self._check_readiness()
+            self.metrics.ready.set(1 if ready else 0)
+            return _Response(200 if ready else 503, reason.encode() + b"\n")
+        encoder, content_type = choose_encoder(headers.get("accept", ""))
+        body = encoder(self.metrics.registry)
+        extra: tuple[tuple[str, str], ...] = ()
+        if "gzip" in headers.get("accept-encoding", ""):
+            body = gzip.compress(body, compresslevel=5)
+            extra = (("Content-Encoding", "gzip"),)
+        return _Response(200, body, content_type, extra)
+
+    def _check_readiness(self) -> Readiness:
+        if self.readiness is None:
+            return True, "ready"
+        try:
+            return self.readiness()
+        except Exception as error:
+            log.exception("readiness check raised")
+            return False, f"readiness check failed: {error}"
+
+
+def _parse_head(head: bytes) -> tuple[str | None, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        return None, "", {}
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return parts[0].upper(), parts[1].split("?", 1)[0], headers
+
+
+def _encode_response(response: _Response, *, include_body: bool) -> bytes:
+    reason = _REASONS.get(response.status, "Unknown")
+    lines = [
+        f"HTTP/1.1 {response.status} {reason}",
+        f"Content-Type: {response.content_type}",
+        f"Content-Length: {len(response.body)}",
+        "Connection: close",
+        "Cache-Control: no-store",
+        *(f"{name}: {value}" for name, value in response.headers),
+    ]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + response.body if include_body else head
