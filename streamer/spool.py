@@ -263,34 +263,31 @@ class Spool:
         self._check_open()
         index = self._head_index
         offset = self._head_offset
-        position = 0
-        while position < len(self._segments):
-            segment = self._segments[position]
-            if segment.end_index <= index:
-                position += 1
-                continue
-            if index < segment.first_index:  # segments before were dropped meanwhile
-                index, offset = segment.first_index, len(MAGIC)
+        seq = self._segments[0].seq if self._segments else -1  # the segment ``offset`` belongs to
+        while True:
+            # Looked up by index each round, not by list position: an append may roll and delete
+            # an acknowledged head segment, or overflow may drop segments, between two yields.
+            segment = next((s for s in self._segments if s.end_index > index), None)
+            if segment is None:
+                return
+            if segment.seq != seq:
+                seq, index, offset = segment.seq, segment.first_index, len(MAGIC)
             try:
                 handle = open(segment.path, "rb")  # noqa: SIM115 - closed below, across yields
             except FileNotFoundError:
-                position += 1
+                index = segment.end_index
                 continue
             try:
                 handle.seek(offset)
                 while index < segment.end_index:
-                    header = handle.read(_HEADER.size)
-                    length, _crc = _HEADER.unpack(header)
-                    body = handle.read(length)
-                    key, value, meta = _decode(body)
+                    length, _crc = _HEADER.unpack(handle.read(_HEADER.size))
+                    key, value, meta = _decode(handle.read(length))
                     end = offset + _HEADER.size + length
                     yield SpoolRecord(key, value, meta, index, segment.seq, offset, end)
                     index += 1
                     offset = end
             finally:
                 handle.close()
-            position += 1
-            offset = len(MAGIC)
 
     def pop(self) -> SpoolRecord | None:
         """Remove and return the oldest pending record (for callers that ack one at a time)."""

@@ -272,10 +272,10 @@ def test_file_type_errors(tmp_path: Path) -> None:
     ):
         load_config(path, {}, {})
     path = write(tmp_path, "[source]\nfollow = 1\n", "b.toml")
-    with pytest.raises(ConfigError, match="source.follow: expected true or false, got 1"):
+    with pytest.raises(ConfigError, match=r"source\.follow: expected true or false, got 1"):
         load_config(path, {}, {})
     path = write(tmp_path, "[kafka]\nkey = [1, 2]\n", "c.toml")
-    with pytest.raises(ConfigError, match="kafka.key: expected a list of strings"):
+    with pytest.raises(ConfigError, match=r"kafka\.key: expected a list of strings"):
         load_config(path, {}, {})
 
 
@@ -381,7 +381,7 @@ def test_password_file_is_read_lazily(tmp_path: Path) -> None:
     secret.write_text("rotated")
     assert config.kafka.sasl_password_value() == "rotated"
     secret.unlink()
-    with pytest.raises(ConfigError, match="sasl_password_file = .*cannot read"):
+    with pytest.raises(ConfigError, match=r"sasl_password_file = .*cannot read"):
         config.kafka.sasl_password_value()
 
 
