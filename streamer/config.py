@@ -477,10 +477,14 @@ class PipelineConfig:
         default=1000, metadata=_help("events buffered between the assembler and the sink")
     )
     linger_seconds: float = field(
-        default=1.0, metadata=_help("a finished report waits this long for late lines (reaper, group kills)")
+        default=2.5, metadata=_help("a finished report waits this long for late lines (reaper, group kills)")
     )
     report_timeout_seconds: float = field(
-        default=5.0, metadata=_help("an unfinished report is emitted as partial after this long")
+        default=10.0, metadata=_help("an unfinished report is emitted as partial after this long")
+    )
+    max_tasks: int = field(default=20, metadata=_help("task table rows kept per event (largest RSS first)"))
+    max_line_bytes: int = field(
+        default=1048576, metadata=_help("longer input lines are truncated (and counted)")
     )
     shutdown_timeout_seconds: float = field(
         default=20.0, metadata=_help("on SIGTERM, drain and flush for at most this long")
@@ -499,6 +503,8 @@ class PipelineConfig:
             "queue_records",
             "queue_events",
             "report_timeout_seconds",
+            "max_tasks",
+            "max_line_bytes",
             "shutdown_timeout_seconds",
             "pid_index_refresh_seconds",
         )

@@ -92,13 +92,27 @@ def test_file_formats_match_the_framer() -> None:
     assert set(get_args(cfg.FileFormat)) == set(FORMATS)
 
 
+def test_pipeline_defaults_match_the_assembler() -> None:
+    import inspect
+
+    from parsers.oom import Assembler
+
+    params = inspect.signature(Assembler).parameters
+    pipeline = Config().pipeline
+    for name in ("linger_seconds", "report_timeout_seconds", "max_tasks"):
+        assert getattr(pipeline, name) == params[name].default, name
+    from parsers.scan import DEFAULT_MAX_LINE_BYTES
+
+    assert pipeline.max_line_bytes == DEFAULT_MAX_LINE_BYTES
+
+
 def test_every_option_has_help_and_a_unit_where_it_needs_one() -> None:
     for spec in option_specs():
         assert spec.help, spec.key
         base = cfg._inner_types(spec.type)[0]
         if base in (int, float) and spec.name not in ("topic_partitions", "topic_replication_factor"):
             assert re.search(r"_(seconds|ms|bytes)$", spec.name) or spec.name.startswith(
-                ("queue_", "max_in")
+                ("queue_", "max_in", "max_tasks")
             ), spec.key
 
 
