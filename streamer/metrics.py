@@ -42,9 +42,10 @@ from streamer.spool import SpoolStats
 
 log = logging.getLogger("oomstream.metrics")
 
-# Source tally key -> (metric name, help). Sources count under these keys in ``Source.counts``.
+# Source tally key -> (metric name, help). Sources count under these keys in ``Source.counts``;
+# every other key goes to oomstream_source_counts_total{source,name}.
 SOURCE_COUNTS: dict[str, tuple[str, str]] = {
-    "lines_read": ("oomstream_source_lines_read", "Lines (or raw records) read, per source"),
+    "lines": ("oomstream_source_lines_read", "Lines (or raw records) read, per source"),
     "records": ("oomstream_source_records", "Kernel records framed, per source"),
     "lost": (
         "oomstream_source_lost_records",
@@ -57,6 +58,7 @@ SOURCE_COUNTS: dict[str, tuple[str, str]] = {
     "gaps": ("oomstream_source_gaps", "Discontinuities in a source's sequence (rotation, truncation)"),
     "restarts": ("oomstream_source_restarts", "Times a source reopened its input after an error"),
 }
+SOURCE_KEY_ALIASES = {"lines_read": "lines"}  # the Source protocol's docstring says lines_read
 CHECKPOINT_COUNTS: dict[str, tuple[str, str]] = {
     "saves": ("oomstream_checkpoint_saves", "Checkpoint files written"),
     "corrupt": ("oomstream_checkpoint_corrupt", "Checkpoint files unreadable at load (treated as absent)"),
@@ -104,6 +106,7 @@ class _LiveCollector(Collector):
         # Reserves the fixed names in the registry, so a clash fails at registration, not at scrape.
         for name, help_text in SOURCE_COUNTS.values():
             yield CounterMetricFamily(name, help_text, labels=["source"])
+        yield CounterMetricFamily("oomstream_source_counts", "", labels=["source", "name"])
         for name, help_text in CHECKPOINT_COUNTS.values():
             yield CounterMetricFamily(name, help_text)
         yield GaugeMetricFamily("oomstream_queue_depth", "Items waiting in a queue", labels=["queue"])
@@ -111,11 +114,25 @@ class _LiveCollector(Collector):
         yield from self._spool_families()
 
     def collect(self) -> Iterator[Metric]:
+        named: dict[str, dict[str, int]] = {key: {} for key in SOURCE_COUNTS}
+        other = CounterMetricFamily(
+            "oomstream_source_counts", "Other per-source tallies, by name", labels=["source", "name"]
+        )
+        for source, counts in sorted(self.sources.items()):
+            for key in SOURCE_COUNTS:
+                named[key][source] = 0
+            for raw_key, count in sorted(list(counts.items())):
+                key = SOURCE_KEY_ALIASES.get(raw_key, raw_key)
+                if key in named:
+                    named[key][source] += count
+                else:
+                    other.add_metric([source, key], count)
         for key, (name, help_text) in SOURCE_COUNTS.items():
             family = CounterMetricFamily(name, help_text, labels=["source"])
-            for source, counts in sorted(self.sources.items()):
-                family.add_metric([source], counts.get(key, 0))
+            for source, count in named[key].items():
+                family.add_metric([source], count)
             yield family
+        yield other
         for name, (help_text, label, mappings) in self.tallies.items():
             family = CounterMetricFamily(name, help_text, labels=[label])
             merged: dict[str, int] = {}
@@ -229,7 +246,8 @@ class Metrics:
     # -- tallies read at scrape time --------------------------------------------------------------
 
     def track_source(self, name: str, counts: Mapping[str, int]) -> None:
-        """Expose a source's tally (keys of ``SOURCE_COUNTS``) under ``source=name``.
+        """Expose a source's tally under ``source=name``: the keys of ``SOURCE_COUNTS`` as their
+        own metrics, any other key as ``oomstream_source_counts_total{source, name}``.
 
         Pass the long-lived ``Source.counts``: a new mapping for the same name replaces the old
         one, and a total that goes down reads as a counter reset to Prometheus.

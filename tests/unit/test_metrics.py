@@ -95,7 +95,9 @@ def test_tallies_are_read_at_scrape_time(tmp_path: Path) -> None:
     metrics.track_parse_errors(skipped)
     metrics.track_queue("records", queue)
     metrics.track_queue("events", lambda: 3)
-    kmsg.update(lines_read=1000, records=990, lost=7, untrusted=2)
+    kmsg.update(lines=1000, records=990, lost=7, untrusted=2, epipe=3)
+    files: Counter[str] = Counter(lines_read=5)
+    metrics.track_source("file:/x", files)
     formats_a["kmsg"] += 5
     formats_b["kmsg"] += 2
     formats_b["syslog"] += 1
@@ -116,6 +118,8 @@ def test_tallies_are_read_at_scrape_time(tmp_path: Path) -> None:
     assert got[("oomstream_source_lost_records_total", source)] == 7
     assert got[("oomstream_untrusted_records_total", source)] == 2
     assert got[("oomstream_source_restarts_total", source)] == 0
+    assert got[("oomstream_source_counts_total", (("name", "epipe"), ("source", "kmsg")))] == 3
+    assert got[("oomstream_source_lines_read_total", (("source", "file:/x"),))] == 5
     assert got[("oomstream_records_total", (("format", "kmsg"),))] == 7
     assert got[("oomstream_records_total", (("format", "syslog"),))] == 1
     assert got[("oomstream_parse_errors_total", (("reason", "long_line"),))] == 4
