@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-line-bytes", type=int, default=1 << 20, help="longer lines are truncated and counted"
     )
     parse.set_defaults(handler=cmd_parse)
+
+    # Imported here: the Kafka commands pull in aiokafka, which `parse` does not need.
+    from streamer.commands import publish, tail
+
+    publish.add_parser(sub)
+    tail.add_parser(sub)
     return parser
 
 
