@@ -32,6 +32,7 @@ from streamer.acks import AckTracker
 from streamer.enrich.pid_index import PidIndex
 from streamer.sinks.base import DeliveryResult, DeliveryStatus, Sink
 from streamer.sources.base import Source
+from streamer.spool import Spool, SpoolRecord
 
 log = logging.getLogger("oomstream.pipeline")
 
@@ -49,11 +50,7 @@ class CheckpointSink:
         raise NotImplementedError
 
 
-class SpoolLike:
-    """What the pipeline needs from the durable spool (streamer.spool.Spool)."""
-
-    def append(self, key: bytes | None, value: bytes, meta: dict[str, Any]) -> None:  # pragma: no cover
-        raise NotImplementedError
+SPOOL_DRAIN_BATCH = 200
 
 
 @dataclass
@@ -103,7 +100,7 @@ class Pipeline:
         sink: Sink,
         *,
         checkpoints: CheckpointSink | None = None,
-        spool: SpoolLike | None = None,
+        spool: Spool | None = None,
         pid_index: PidIndex | None = None,
         enrich: Enricher | None = None,
         on_published: EventListener | None = None,
@@ -134,6 +131,9 @@ class Pipeline:
         self._processed = asyncio.Event()
         self._in_flight: dict[tuple[str, int, str], OomEvent] = {}
         self._readers_left = len(self._states)
+        # Spool drain: the batch in flight, and whether every record of it was acknowledged.
+        self._draining: dict[int, SpoolRecord] = {}
+        self._drain_failed = False
 
     # -- control ---------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -215,6 +215,27 @@ class Pipeline:
             if now - last_checkpoint >= self.settings.checkpoint_interval_seconds:
                 self._checkpoint()
                 last_checkpoint = now
+            await self._drain_spool()
+
+    async def _drain_spool(self) -> None:
+        """Resend spooled events, oldest first, one batch at a time, when nothing is draining."""
+        spool = self.spool
+        if spool is None or self._draining or spool.events == 0:
+            return
+        if self._drain_failed:
+            self._drain_failed = False  # try again next tick: the sink retries with its own backoff
+        batch = spool.peek(SPOOL_DRAIN_BATCH)
+        for record in batch:
+            self._draining[record.number] = record
+        for record in batch:
+            try:
+                event = decode_spooled(record.value)
+            except (ValueError, TypeError, KeyError):
+                log.error("spooled record %d is not an event; dropping it", record.number)
+                self.counts["spool_corrupt"] += 1
+                self._spool_settled(record.number, ok=True)
+                continue
+            await self.sink.submit(event, [("spool", record.number)])
 
     async def _refresh_pid_index(self, *, force: bool) -> None:
         index = self.pid_index
@@ -245,6 +266,9 @@ class Pipeline:
     def on_delivery(self, result: DeliveryResult) -> None:
         """The sink's delivery callback (pass it as ``on_delivery`` when building the sink)."""
         for position in result.positions:
+            if isinstance(position, tuple) and len(position) == 2 and position[0] == "spool":
+                self._spool_settled(position[1], ok=result.status is not DeliveryStatus.FAILED)
+                continue
             if not (isinstance(position, tuple) and len(position) == 3):
                 continue
             name, origin, _event_id = position
@@ -274,10 +298,32 @@ class Pipeline:
         self.counts["events_spooled"] += 1
         return True
 
+    def _spool_settled(self, number: int, *, ok: bool) -> None:
+        """A drained record's outcome; the batch leaves the spool only when all of it arrived."""
+        if number not in self._draining:
+            return
+        if not ok:
+            self._drain_failed = True
+        if ok and not self._drain_failed:
+            self.counts["spool_resent"] += 1
+        remaining = [n for n in self._draining if n != number]
+        if len(remaining) < len(self._draining) and not remaining:
+            last = self._draining[max(self._draining)]
+            self._draining.clear()
+            spool = self.spool
+            if spool is not None and not self._drain_failed:
+                spool.ack_through(last)
+                spool.flush()
+            return
+        del self._draining[number]
+
     # -- checkpoints -----------------------------------------------------------------------------
     def _checkpoint(self) -> None:
         if self.checkpoints is None:
             return
+        if self.spool is not None and self.counts["events_spooled"]:
+            # Checkpoints may cover spooled events only once the spool is on disk for good.
+            self.spool.flush()
         for name, state in self._states.items():
             pending = state.tracker.index_of(state.assembler.oldest_pending_position())
             if pending is None and state.assembler.busy:

@@ -61,14 +61,24 @@ def test_dead_pid_survives_one_rescan(tmp_path: Path) -> None:
 def test_memory_events_counter_attribution(tmp_path: Path) -> None:
     cg = tmp_path / "cg" / "memory"
     leaf = cg / "kubepods" / "burstable" / f"pod{POD}" / CID
-    for directory in (cg / "kubepods", cg / "kubepods" / "burstable", cg / "kubepods" / "burstable" / f"pod{POD}", leaf):
+    for directory in (
+        cg / "kubepods",
+        cg / "kubepods" / "burstable",
+        cg / "kubepods" / "burstable" / f"pod{POD}",
+        leaf,
+    ):
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
     index = PidIndex(proc=str(tmp_path / "noproc"), cgroup_root=str(tmp_path / "cg"))
     (tmp_path / "noproc").mkdir()
     index.scan(now=0.0)
     # the kernel counts the kill in the victim's memcg and every ancestor
-    for directory in (cg / "kubepods", cg / "kubepods" / "burstable", cg / "kubepods" / "burstable" / f"pod{POD}", leaf):
+    for directory in (
+        cg / "kubepods",
+        cg / "kubepods" / "burstable",
+        cg / "kubepods" / "burstable" / f"pod{POD}",
+        leaf,
+    ):
         (directory / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
     index.scan(now=1.0)
     event = index.attribute(bare(999, "gone"))

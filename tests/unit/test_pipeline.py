@@ -117,3 +117,57 @@ async def test_checkpoint_stops_before_an_unacknowledged_report() -> None:
     # the checkpoint is the record just before the held report's first line
     before_second = sum(len(line) + 1 for line in first + ["[    2.000000] unrelated"])
     assert checkpoints.saved["file:test"]["offset"] == before_second
+
+
+class FlakySink(HoldingSink):
+    """Fails every submission while ``down`` is set, like a sink whose retries ran out."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(set(), **kwargs)
+        self.down = True
+
+    async def submit(self, event: OomEvent, positions: Sequence[object] = ()) -> None:
+        if self.down:
+            self._report(
+                DeliveryResult(
+                    event.event_id, tuple(positions), DeliveryStatus.FAILED, reason="connection_error"
+                )
+            )
+            return
+        await super().submit(event, positions)
+
+
+async def test_failed_events_go_to_the_spool_and_drain_later(tmp_path: Any) -> None:
+    from streamer.spool import Spool
+
+    lines = report(10, 1.0) + report(11, 3.0) + ["[    9.000000] end"]
+    spool = Spool(str(tmp_path / "spool"), max_bytes=1 << 20, segment_bytes=1 << 16)
+    checkpoints = MemoryCheckpoints()
+    pipeline: Pipeline
+    sink = FlakySink(on_delivery=lambda result: pipeline.on_delivery(result))
+    pipeline = Pipeline(
+        [ListSource(lines)], sink, checkpoints=checkpoints, spool=spool,
+        settings=PipelineSettings(tick_seconds=0.01, checkpoint_interval_seconds=0.01),
+    )  # fmt: skip
+    task = asyncio.create_task(pipeline.run())
+    for _ in range(300):
+        await asyncio.sleep(0.01)
+        if spool.events == 2:
+            break
+    assert spool.events == 2 and sink.delivered == []
+    # durable in the spool, so the checkpoint may pass them
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if checkpoints.saved.get("file:test", {}).get("offset") == sum(len(x) + 1 for x in lines):
+            break
+    assert checkpoints.saved["file:test"]["offset"] == sum(len(x) + 1 for x in lines)
+    sink.down = False
+    await asyncio.wait_for(task, 10)
+    for _ in range(300):
+        if spool.events == 0:
+            break
+        await pipeline._drain_spool()
+        await asyncio.sleep(0.01)
+    assert [e.victim.pid for e in sink.delivered if e.victim] == [10, 11]
+    assert spool.events == 0 and pipeline.counts["spool_resent"] == 2
+    spool.close()
