@@ -78,7 +78,8 @@ class _HasStats(Protocol):
 
 
 class _HasCounts(Protocol):
-    counts: Mapping[str, int]
+    @property
+    def counts(self) -> Mapping[str, int]: ...
 
 
 Readiness = tuple[bool, str]  # (ready, reason shown in the /readyz body)

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -40,14 +40,10 @@ Enricher = Callable[[OomEvent], Awaitable[OomEvent]]
 EventListener = Callable[[OomEvent, DeliveryResult], None]
 
 
-class CheckpointSink:
+class CheckpointSink(Protocol):
     """What the pipeline needs from a checkpoint store (streamer.checkpoint.CheckpointStore)."""
 
-    def load(self, source_name: str) -> dict[str, Any] | None:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-    def save(self, source_name: str, data: dict[str, Any]) -> None:  # pragma: no cover - protocol
-        raise NotImplementedError
+    def save(self, source_name: str, data: dict[str, Any]) -> None: ...
 
 
 SPOOL_DRAIN_BATCH = 200

@@ -1,0 +1,231 @@
+"""`oomstream run` (the node service) and `oomstream check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from typing import Any, TextIO
+
+import orjson
+
+from parsers.events import OomEvent, event_to_dict
+from parsers.records import SourcePosition
+from streamer.checkpoint import CheckpointStore
+from streamer.commands.tail import format_event_line
+from streamer.config import Config, ConfigError, add_cli_arguments, load_config, overrides_from_args
+from streamer.enrich.pid_index import PidIndex
+from streamer.logging_setup import setup_logging
+from streamer.metrics import Metrics, MetricsServer
+from streamer.pipeline import Pipeline, PipelineSettings, checkpoint_to_position
+from streamer.sinks.base import DeliveryResult, Sink, SinkError
+from streamer.sinks.file import FileSink
+from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig
+from streamer.sinks.stdout import StdoutSink
+from streamer.sources.base import Source, SourceError
+from streamer.sources.files import FileSource
+from streamer.sources.journald import JournaldSource
+from streamer.sources.kmsg import KmsgSource
+from streamer.sources.select import auto_select
+from streamer.spool import Spool
+
+log = logging.getLogger("oomstream.run")
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def _cli_error(message: str) -> Exception:
+    from streamer.cli import CliError
+
+    return CliError(message)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    try:
+        return load_config(args.config_path, os.environ, overrides_from_args(args))
+    except ConfigError as error:
+        raise _cli_error(str(error)) from None
+
+
+def cmd_check_config(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    config = _load(args)
+    stdout.write(orjson.dumps(config.redacted(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    if not config.kafka.configured and config.output.sink == "kafka":
+        stderr.write(
+            "note: kafka.bootstrap_servers is not set (OOMSTREAM_KAFKA_BOOTSTRAP); "
+            "`make run` starts a local broker and sets it\n"
+        )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    config = _load(args)
+    setup_logging(config.log.level, config.log.format, rate_limit_seconds=config.log.rate_limit_seconds)
+    if config.output.sink == "kafka" and not config.kafka.configured:
+        raise _cli_error(
+            "kafka.bootstrap_servers is not set: set OOMSTREAM_KAFKA_BOOTSTRAP, --kafka-bootstrap-servers "
+            "or [kafka] bootstrap_servers (`make run` starts a local broker and sets it), "
+            "or choose output.sink = stdout|file"
+        )
+    try:
+        return asyncio.run(run_service(config, stdout, print_events=not args.quiet))
+    except (SourceError, SinkError) as error:
+        raise _cli_error(str(error)) from None
+
+
+def _start_position(store: CheckpointStore, name: str) -> tuple[SourcePosition | None, str | None]:
+    saved = store.load(name)
+    if not saved:
+        return None, None
+    return checkpoint_to_position(saved), saved.get("boot_id")
+
+
+async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
+    source = config.source
+    kind = source.kind
+    if kind == "auto" and source.files:
+        kind = "file"
+    if kind == "file" or kind == "stdin":
+        paths = list(source.files) if kind == "file" else ["-"]
+        if not paths:
+            raise SourceError("source.kind = file needs source.files (a list of log files)")
+        built: list[Source] = []
+        for path in paths:
+            name = "stdin" if path == "-" else f"file:{os.path.abspath(path)}"
+            position, _ = _start_position(store, name)
+            built.append(
+                FileSource(
+                    path,
+                    follow=source.follow,
+                    start=position if position is not None else "beginning",
+                    fmt=source.file_format,
+                    host=config.resolved_node_name(os.environ),
+                )
+            )
+        return built
+    if kind == "kmsg":
+        position, boot_id = _start_position(store, "kmsg")
+        start: Any = source.kmsg_start
+        if start == "checkpoint":
+            start = position if position is not None else "oldest"
+        return [KmsgSource(source.kmsg_path, start=start, checkpoint_boot_id=boot_id)]
+    if kind == "journald":
+        position, _ = _start_position(store, "journald")
+        cursor = position.cursor if position is not None else None
+        return [
+            JournaldSource(
+                after_cursor=cursor,
+                directory=source.journald_directory,
+                since=None if cursor else source.journald_since,
+            )
+        ]
+    # auto: the kind of an existing checkpoint first, then kmsg, then journald
+    position, boot_id = _start_position(store, "kmsg")
+    if position is None:
+        position, boot_id = _start_position(store, "journald")
+    chosen = await auto_select(
+        checkpoint=position,
+        checkpoint_boot_id=boot_id,
+        kmsg_path=source.kmsg_path,
+        journal_directory=source.journald_directory,
+    )
+    return [chosen]
+
+
+def build_sink(config: Config, metrics: Metrics, pipeline_ref: list[Pipeline]) -> Sink:
+    def on_delivery(result: DeliveryResult) -> None:
+        pipeline_ref[0].on_delivery(result)
+
+    output = config.output
+    if output.sink == "stdout":
+        return StdoutSink(sys.stdout.buffer, on_delivery=on_delivery, registry=metrics.registry)
+    if output.sink == "file":
+        assert output.path is not None
+        return FileSink(output.path, on_delivery=on_delivery, registry=metrics.registry)
+    sink_config = KafkaSinkConfig.from_mapping(config.kafka.sink_options(), "configuration")
+    return KafkaSink(sink_config, on_delivery=on_delivery, registry=metrics.registry)
+
+
+async def run_service(config: Config, stdout: TextIO, *, print_events: bool = True) -> int:
+    metrics = Metrics()
+    store = CheckpointStore(config.state.directory)
+    spool: Spool | None = None
+    if config.spool.enabled and config.output.sink == "kafka":
+        spool = Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_bytes)
+        metrics.track_spool(spool)
+    metrics.track_checkpoints(store)
+    sources = await build_sources(config, store)
+    for source in sources:
+        metrics.track_source(source.name, source.counts)
+    pipe_conf = config.pipeline
+    pid_index = None
+    if pipe_conf.pid_index_enabled:
+        pid_index = PidIndex(refresh_seconds=pipe_conf.pid_index_refresh_seconds)
+    pipeline_ref: list[Pipeline] = []
+    sink = build_sink(config, metrics, pipeline_ref)
+
+    def published(event: OomEvent, result: DeliveryResult) -> None:
+        metrics.observe_event(event)
+        if print_events and config.output.sink != "stdout":
+            stdout.write(format_event_line(event_to_dict(event)) + "\n")
+            stdout.flush()
+
+    pipeline = Pipeline(
+        sources,
+        sink,
+        checkpoints=store,
+        spool=spool,
+        pid_index=pid_index,
+        on_published=published,
+        settings=PipelineSettings(
+            queue_records=pipe_conf.queue_records,
+            linger_seconds=pipe_conf.linger_seconds,
+            report_timeout_seconds=pipe_conf.report_timeout_seconds,
+            checkpoint_interval_seconds=config.state.checkpoint_interval_seconds,
+            shutdown_timeout_seconds=pipe_conf.shutdown_timeout_seconds,
+            max_tasks=pipe_conf.max_tasks,
+        ),
+    )
+    pipeline_ref.append(pipeline)
+    metrics.track_queue("records", lambda: pipeline.queue_depth)
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, pipeline.stop)
+    log.info(
+        "oomstream running: sources=%s sink=%s state=%s",
+        ",".join(source.name for source in sources), config.output.sink, config.state.directory,
+    )  # fmt: skip
+    server: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
+    if config.metrics.enabled:
+        server = MetricsServer(metrics, config.metrics.listen_address)
+    try:
+        async with server, sink:
+            await pipeline.run()
+    finally:
+        if spool is not None:
+            spool.close()
+        store.close()
+    log.info("oomstream stopped: %s", dict(pipeline.counts))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="follow this node's kernel log and publish every OOM kill (the node service)",
+        description="Follow the kernel log (kmsg, journald or files), assemble OOM reports and publish "
+        "events; options come from --config FILE, OOMSTREAM_* variables and these flags.",
+    )
+    add_cli_arguments(run)
+    run.add_argument("--quiet", action="store_true", help="do not print a line per published event")
+    run.set_defaults(handler=cmd_run)
+    check = subparsers.add_parser(
+        "check-config", help="validate the configuration and print it (secrets masked)"
+    )
+    add_cli_arguments(check)
+    check.set_defaults(handler=cmd_check_config)
