@@ -1050,7 +1050,7 @@ class KafkaSink(Sink):
         wanted = [t for t in (config.events_topic, config.dead_letter_topic) if t]
         admin = AIOKafkaAdminClient(**self._conn)
         try:
-            await self._bounded(admin.start(), "connect")
+            await self._connect(admin)
             existing = set(await self._bounded(admin.list_topics(), "list topics"))
             missing = [topic for topic in wanted if topic not in existing]
             if not missing:
@@ -1098,14 +1098,71 @@ class KafkaSink(Sink):
             except Exception as error:
                 log.debug("admin client close: %s", _describe(error))
 
+    async def _connect(self, admin: Any) -> None:
+        """Bootstrap within connect_timeout_seconds, retrying refused connections (Kafka starting).
+
+        aiokafka reports every bootstrap failure as "Unable to bootstrap"; the real cause (TLS or
+        SASL mismatch, refused, reset) is only logged. A direct connection to each server finds it,
+        so the error can name the setting at fault; auth and TLS failures are not retried.
+        """
+        config = self.config
+        deadline = time.monotonic() + config.connect_timeout_seconds
+        backoff = 0.25
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(admin.start(), max(0.1, remaining))
+                return
+            except Exception as error:
+                remaining = deadline - time.monotonic()
+                causes = await self._diagnose(max(0.5, min(5.0, remaining)))
+                fatal = [c for c in causes if c[2] in ("authentication", "tls")]
+                if fatal or remaining <= 0.05:
+                    raise self._startup_error("connect", error, causes) from None
+                log.info("%s sink: Kafka not reachable yet (%s); retrying", self.name, _describe(error))
+                await asyncio.sleep(min(backoff, remaining))
+                backoff = min(2.0, backoff * 2)
+
+    async def _diagnose(self, timeout: float) -> list[tuple[str, str, str]]:
+        """(server, error, kind) for each bootstrap server; kind: authentication, tls, network, ok."""
+        from aiokafka.conn import create_conn
+
+        conn_kwargs = {
+            key: value
+            for key, value in self._conn.items()
+            if key
+            in (
+                "client_id",
+                "ssl_context",
+                "security_protocol",
+                "sasl_mechanism",
+                "sasl_plain_username",
+                "sasl_plain_password",
+            )
+        }
+        causes: list[tuple[str, str, str]] = []
+        for server in self.config.bootstrap_servers:
+            host, _, port = server.strip().rpartition(":")
+            try:
+                conn = await asyncio.wait_for(
+                    create_conn(
+                        host.strip("[]"), int(port), request_timeout_ms=int(timeout * 1000), **conn_kwargs
+                    ),
+                    timeout,
+                )
+            except Exception as error:
+                causes.append((server, _describe(error), _failure_kind(error)))
+            else:
+                conn.close()
+                causes.append((server, "connected", "ok"))
+        return causes
+
     async def _bounded(
         self, awaitable: Awaitable[T], what: str, stop: Callable[[], Awaitable[Any]] | None = None
     ) -> T:
         """Run a start-up step within connect_timeout_seconds; turn failures into clear errors."""
-        config = self.config
-        timeout = config.connect_timeout_seconds
         try:
-            return await asyncio.wait_for(awaitable, timeout)
+            return await asyncio.wait_for(awaitable, self.config.connect_timeout_seconds)
         except SinkConfigError:
             raise
         except Exception as error:
@@ -1114,41 +1171,59 @@ class KafkaSink(Sink):
                     await asyncio.wait_for(stop(), 5)
                 except Exception as stop_error:
                     log.debug("cleanup after failed %s: %s", what, _describe(stop_error))
-            raise self._startup_error(what, error, timeout) from None
+            raise self._startup_error(what, error, []) from None
 
-    def _startup_error(self, what: str, error: BaseException, timeout: float) -> FatalSinkError:
+    def _startup_error(
+        self, what: str, error: BaseException, causes: list[tuple[str, str, str]]
+    ) -> FatalSinkError:
         config = self.config
         servers = ",".join(config.bootstrap_servers)
+        where = f"in {config.origin}"
         klass = classify_kafka_error(error, topic_creation=config.topic_creation)
-        detail = _describe(error)
-        if klass.reason == "authentication_failed" or _looks_like_auth_failure(error):
-            setting = "sasl_username" if config.security_protocol.startswith("SASL_") else "security_protocol"
+        kinds = {kind for _, _, kind in causes}
+        detail = "; ".join(f"{server}: {text}" for server, text, kind in causes if kind != "ok")
+        detail = detail or _describe(error)
+        if "authentication" in kinds or klass.reason == "authentication_failed":
+            if config.security_protocol.startswith("SASL_"):
+                return FatalSinkError(
+                    f"{what}: SASL authentication with {servers} failed (security_protocol="
+                    f"{config.security_protocol!r}, sasl_mechanism={config.sasl_mechanism!r}, "
+                    f"sasl_username={config.sasl_username!r} {where}): {detail}; check the credentials, "
+                    "the mechanism, and that the listener speaks SASL",
+                    setting="sasl_mechanism",
+                )
             return FatalSinkError(
-                f"{what}: authentication with {servers} failed (security_protocol="
-                f"{config.security_protocol!r}, sasl_mechanism={config.sasl_mechanism!r}, "
-                f"sasl_username={config.sasl_username!r} in {config.origin}): {detail}",
-                setting=setting,
+                f"{what}: the broker at {servers} requires authentication, but security_protocol="
+                f"{config.security_protocol!r} ({where}): {detail}",
+                setting="security_protocol",
+            )
+        if "tls" in kinds:
+            return FatalSinkError(
+                f"{what}: TLS handshake with {servers} failed (security_protocol="
+                f"{config.security_protocol!r}, ssl_cafile={config.ssl_cafile!r}, ssl_check_hostname="
+                f"{config.ssl_check_hostname} {where}): {detail}; does the listener speak TLS?",
+                setting="security_protocol",
             )
         if klass.reason == "authorization_failed":
             return FatalSinkError(
-                f"{what}: not authorized on {servers} (sasl_username={config.sasl_username!r} in "
-                f"{config.origin}): {detail}",
+                f"{what}: not authorized on {servers} (sasl_username={config.sasl_username!r} {where}): "
+                f"{detail}",
                 setting="sasl_username",
             )
-        if isinstance(error, TimeoutError):
-            hint = ""
-            if config.security_protocol != "PLAINTEXT":
-                hint = f"; check security_protocol={config.security_protocol!r} matches the listener"
+        if isinstance(error, TimeoutError) and "ok" in kinds:
             return FatalSinkError(
-                f"{what}: no answer from Kafka at bootstrap_servers={servers} within "
-                f"connect_timeout_seconds={timeout:g} (in {config.origin}){hint}",
-                setting="bootstrap_servers",
+                f"{what}: Kafka at {servers} accepted the connection but did not answer within "
+                f"connect_timeout_seconds={config.connect_timeout_seconds:g} ({where}); "
+                f"is security_protocol={config.security_protocol!r} what the listener speaks?",
+                setting="security_protocol",
             )
         hint = ""
-        if config.security_protocol != "PLAINTEXT":
-            hint = f" (is security_protocol={config.security_protocol!r} what the listener speaks?)"
+        if config.security_protocol != "PLAINTEXT" and "ok" not in kinds:
+            # A plaintext listener resets a TLS handshake: the likeliest cause when TLS is on.
+            hint = f"; is security_protocol={config.security_protocol!r} what the listener speaks?"
         return FatalSinkError(
-            f"{what}: cannot reach Kafka at bootstrap_servers={servers} (in {config.origin}): {detail}{hint}",
+            f"{what}: cannot reach Kafka at bootstrap_servers={servers} within connect_timeout_seconds="
+            f"{config.connect_timeout_seconds:g} ({where}): {detail}{hint}",
             setting="bootstrap_servers",
         )
 
@@ -1167,14 +1242,27 @@ def _metadata_tuple(topic: str, metadata: Any) -> tuple[str, int, int] | None:
 
 
 def _describe(error: BaseException) -> str:
-    text = str(error)
+    text = str(error).strip()
     name = type(error).__name__
-    return f"{name}: {text}" if text and text != name else name
+    if not text or text == name:
+        return name
+    # aiokafka's errors already start with "[Error N] Name" or "Name:"; do not repeat the name.
+    return text if name in text else f"{name}: {text}"
 
 
-def _looks_like_auth_failure(error: BaseException) -> bool:
+def _failure_kind(error: BaseException) -> str:
+    """What a failed direct connection says about the configuration."""
+    names = {klass.__name__ for klass in type(error).__mro__}
+    if isinstance(error, ssl.SSLError) or "SSLError" in names:
+        return "tls"
+    if classify_kafka_error(error).reason == "authentication_failed":
+        return "authentication"
     text = str(error).lower()
-    return "sasl" in text or "authentication" in text
+    if "sasl" in text or "authentication" in text:
+        return "authentication"
+    if "ssl" in text or "tls" in text or "certificate" in text:
+        return "tls"
+    return "network"
 
 
 def _codec_available(compression: str) -> bool:

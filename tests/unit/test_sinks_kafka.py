@@ -367,9 +367,8 @@ async def test_fatal_errors_go_to_dead_letter_and_pipeline_continues() -> None:
     too_big = events[1].event_id
 
     def script(topic: str, value: bytes, attempt: int) -> Outcome:
-        if topic == "oomstream.events.v1" and too_big.encode() in value:
-            return kerr.MessageSizeTooLargeError()
-        return None
+        refused: BaseException = kerr.MessageSizeTooLargeError()
+        return refused if topic == "oomstream.events.v1" and too_big.encode() in value else None
 
     for raise_on_send in (False, True):  # refused by the broker, or by the client before sending
         sink, tally, producers = scripted_sink(script, raise_on_send=raise_on_send)
