@@ -452,6 +452,7 @@ class FileSource:
                 return
             if current.size() < current.lines.pos:
                 self.counts["truncations"] += 1
+                self.counts["gaps"] += 1  # whatever was written before the truncation and not read is gone
                 dropped = current.rewind()
                 log.warning(
                     "%s: file truncated (size %d < offset %d): reading again from the start%s",

@@ -4,11 +4,13 @@
 ``Framer.frame_journal_entry``. Positions are ``SourcePosition(kind="journald", cursor=...)``;
 resuming with ``after_cursor`` never repeats the entry the cursor names.
 
-Which entries: ``-k`` (kernel transport, current boot) when starting fresh, but
-``_TRANSPORT=kernel`` across all boots when resuming from a cursor, because ``-k`` implies
-``-b`` and would silently skip the rest of the cursor's boot after a reboot - the records just
-before a reboot are often the OOM storm that caused it. With ``directory``/``file`` (backfill of
-journals copied from elsewhere) all boots are read too; ``all_boots`` forces that everywhere.
+Which entries: ``_TRANSPORT=kernel`` (what ``-k`` matches) of the current boot (``-b``) when
+starting fresh, but across all boots when resuming from a cursor: ``-k``/``-b`` would silently
+skip the rest of the cursor's boot after a reboot, and the records just before a reboot are
+often the OOM storm that caused it. With ``directory``/``file`` (backfill of journals copied from
+elsewhere) all boots are read too; ``all_boots`` forces that everywhere. journald's own "Missed N
+kernel messages" notices (kmsg records overwritten before journald read them) are matched as
+well and counted as ``lost``/``gaps``, never yielded.
 
 Trust: only ``_TRANSPORT=kernel`` entries are framed (the Framer drops and counts the rest), and
 among those, entries with a ``SYSLOG_FACILITY`` other than 0 were written to ``/dev/kmsg`` by
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import time
 from collections import Counter, deque
@@ -45,6 +48,9 @@ log = logging.getLogger("oomstream.sources.journald")
 LINE_LIMIT = 16 << 20
 STDERR_KEEP = 64 << 10
 HEALTHY_SECONDS = 30.0  # a journalctl that ran this long resets the restart backoff
+# SD_MESSAGE_JOURNAL_MISSED: journald-kmsg.c logs "Missed %lu kernel messages" with this id.
+MISSED_MESSAGE_ID = "e9bf28e6e834481bb6f48f548ad13606"
+_MISSED = re.compile(r"Missed (\d+) kernel messages")
 
 
 def resolve_journalctl(journalctl: str) -> str:
@@ -134,9 +140,9 @@ class JournaldSource:
         """The journalctl command line for a run resuming after ``cursor`` (None: fresh start)."""
         args = [exe, "-o", "json", "--no-pager"]
         if cursor is None and not self._all_boots:
-            args.append("-k")
-        else:
-            args.append("_TRANSPORT=kernel")
+            args.append("-b")
+        # Matches on different fields are ORed only with "+" (and -b ANDs with both sides).
+        args += ["_TRANSPORT=kernel", "+", f"MESSAGE_ID={MISSED_MESSAGE_ID}"]
         if self._directory is not None:
             args.append(f"--directory={self._directory}")
         if self._file is not None:
@@ -216,6 +222,15 @@ class JournaldSource:
             await _reap(proc, exiting=eof)
             self.last_stderr = await stderr_task
 
+    def _missed(self, entry: dict[str, object]) -> None:
+        count = _missed_count(entry)
+        self.counts["gaps"] += 1
+        self.counts["lost"] += count or 0
+        log.warning(
+            "%s: journald missed %s kernel messages (overwritten in the kmsg ring before it read them)",
+            self.name, count if count is not None else "an unknown number of",
+        )  # fmt: skip
+
     def _frame_line(self, line: bytes) -> KernelRecord | None:
         self.counts["lines"] += 1
         try:
@@ -230,6 +245,9 @@ class JournaldSource:
         cursor = entry.get("__CURSOR")
         if isinstance(cursor, str):
             self.last_cursor = cursor
+        if entry.get("MESSAGE_ID") == MISSED_MESSAGE_ID:
+            self._missed(entry)
+            return None
         record = self._framer.frame_journal_entry(entry, SourcePosition(kind="journald"))
         if record is None:
             self.counts["skipped"] += 1
@@ -263,6 +281,12 @@ async def _reap(proc: asyncio.subprocess.Process, *, exiting: bool) -> None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+def _missed_count(entry: dict[str, object]) -> int | None:
+    message = entry.get("MESSAGE")
+    match = _MISSED.search(message) if isinstance(message, str) else None
+    return int(match.group(1)) if match is not None else None
 
 
 def _int_or_none(value: object) -> int | None:

@@ -56,9 +56,8 @@ async def probe_journald(
         exe = resolve_journalctl(journalctl)
     except SourceError as exc:
         return str(exc)
-    argv = [exe, "-o", "json", "--no-pager", "-n", "1", "-k"]
-    if directory is not None:
-        argv = [exe, "-o", "json", "--no-pager", "-n", "1", "_TRANSPORT=kernel", f"--directory={directory}"]
+    argv = [exe, "-o", "json", "--no-pager", "-n", "1", "_TRANSPORT=kernel"]
+    argv += ["-b"] if directory is None else [f"--directory={directory}"]
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,

@@ -14,7 +14,9 @@ import pytest
 
 from parsers.records import KernelRecord, SourcePosition
 from streamer.sources.base import SourceError
-from streamer.sources.journald import JournaldSource
+from streamer.sources.journald import MISSED_MESSAGE_ID, JournaldSource
+
+MATCH = ["_TRANSPORT=kernel", "+", f"MESSAGE_ID={MISSED_MESSAGE_ID}"]
 
 FAKE = """#!{python}
 import json, os, sys, time
@@ -90,6 +92,7 @@ async def test_backfill_frames_kernel_entries(tmp_path: Path) -> None:
                     entry(2, _TRANSPORT="syslog", SYSLOG_IDENTIFIER="kernel"),  # impostor
                     entry(3, "Out of memory: Killed process 9 (x)", SYSLOG_FACILITY="1"),
                     entry(4, list(b"comm \xff name")),  # non-UTF-8 MESSAGE as a byte array
+                    entry(5, "Missed 17 kernel messages", _TRANSPORT="driver", MESSAGE_ID=MISSED_MESSAGE_ID),
                     "not json",
                 ]
             }
@@ -113,8 +116,11 @@ async def test_backfill_frames_kernel_entries(tmp_path: Path) -> None:
     assert source.counts["skipped_untrusted"] == 1
     assert source.counts["bad_json"] == 1
     assert source.counts["restarts"] == 0
+    # journald's notice about kmsg records it never saw is loss accounting, not a record.
+    assert source.counts["lost"] == 17 and source.counts["gaps"] == 1
+    assert source.last_cursor == "s=abc;i=5"
     (call,) = calls(tmp_path)
-    assert call["argv"] == ["-o", "json", "--no-pager", "-k"]
+    assert call["argv"] == ["-o", "json", "--no-pager", "-b", *MATCH]
 
 
 async def test_backfill_failure_carries_stderr(tmp_path: Path) -> None:
@@ -139,16 +145,9 @@ async def test_follow_restarts_after_last_cursor(tmp_path: Path) -> None:
     assert [r.position.cursor for r in records if r.position] == ["s=abc;i=1", "s=abc;i=2", "s=abc;i=3"]
     assert source.counts["restarts"] == 1
     first, second = calls(tmp_path)
-    assert first["argv"] == ["-o", "json", "--no-pager", "-k", "--since=-1h", "--follow"]
-    # Resuming by cursor reads all boots, so a reboot in between loses nothing.
-    assert second["argv"] == [
-        "-o",
-        "json",
-        "--no-pager",
-        "_TRANSPORT=kernel",
-        "--after-cursor=s=abc;i=2",
-        "--follow",
-    ]
+    assert first["argv"] == ["-o", "json", "--no-pager", "-b", *MATCH, "--since=-1h", "--follow"]
+    # Resuming by cursor reads all boots (no -b), so a reboot in between loses nothing.
+    assert second["argv"] == ["-o", "json", "--no-pager", *MATCH, "--after-cursor=s=abc;i=2", "--follow"]
     # collect() stopped iterating: the hanging journalctl was reaped, not left behind.
     await asyncio.sleep(0.1)
     with pytest.raises(ProcessLookupError):
@@ -185,13 +184,6 @@ async def test_missing_journalctl(tmp_path: Path) -> None:
 
 def test_argv_shapes() -> None:
     source = JournaldSource(file="/x/system.journal", follow=False)
-    assert source.argv("jc", None) == [
-        "jc",
-        "-o",
-        "json",
-        "--no-pager",
-        "_TRANSPORT=kernel",
-        "--file=/x/system.journal",
-    ]
+    assert source.argv("jc", None) == ["jc", "-o", "json", "--no-pager", *MATCH, "--file=/x/system.journal"]
     with pytest.raises(ValueError):
         JournaldSource(file="a", directory="b")

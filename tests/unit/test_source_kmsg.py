@@ -207,7 +207,7 @@ async def test_reader_never_waits_for_a_slow_consumer(device: tuple[socket.socke
         await settle()
         # The consumer still holds record 0, yet every record has left the "device".
         assert len(got) == 1
-        assert source.counts["records_read"] == 301
+        assert source.counts["lines"] == 301
         assert source.buffered == 300
         release.set()
         await asyncio.wait_for(task, 3)
@@ -223,7 +223,7 @@ async def test_buffer_overflow_drops_oldest_and_counts(
         for seq in range(20):
             kernel.send(rec(seq))
         await settle()
-        assert source.counts["records_read"] == 20
+        assert source.counts["lines"] == 20
         assert seqs(await take(source, 5)) == [15, 16, 17, 18, 19]
         assert source.counts["lost"] == 15
         assert source.counts["dropped_queue_full"] == 15
