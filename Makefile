@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SAMPLES := $(wildcard streamer/samples/*)
 PYTEST_ARGS ?=
 
-.PHONY: install lint test run bench clean
+.PHONY: install lint test run samples bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python >= 3.11)"; exit 1; }
@@ -25,7 +25,25 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
+KAFKA := deploy/local-kafka/kafka.sh
+RUN_STATE ?= $(CURDIR)/.state
+
+# The node service on this machine's kernel log. Without OOMSTREAM_KAFKA_BOOTSTRAP it starts the
+# local broker (deploy/local-kafka) and stops it again when the service exits (Ctrl-C).
 run: install
+	@mkdir -p $(RUN_STATE)
+	@if [ -n "$$OOMSTREAM_KAFKA_BOOTSTRAP" ]; then \
+		exec env OOMSTREAM_STATE_DIRECTORY=$(RUN_STATE)/state OOMSTREAM_SPOOL_DIRECTORY=$(RUN_STATE)/spool \
+			$(BIN)/oomstream run --log-format text $(RUN_ARGS); \
+	fi; \
+	bootstrap=$$($(KAFKA) start | tail -n1) || exit 1; \
+	trap '$(KAFKA) stop >/dev/null 2>&1' EXIT; \
+	echo "oomstream: publishing to the local broker at $$bootstrap (topic oomstream.events.v1); Ctrl-C stops"; \
+	OOMSTREAM_KAFKA_BOOTSTRAP=$$bootstrap OOMSTREAM_STATE_DIRECTORY=$(RUN_STATE)/state \
+		OOMSTREAM_SPOOL_DIRECTORY=$(RUN_STATE)/spool $(BIN)/oomstream run --log-format text $(RUN_ARGS)
+
+# Offline: parse the bundled sample logs and print the events.
+samples: install
 	$(BIN)/oomstream parse $(SAMPLES)
 
 bench: install
