@@ -47,6 +47,7 @@ FileStart = Literal["beginning", "end"] | SourcePosition
 MAX_LINE_BYTES = 1 << 20
 CHUNK_BYTES = 256 << 10
 _GZIP_MAGIC = b"\x1f\x8b"
+_POSITION_LAST = KernelRecord._fields[-1] == "position"
 
 
 class LineSplitter:
@@ -266,9 +267,11 @@ class FileSource:
         else:
             gen = self._backfill_records()
         try:
-            async with contextlib.aclosing(gen) as records:
-                async for record in records:
-                    yield record
+            # The modes yield a list per chunk: one async generator hop per record, not three.
+            async with contextlib.aclosing(gen) as batches:
+                async for batch in batches:
+                    for record in batch:
+                        yield record
         finally:
             for opened in self._files:
                 opened.close()
@@ -284,9 +287,22 @@ class FileSource:
             if record is None:
                 counts["skipped"] += 1
                 continue
-            if opened is not None and record.position is not None:
-                record = record._replace(
-                    position=record.position._replace(device=opened.device, inode=opened.inode)
+            position = record.position
+            if opened is not None and position is not None:
+                position = SourcePosition(
+                    position.kind,
+                    end,
+                    position.seq,
+                    position.cursor,
+                    position.path,
+                    opened.device,
+                    opened.inode,
+                )
+                # Positional construction: 3-4x cheaper than two _replace() calls per line.
+                record = (
+                    KernelRecord(*record[:-1], position)
+                    if _POSITION_LAST
+                    else record._replace(position=position)
                 )
             out.append(record)
         counts["records"] += len(out)
@@ -297,7 +313,7 @@ class FileSource:
             self.counts["long_lines_truncated"] += splitter.truncated
             splitter.truncated = 0
 
-    async def _drain(self, opened: _OpenFile, *, final: bool) -> AsyncGenerator[KernelRecord, None]:
+    async def _drain(self, opened: _OpenFile, *, final: bool) -> AsyncGenerator[list[KernelRecord], None]:
         """Read ``opened`` to its current end; ``final`` also frames an unterminated last line."""
         while not self._closed:
             data = await opened.read(self._chunk)
@@ -306,14 +322,12 @@ class FileSource:
             self.counts["bytes"] += len(data)
             records = self._frame_lines(opened.lines.feed(data), opened)
             self._note_truncated(opened.lines)
-            for record in records:
-                yield record
+            yield records
         if final and not self._closed:
             tail = opened.lines.finish()
             self._note_truncated(opened.lines)
             if tail is not None:
-                for record in self._frame_lines([tail], opened):
-                    yield record
+                yield self._frame_lines([tail], opened)
 
     # -- opening and start positions ------------------------------------------------------------
     def _open(self, path: str) -> _OpenFile:
@@ -336,11 +350,15 @@ class FileSource:
         with contextlib.suppress(ValueError):
             self._files.remove(opened)
 
-    async def _open_at_start(self, path: str) -> list[_OpenFile]:
-        """Open ``path`` positioned per ``start``; a rotated checkpoint file comes first."""
+    async def _open_at_start(self, path: str, *, appeared: bool = False) -> list[_OpenFile]:
+        """Open ``path`` positioned per ``start``; a rotated checkpoint file comes first.
+
+        ``appeared``: the file did not exist when we started, so all of it is new ("end" means
+        its beginning).
+        """
         opened = self._open(path)
         start = self._start
-        if start == "beginning":
+        if start == "beginning" or (start == "end" and appeared):
             return [opened]
         if start == "end":
             if opened.gz is not None:
@@ -394,7 +412,7 @@ class FileSource:
         return rotated
 
     # -- modes ---------------------------------------------------------------------------------
-    async def _backfill_records(self) -> AsyncGenerator[KernelRecord, None]:
+    async def _backfill_records(self) -> AsyncGenerator[list[KernelRecord], None]:
         try:
             files = await self._open_at_start(self.path)
         except FileNotFoundError as exc:
@@ -402,8 +420,8 @@ class FileSource:
         except PermissionError as exc:
             raise SourceError(f"{self.path}: permission denied") from exc
         for opened in files:
-            async for record in self._drain(opened, final=True):
-                yield record
+            async for batch in self._drain(opened, final=True):
+                yield batch
             self._close(opened)
 
     async def _wait_for_file(self, *, first: bool) -> list[_OpenFile] | None:
@@ -412,7 +430,7 @@ class FileSource:
         while not self._closed:
             try:
                 if first:
-                    return await self._open_at_start(self.path)
+                    return await self._open_at_start(self.path, appeared=logged)
                 return [self._open(self.path)]
             except FileNotFoundError:
                 if not logged:
@@ -431,13 +449,13 @@ class FileSource:
             return False  # renamed away, successor not created yet: keep reading the old one
         return (st.st_dev, st.st_ino) != (opened.device, opened.inode)
 
-    async def _follow_records(self) -> AsyncGenerator[KernelRecord, None]:
+    async def _follow_records(self) -> AsyncGenerator[list[KernelRecord], None]:
         files = await self._wait_for_file(first=True)
         if not files:
             return
         for rotated in files[:-1]:
-            async for record in self._drain(rotated, final=True):
-                yield record
+            async for batch in self._drain(rotated, final=True):
+                yield batch
             self._close(rotated)
         current: _OpenFile | None = files[-1]
         while not self._closed:
@@ -446,8 +464,8 @@ class FileSource:
                 if files is None:
                     return
                 current = files[0]
-            async for record in self._drain(current, final=False):
-                yield record
+            async for batch in self._drain(current, final=False):
+                yield batch
             if self._closed:
                 return
             if current.size() < current.lines.pos:
@@ -462,8 +480,8 @@ class FileSource:
                 continue
             if self._replaced(current):
                 # The writer may still have appended to the old file after our last read.
-                async for record in self._drain(current, final=True):
-                    yield record
+                async for batch in self._drain(current, final=True):
+                    yield batch
                 self.counts["rotations"] += 1
                 log.info(
                     "%s: rotated; finished inode %d at offset %d", self.name, current.inode, current.lines.pos
@@ -473,7 +491,7 @@ class FileSource:
                 continue
             await self._sleep(self._poll)
 
-    async def _stdin_records(self) -> AsyncGenerator[KernelRecord, None]:
+    async def _stdin_records(self) -> AsyncGenerator[list[KernelRecord], None]:
         if isinstance(self._start, SourcePosition):
             self.counts["checkpoint_mismatch"] += 1
         if self._start != "beginning":
@@ -487,8 +505,7 @@ class FileSource:
                     data = await asyncio.to_thread(os.read, fd, self._chunk)
                     if not data:
                         break
-                    for record in self._stdin_chunk(splitter, data):
-                        yield record
+                    yield self._stdin_chunk(splitter, data)
             finally:
                 os.close(fd)
         else:
@@ -504,15 +521,13 @@ class FileSource:
                     data = await reader.read(self._chunk)
                     if not data:
                         break
-                    for record in self._stdin_chunk(splitter, data):
-                        yield record
+                    yield self._stdin_chunk(splitter, data)
             finally:
                 transport.close()
         if not self._closed:
             tail = splitter.finish()
             if tail is not None:
-                for record in self._frame_lines([tail], None):
-                    yield record
+                yield self._frame_lines([tail], None)
         self._note_truncated(splitter)
 
     def _stdin_chunk(self, splitter: LineSplitter, data: bytes) -> list[KernelRecord]:

@@ -87,7 +87,9 @@ class KmsgSource:
 
     ``boot_time_unix`` fixes the Unix time of kernel time 0 (tests, replays); by default it is
     re-derived from REALTIME - MONOTONIC every ``boot_time_refresh`` seconds, so clock steps and
-    suspends are followed instead of freezing the value read at start (NPD#479).
+    suspends are followed instead of freezing the value read at start (NPD#479). Records logged
+    before a suspend and read after it (backlog at start) get the post-suspend offset, i.e. a wall
+    time too late by the suspend's length: kmsg carries nothing to correct that.
 
     ``queue_records`` / ``queue_bytes`` bound the buffer between the device reader and the
     consumer; on overflow the oldest buffered record is dropped and counted as ``lost``.

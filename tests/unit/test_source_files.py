@@ -277,18 +277,21 @@ async def test_follow_truncation_restarts_at_zero(tmp_path: Path) -> None:
         records = await it.take(1)
         assert messages(records) == ["msg 7"]
         assert records[0].position is not None and records[0].position.offset == len(dmesg(7))
-        assert source.counts["truncations"] == 1
+        assert source.counts["truncations"] == 1 and source.counts["gaps"] == 1
     finally:
         await it.close()
 
 
-async def test_follow_waits_for_missing_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start", ["beginning", "end"])
+async def test_follow_waits_for_missing_file(tmp_path: Path, start: str) -> None:
     path = tmp_path / "later.log"
-    it = Iter(FileSource(str(path), follow=True, poll_seconds=POLL))
+    # Even from "end": a file created after we started is new from its first byte.
+    it = Iter(FileSource(str(path), follow=True, poll_seconds=POLL, start=start))  # type: ignore[arg-type]
     try:
+        first = asyncio.ensure_future(it.take(1))
         await asyncio.sleep(5 * POLL)
         path.write_bytes(dmesg(1))
-        assert messages(await it.take(1)) == ["msg 1"]
+        assert messages(await first) == ["msg 1"]
     finally:
         await it.close()
 
