@@ -611,6 +611,9 @@ class _LogLimiter:
         self._suppressed: dict[str, int] = {}
 
     def warning(self, reason: str, message: str, *args: object) -> None:
+        self.log(logging.WARNING, reason, message, *args)
+
+    def log(self, level: int, reason: str, message: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._last.get(reason, -1e9) < self.interval:
             self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
@@ -619,7 +622,7 @@ class _LogLimiter:
         self._last[reason] = now
         if suppressed:
             message += f" ({suppressed} similar messages suppressed)"
-        log.warning(message, *args)
+        log.log(level, message, *args)
 
 
 ProducerFactory = Callable[[dict[str, Any]], Any]
@@ -919,7 +922,9 @@ class KafkaSink(Sink):
         )
         if refusable:
             assert unit.event is not None
-            log.error(
+            self._limiter.log(
+                logging.ERROR,
+                "refused:" + klass.reason,
                 "%s sink: event %s refused by %s (%s): %s; sending it to dead-letter topic %s",
                 self.name,
                 unit.event_id,
@@ -934,8 +939,9 @@ class KafkaSink(Sink):
             self._spawn(self._send(self._dead_letter_record(unit, letter, record.key)))
             return
         level = logging.WARNING if klass.retriable else logging.ERROR
-        log.log(
+        self._limiter.log(
             level,
+            "failed:" + klass.reason,
             "%s sink: giving up on %s to %s (%s): %s",
             self.name,
             unit.event_id,
@@ -1060,7 +1066,12 @@ class KafkaSink(Sink):
                 servers = ",".join(config.bootstrap_servers)
                 raise SinkConfigError(
                     f"topic {missing[0]!r} ({setting}) does not exist on {servers} and "
-                    f"topic_policy='check' (in {config.origin}); create it, or set topic_policy='create'",
+                    f"topic_policy='check' (in {config.origin}); create it, or set topic_policy='create'"
+                    + (
+                        f" (or sasl_username={config.sasl_username!r} lacks Describe permission on it)"
+                        if config.sasl_username
+                        else ""
+                    ),
                     setting="topic_policy",
                 )
             replication = config.topic_replication_factor

@@ -37,7 +37,7 @@ def missing_prerequisite() -> str | None:
     return None
 
 
-def kafka_sh(*args: str, timeout: float = 180) -> str:
+def kafka_sh(*args: str, timeout: float = 180, env: dict[str, str] | None = None) -> str:
     """Run kafka.sh; return its last stdout line (the bootstrap string for start/start-node)."""
     result = subprocess.run(
         [str(KAFKA_SH), *args],
@@ -45,6 +45,7 @@ def kafka_sh(*args: str, timeout: float = 180) -> str:
         text=True,
         timeout=timeout,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
     if result.returncode != 0:
         raise RuntimeError(
@@ -64,6 +65,10 @@ class LocalCluster:
     bootstrap: str = ""
     started_here: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    extra_properties: str = ""  # server.properties lines (KAFKA_EXTRA_PROPERTIES), e.g. a SASL listener
+
+    def _env(self) -> dict[str, str] | None:
+        return {"KAFKA_EXTRA_PROPERTIES": self.extra_properties} if self.extra_properties else None
 
     def running(self) -> bool:
         result = subprocess.run(
@@ -77,7 +82,7 @@ class LocalCluster:
             args += ["--port", str(self.port)]
         self.started_here = not self.running()
         began = time.monotonic()
-        self.bootstrap = kafka_sh(*args)
+        self.bootstrap = kafka_sh(*args, env=self._env())
         self.timings["start"] = time.monotonic() - began
         return self.bootstrap
 
@@ -92,8 +97,27 @@ class LocalCluster:
 
     def start_node(self, node: int) -> None:
         began = time.monotonic()
-        kafka_sh("start-node", str(node), "--name", self.name)
+        kafka_sh("start-node", str(node), "--name", self.name, env=self._env())
         self.timings[f"start-node-{node}"] = time.monotonic() - began
+
+
+def run_tools(*commands: Sequence[str], timeout: float = 120) -> None:
+    """Run several ``kafka.sh tool ...`` commands at once (each is a JVM start: seconds)."""
+    processes = [
+        subprocess.Popen(
+            [str(KAFKA_SH), "tool", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for command in commands
+    ]
+    failures = []
+    for command, process in zip(commands, processes, strict=True):
+        out, err = process.communicate(timeout=timeout)
+        if process.returncode != 0:
+            failures.append(
+                f"kafka.sh tool {' '.join(command)} ({process.returncode}): {err[-2000:]}{out[-500:]}"
+            )
+    if failures:
+        raise RuntimeError("\n".join(failures))
 
 
 def unique_topic(prefix: str) -> str:
