@@ -11,8 +11,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from oomlab import KmsgTail, can_cause_oom, cgroupfs_parts, container_id, memcg, pod_uid, run_oom
+
 from parsers.events import OomEvent, event_to_dict
 from parsers.framing import Framer
 from parsers.oom import Assembler

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from oomlab import can_cause_oom, container_id, memcg, pod_uid, run_oom, systemd_parts
 
 pytestmark = pytest.mark.kernel
