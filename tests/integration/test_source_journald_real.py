@@ -82,6 +82,7 @@ async def test_follow_marks_user_space_kmsg_lines_untrusted(journald: JournaldSt
         await follower.stop()
     # journald files it under _TRANSPORT=kernel, but with SYSLOG_FACILITY=1: not the kernel.
     assert not record.trusted and record.facility == 1
+    assert Assembler().feed(record) == []  # the forged kill line makes no event
     assert follower.source.counts["untrusted"] >= 1
     assert record.position is not None and record.position.cursor
     assert record.time_source == "journal_receive"

@@ -75,6 +75,7 @@ async def test_user_space_line_is_untrusted_and_timed() -> None:
     assert record.facility == 1 and record.level == 0
     assert not record.trusted
     assert source.counts["untrusted"] >= 1
+    assert Assembler().feed(record) == []  # a forged kill line makes no event
     assert record.boot_id == boot and len(boot) == 32
     assert record.position is not None and record.position.cursor == boot
     assert isinstance(record.position.seq, int)
