@@ -511,6 +511,9 @@ class Framer:
             else:
                 self.skipped["not_kernel"] += 1
             return None
+        # journald files what user space writes to /dev/kmsg under _TRANSPORT=kernel too; only the
+        # facility (forced to LOG_USER by the kernel) tells those apart.
+        facility = _int_field(entry.get("SYSLOG_FACILITY"))
         kernel_time = _int_field(entry.get("_SOURCE_MONOTONIC_TIMESTAMP"))
         realtime = _int_field(entry.get("__REALTIME_TIMESTAMP"))
         priority = _int_field(entry.get("PRIORITY"))
@@ -524,9 +527,9 @@ class Framer:
             time_source="journal_receive" if realtime is not None else None,
             host=host if isinstance(host, str) else self.host,
             boot_id=boot_id if isinstance(boot_id, str) else self.boot_id,
-            facility=0,
+            facility=facility if facility is not None else 0,
             level=priority,
-            trusted=True,
+            trusted=facility in (None, 0),
             position=position,
         )
 

@@ -188,3 +188,11 @@ def test_invalid_utf8_is_kept_escaped() -> None:
 def test_unknown_format_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown format 'xml'"):
         Framer("xml")
+
+
+def test_journal_json_user_space_kmsg_write_is_untrusted() -> None:
+    # `echo ... > /dev/kmsg` lands in journald with _TRANSPORT=kernel but SYSLOG_FACILITY=1.
+    record = Framer().frame(entry(SYSLOG_FACILITY="1"))
+    assert record is not None and not record.trusted and record.facility == 1
+    kernel = Framer().frame(entry(SYSLOG_FACILITY="0"))
+    assert kernel is not None and kernel.trusted
