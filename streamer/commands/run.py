@@ -86,6 +86,7 @@ def _start_position(store: CheckpointStore, name: str) -> tuple[SourcePosition |
 
 async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
     source = config.source
+    host = config.resolved_node_name(os.environ)
     kind = source.kind
     if kind == "auto" and source.files:
         kind = "file"
@@ -103,7 +104,7 @@ async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
                     follow=source.follow,
                     start=position if position is not None else "beginning",
                     fmt=source.file_format,
-                    host=config.resolved_node_name(os.environ),
+                    host=host,
                 )
             )
         return built
@@ -112,7 +113,7 @@ async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
         start: Any = source.kmsg_start
         if start == "checkpoint":
             start = position if position is not None else "oldest"
-        return [KmsgSource(source.kmsg_path, start=start, checkpoint_boot_id=boot_id)]
+        return [KmsgSource(source.kmsg_path, start=start, checkpoint_boot_id=boot_id, host=host)]
     if kind == "journald":
         position, _ = _start_position(store, "journald")
         cursor = position.cursor if position is not None else None
@@ -132,6 +133,7 @@ async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
         checkpoint_boot_id=boot_id,
         kmsg_path=source.kmsg_path,
         journal_directory=source.journald_directory,
+        host=host,
     )
     return [chosen]
 

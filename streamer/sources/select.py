@@ -93,6 +93,7 @@ async def auto_select(
     kmsg_path: str = "/dev/kmsg",
     journalctl: str = "journalctl",
     journal_directory: str | None = None,
+    host: str | None = None,
 ) -> KmsgSource | JournaldSource:
     """The source to follow on this machine, resuming from ``checkpoint`` when it fits.
 
@@ -105,8 +106,8 @@ async def auto_select(
 
     def kmsg() -> KmsgSource:
         if checkpoint is not None and checkpoint.kind == "kmsg":
-            return KmsgSource(kmsg_path, start=checkpoint, checkpoint_boot_id=checkpoint_boot_id)
-        return KmsgSource(kmsg_path, start="oldest")
+            return KmsgSource(kmsg_path, start=checkpoint, checkpoint_boot_id=checkpoint_boot_id, host=host)
+        return KmsgSource(kmsg_path, start="oldest", host=host)
 
     def journald() -> JournaldSource:
         cursor = checkpoint.cursor if checkpoint is not None and checkpoint.kind == "journald" else None
