@@ -130,6 +130,7 @@ class Pipeline:
         # Spool drain: the batch in flight, and whether every record of it was acknowledged.
         self._draining: dict[int, SpoolRecord] = {}
         self._drain_failed = False
+        self._last_delivery_ok = True
 
     # -- control ---------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -139,6 +140,11 @@ class Pipeline:
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def sink_healthy(self) -> bool:
+        """False after a delivery failed for good, until the next one succeeds (for /readyz)."""
+        return self._last_delivery_ok
 
     async def run(self) -> None:
         try:
@@ -261,6 +267,7 @@ class Pipeline:
 
     def on_delivery(self, result: DeliveryResult) -> None:
         """The sink's delivery callback (pass it as ``on_delivery`` when building the sink)."""
+        self._last_delivery_ok = result.status is not DeliveryStatus.FAILED
         for position in result.positions:
             if isinstance(position, tuple) and len(position) == 2 and position[0] == "spool":
                 self._spool_settled(position[1], ok=result.status is not DeliveryStatus.FAILED)

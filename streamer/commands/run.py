@@ -20,7 +20,7 @@ from streamer.commands.tail import format_event_line
 from streamer.config import Config, ConfigError, add_cli_arguments, load_config, overrides_from_args
 from streamer.enrich.pid_index import PidIndex
 from streamer.logging_setup import setup_logging
-from streamer.metrics import Metrics, MetricsServer
+from streamer.metrics import Metrics, MetricsServer, sink_readiness
 from streamer.pipeline import Pipeline, PipelineSettings, checkpoint_to_position
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
 from streamer.sinks.file import FileSink
@@ -204,7 +204,8 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
     )  # fmt: skip
     server: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
     if config.metrics.enabled:
-        server = MetricsServer(metrics, config.metrics.listen_address)
+        readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
+        server = MetricsServer(metrics, config.metrics.listen_address, readiness)
     try:
         async with server, sink:
             await pipeline.run()
