@@ -87,9 +87,8 @@ FORMATS: tuple[Fmt, ...] = (
     Fmt(
         ".syslog3164",
         "syslog-rfc3164",
-        "rsyslogd (imklog) omfile template "
-        + json.dumps(_RFC3164_TEMPLATE)
-        + " (TraditionalForwardFormat + LF)",
+        "rsyslogd (imklog) omfile with template string '" + _RFC3164_TEMPLATE + "' "
+        "(RSYSLOG_TraditionalForwardFormat plus LF; in rsyslog.conf syntax)",
         "rsyslog",
     ),
     Fmt(
@@ -216,9 +215,8 @@ class Rsyslog:
         if readers:
             self.reason = f"/proc/kmsg already read by pids {readers}; a second imklog would steal records"
             return False
-        self.version = subprocess.run([exe, "-v"], capture_output=True, text=True, check=False).stdout.split(
-            "\n"
-        )[0]
+        ver = subprocess.run([exe, "-v"], capture_output=True, text=True, check=False).stdout
+        self.version = " ".join(ver.split("\n")[0].replace("compiled with:", "").split())
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "work").mkdir(parents=True)
         conf = self.dir / "rsyslog.conf"
@@ -1098,12 +1096,19 @@ def _last_report(window: list[KmsgRecord]) -> int:
 
 def write_readme(out_dir: Path) -> None:
     rows: list[str] = []
+    base = {f.ext for f in FORMATS}
     for meta_path in sorted(out_dir.glob("*.meta.json")):
         meta = json.loads(meta_path.read_text())
         exp = meta["expected"]
-        fmts = ", ".join(f.removeprefix(meta["name"]) for f in meta["files"])
+        exts = {f.removeprefix(meta["name"]) for f in meta["files"]}
+        fmts = "all 12" if base <= exts else ", ".join(sorted(exts & base))
+        if extra := sorted(exts - base):
+            fmts += " + " + ", ".join(f"`{e}`" for e in extra)
+        if meta["not_captured"]:
+            fmts += " (missing: " + ", ".join(sorted(meta["not_captured"])) + ")"
         rows.append(
-            f"| `{meta['name']}` | {meta['title']} | {exp['kills']} | {exp['headers']} | {exp['reaped']} | {fmts} |"
+            f"| `{meta['name']}` | {meta['title']} | {exp['kills']} | {exp['headers']} | {exp['reaped']} "
+            f"| {meta['window']['records']} | {fmts} |"
         )
     text = README_HEAD + "\n".join(rows) + "\n" + README_TAIL
     (out_dir / "README.md").write_text(text)
@@ -1126,25 +1131,69 @@ line pair and the veth teardown. Nothing inside a cut is edited. Other users of 
 active at the same time; their records, if any fell inside a window, are left in place and listed
 in `expected.foreign_kills_in_window`.
 
-| name | scenario | kills | headers | reaped | formats |
-|---|---|---|---|---|---|
+| name | scenario | kills | headers | reaped | kmsg records | formats |
+|---|---|---|---|---|---|---|
 """
 
-README_TAIL = """
+README_TAIL = r"""
+"kills" counts `Killed process` lines (= processes our accounting saw die of SIGKILL), "headers"
+the `invoked oom-killer` ... `oom-kill:` dumps before them; the difference are kills whose header
+the kernel's rate limit suppressed.
+
 ## Formats
 
 | suffix | producer |
 |---|---|
-| `.kmsg` | raw records read from `/dev/kmsg` (`prio,seq,usec,flags;message`; non-printable bytes, non-ASCII and `\\\\` escaped as `\\xNN`) |
+| `.kmsg` | raw records read from `/dev/kmsg`: `prio,seq,usec,flags;message` (bytes < 0x20, >= 0x7f and `\` escaped as `\xNN`) |
 | `.dmesg` | `dmesg` (util-linux 2.38.1, `LANG=C.UTF-8`) |
-| `.dmesg-Clocale` | `LC_ALL=C dmesg`: non-ASCII bytes printed as `\\xNN` |
+| `.dmesg-Clocale` | `LC_ALL=C dmesg` (non-ASCII bytes printed as `\xNN`) |
 | `.dmesg-T` | `dmesg -T` (`TZ=UTC`) |
 | `.journal.json` | `journalctl -k -o json` (systemd 252, private journald reading `/dev/kmsg`) |
 | `.journal-short*.txt` | `journalctl -k -o short`, `short-iso`, `short-precise`, `short-monotonic` |
-| `.syslog3164` | rsyslogd 8.2302 imklog, template `RSYSLOG_TraditionalForwardFormat` + LF (`<PRI>Mmm dd hh:mm:ss host tag: msg`) |
-| `.syslog5424` | rsyslogd imklog, `RSYSLOG_SyslogProtocol23Format` (`<PRI>1 RFC3339 host app - - - msg`) |
+| `.syslog3164` | rsyslogd 8.2302 imklog, `RSYSLOG_TraditionalForwardFormat` + LF: `<PRI>Mmm dd hh:mm:ss host tag: msg` |
+| `.syslog5424` | rsyslogd imklog, `RSYSLOG_SyslogProtocol23Format`: `<PRI>1 RFC3339 host app - - - msg` |
 | `.kern-log` | rsyslogd imklog, `RSYSLOG_TraditionalFileFormat` (Ubuntu `/var/log/kern.log`) |
 | `.kern-log-rfc3339` | rsyslogd imklog, `RSYSLOG_FileFormat` (Debian 12 default) |
+
+## Line shapes seen in these captures (kernel 6.18, cgroup v1)
+
+```
+kmsg        4,3678,1947672844,-;python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=968
+dmesg       [ 1947.180956] oomlab: s01-cgroupfs-burstable begin 6620a9ca0579
+dmesg -T    [Fri Nov 27 18:40:18 2026] cni0: port 1(veth56306d83) entered blocking state
+short       Nov 27 18:40:18 vm kernel: cni0: port 1(veth56306d83) entered blocking state
+short-iso   2026-11-27T18:40:18+0000 vm kernel: ...            (offset without colon)
+short-prec. Nov 27 18:40:18.724914 vm kernel: ...
+short-mono. [ 1947.238336] vm kernel: ...                       (= kmsg usec, _SOURCE_MONOTONIC_TIMESTAMP)
+rfc3164     <6>Nov 27 18:40:18 vm kernel: [ 1947.238336] cni0: ...   (imklog keeps the kernel stamp)
+rfc5424     <6>1 2026-11-27T18:40:18.725058+00:00 vm kernel - - - [ 1947.238336] cni0: ...
+kern.log    Nov 27 18:40:18 vm kernel: [ 1947.238336] cni0: ...
+```
+
+* Report levels: `invoked oom-killer`, `CPU:`, stack and registers are level 4; `memory:`,
+  `memory+swap:`, `kmem:`, `Memory cgroup stats for`, the v1 stat lines (`cache 0`, `rss 66859008`,
+  ... `total_unevictable 0`, byte values, one record each), `Tasks state`, the task rows and
+  `oom-kill:` are level 6; `Memory cgroup out of memory: Killed process` is level 3; `oom_reaper:`
+  is 6; `oom_kill_process: N callbacks suppressed` is 4.
+* `CPU: 1 UID: 65534 PID: 30724 Comm: python3 Not tainted 6.18.44-fc-v595 #1 PREEMPT(none) ` ends
+  with a space. The task table has `rss_anon rss_file rss_shmem` columns.
+* kmsg flags are always `-` (no `c` fragments), there is no `caller=` field and no ` KEY=value`
+  dictionary continuation line in any window.
+* Storm: the first 10 kills within 5 s get a header, the rest only the `Killed process` line; the
+  `oom_kill_process: 50 callbacks suppressed` line is printed only when the *next* OOM after the
+  5 s interval happens, right before its header - not at the end of the burst.
+* User-space records written to `/dev/kmsg` (the `oomlab:` markers, priority 14 = user.info) show
+  up in journald with `SYSLOG_IDENTIFIER=oomlab` and the tag removed from `MESSAGE`
+  (`vm oomlab: ...` in the short formats), but rsyslog's imklog tags them `kernel:` with `<14>`.
+* journalctl's short formats show journald's *receive* time; dmesg -T computes wall time from the
+  monotonic stamp; they can differ.
+* Odd comms (`s06*`): journalctl short formats replace TAB with 8 spaces, rsyslog and dmesg keep it;
+  an LF inside comm stays one record in kmsg/journald (`\x0a`, JSON `\n`; dmesg and journalctl
+  print a continuation line indented to the message column) but becomes two separate syslog lines
+  with the same kernel stamp in the rsyslog files; invalid UTF-8 (comm cut mid-character) makes
+  journalctl -o json emit `MESSAGE` as an array of byte values and the short formats print
+  `[88B blob data]`; dmesg in a UTF-8 locale prints valid characters raw and the stray byte as
+  `\xc3`; rsyslog writes the raw bytes.
 
 ## Known gaps
 
@@ -1152,9 +1201,8 @@ README_TAIL = """
   `-997` (Kubernetes Guaranteed) could not be set; those scenarios run with 0.
 * No `Tasks in ... are going to be killed due to memory.oom.group set` lines: cgroup v1 has no
   `memory.oom.group`.
-* No `/dev/kmsg` dictionary continuation lines (` SUBSYSTEM=...`) occur in these windows: none of
-  the printed records carries device info.
-* rsyslog's imklog keeps the kernel's `[seconds.micro]` stamp inside the message text.
+* No `/dev/kmsg` dictionary continuation lines: none of the records in the windows carries device
+  info.
 """
 
 
