@@ -20,7 +20,7 @@ from collections import Counter as TallyCounter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -67,9 +67,12 @@ class DeliveryStatus(enum.Enum):
     FAILED = "failed"  # not durably written anywhere: the positions must not be checkpointed
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    """The outcome for one submitted event (or dead letter) and the source positions it covers."""
+class DeliveryResult(NamedTuple):
+    """The outcome for one submitted event (or dead letter) and the source positions it covers.
+
+    A NamedTuple rather than a frozen dataclass: just as immutable, at half the construction cost,
+    and one is built per event.
+    """
 
     event_id: str | None
     positions: tuple[object, ...]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import replace
 from typing import Literal
 
 from prometheus_client import CollectorRegistry
@@ -116,7 +115,7 @@ class FileSink(JsonLinesSink):
             held, self._held = self._held, []
             for result in held:
                 self._report(
-                    replace(result, status=DeliveryStatus.FAILED, reason="fsync_error", error=str(error))
+                    result._replace(status=DeliveryStatus.FAILED, reason="fsync_error", error=str(error))
                 )
             raise
         finally:

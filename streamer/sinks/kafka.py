@@ -33,11 +33,11 @@ Compression libraries (aiokafka 0.14 reads them through ``cramjam`` only, see ai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import difflib
 import functools
 import logging
 import os
+import random
 import re
 import ssl
 import time
@@ -103,6 +103,7 @@ KEY_GETTERS: dict[str, Callable[[OomEvent], str | None]] = {
 }
 
 CONTENT_TYPE = b"application/json"
+PARTITIONS_REFRESH_SECONDS = 30.0
 # Keys that would hold a secret value; the error points at the _file/_env alternatives.
 SECRET_KEYS = {
     "sasl_password": "sasl_password",
@@ -487,8 +488,18 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+class _BatchTooLarge(Exception):
+    """A batch of several records was refused as too large: resend the record in a batch of its own."""
+
+
+def _is_too_large(error: BaseException) -> bool:
+    return classify_kafka_error(error).reason == "message_too_large"
+
+
 def classify_kafka_error(error: BaseException, *, topic_creation: bool = True) -> ErrorClass:
     """Retriable (resend with backoff) or fatal (dead-letter), with a short reason."""
+    if isinstance(error, _BatchTooLarge):
+        return ErrorClass(True, "batch_too_large")
     names = [klass.__name__ for klass in type(error).__mro__]
     for name in names:
         if name == "UnknownTopicOrPartitionError":
@@ -561,7 +572,7 @@ class _Unit:
         self.event = event
         self.event_id = event_id
         self.positions = positions
-        self.started = time.perf_counter()
+        self.started = 0.0  # set when it gets its in-flight slot
         self.remaining = 0
         self.finished = False
         self.failure: tuple[str, str] | None = None  # (reason, error): not written anywhere
@@ -576,11 +587,13 @@ class _Record:
         "dead_letter_reason",
         "generation",
         "headers",
+        "isolated",
         "key",
         "reset_pending",
         "topic",
         "unit",
         "value",
+        "waiter",
     )
 
     def __init__(
@@ -600,6 +613,46 @@ class _Record:
         self.dead_letter_reason = dead_letter_reason
         self.generation = 0
         self.reset_pending = False
+        self.isolated = False  # send in a batch of its own (its batch was refused as too large)
+        self.waiter: asyncio.Future[tuple[str, int, int]] | None = None  # set while a resend awaits it
+
+
+class _Batch:
+    """Records being collected for one topic-partition, in aiokafka's own batch builder."""
+
+    __slots__ = ("builder", "partition", "records", "timer", "topic")
+
+    def __init__(self, builder: Any, topic: str, partition: int) -> None:
+        self.builder = builder
+        self.topic = topic
+        self.partition = partition
+        self.records: list[_Record] = []
+        self.timer: asyncio.Handle | None = None
+
+
+class _Partitioner:
+    """Kafka's default keyed partitioning (murmur2, as the Java client), with the hash cached.
+
+    aiokafka's murmur2 is pure Python and costs more than the rest of a send; keys repeat (one pod
+    sends many events), so the hash is computed once per key.
+    """
+
+    def __init__(self, max_keys: int = 65_536) -> None:
+        from aiokafka.partitioner import murmur2
+
+        self._murmur2 = murmur2
+        self._hashes: dict[bytes, int] = {}
+        self._max_keys = max_keys
+
+    def __call__(self, key: bytes | None, partitions: int) -> int:
+        if key is None:
+            return random.randrange(partitions)
+        hashed = self._hashes.get(key)
+        if hashed is None:
+            if len(self._hashes) >= self._max_keys:
+                self._hashes.clear()
+            hashed = self._hashes[key] = self._murmur2(key) & 0x7FFFFFFF
+        return hashed % partitions
 
 
 class _LogLimiter:
@@ -647,7 +700,10 @@ class KafkaSink(Sink):
         self._producer: Any = None
         self._generation = 0
         self._conn: dict[str, Any] = {}
-        self._slots = asyncio.Semaphore(config.max_in_flight)
+        # The in-flight bound: _units holds every unacknowledged submission; a full set makes submit
+        # wait on _room (a plain counter check per event is cheaper than a semaphore).
+        self._max_in_flight = config.max_in_flight
+        self._room = asyncio.Event()
         self._units: set[_Unit] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -659,6 +715,17 @@ class KafkaSink(Sink):
         self._host = (config.producer_host or producer_host()).encode("utf-8", "surrogateescape")
         self._limiter = _LogLimiter()
         self._m_sent = self.metrics.events_sent.labels(name, config.events_topic)
+        self._m_in_flight.set_function(lambda: len(self._units))  # read at scrape time: no per-event cost
+        self._partitioner = _Partitioner()
+        self._partition_counts: dict[str, int] = {}
+        self._partitions_checked: dict[str, float] = {}
+        self._open: dict[tuple[str, int], _Batch] = {}
+        self._partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._linger_seconds = config.linger_ms / 1000
+        # Per-event work is kept small: the constant headers and the key chain are prepared once.
+        self._header_prefix = event_headers(None, self._host)
+        self._key_getters = [KEY_GETTERS[name] for name in config.key_fields]
+        self._yield_due = False
         # Leave room for the envelope's record overhead (key, headers, batch header).
         self._dead_letter_max_bytes = max(1024, config.max_request_size_bytes - 16 * 1024)
 
@@ -686,12 +753,15 @@ class KafkaSink(Sink):
         producer = self._make_producer()
         await self._bounded(producer.start(), "producer start", stop=producer.stop)
         self._producer = producer
+        for topic in (config.events_topic, config.dead_letter_topic):
+            if topic:
+                await self._bounded(self._refresh_partitions(topic), f"metadata of topic {topic!r}")
         self._started = True
 
     async def flush(self, timeout_seconds: float | None = None) -> None:
-        if self._producer is not None and self._units:
-            # Lingering batches would go out anyway; this makes flush not wait linger_ms per batch.
-            self._spawn(self._producer_flush(self._producer))
+        # Lingering batches would go out anyway; this makes flush not wait linger_ms for them.
+        for batch in list(self._open.values()):
+            self._send_batch(batch)
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_seconds)
         except TimeoutError:
@@ -711,6 +781,12 @@ class KafkaSink(Sink):
         finally:
             self._closing = True
             self._closed = True
+            for batch in list(self._open.values()):
+                if batch.timer is not None:
+                    batch.timer.cancel()
+                for record in batch.records:
+                    self._record_failed(record, "closed", "sink closed before the record was sent")
+            self._open.clear()
             for task in list(self._tasks):
                 task.cancel()
             if self._tasks:
@@ -723,28 +799,32 @@ class KafkaSink(Sink):
 
     # -- submission ---------------------------------------------------------------------------------
     async def submit(self, event: OomEvent, positions: Sequence[object] = ()) -> None:
-        self._check_open()
-        unit = _Unit(event, event.event_id, tuple(positions))
-        key = select_key(event, self.config.key_fields)
+        if not self._started or self._closing:
+            self._check_open()
+        event_id = event.event_id
+        unit = _Unit(event, event_id, tuple(positions))
+        key: bytes | None = None
+        for getter in self._key_getters:
+            value = getter(event)
+            if value:
+                key = value.encode("utf-8", "surrogateescape")
+                break
         records: list[_Record] = []
         if not (event.partial and self.config.partial_events == "dead_letter_only"):
-            records.append(
-                _Record(
-                    unit,
-                    self.config.events_topic,
-                    key,
-                    event_to_json(event),
-                    event_headers(event.event_id, self._host),
-                    None,
-                )
-            )
+            headers = [*self._header_prefix, ("event_id", event_id.encode())]
+            records.append(_Record(unit, self.config.events_topic, key, event_to_json(event), headers, None))
         else:
             unit.letter_reason = REASON_PARTIAL_REPORT
         if event.partial and self.config.dead_letter_topic:
             letter = DeadLetter.from_event(event, REASON_PARTIAL_REPORT, event.partial_reason)
             records.append(self._dead_letter_record(unit, letter, key))
-        await self._slots.acquire()
-        await self._dispatch(unit, records)
+        if len(self._units) >= self._max_in_flight:
+            await self._wait_for_room()
+        self._dispatch(unit, records)
+        if self._yield_due:
+            # A full batch went out: let the sender run even if the caller never waits.
+            self._yield_due = False
+            await asyncio.sleep(0)
 
     async def submit_dead_letter(self, letter: DeadLetter, positions: Sequence[object] = ()) -> None:
         self._check_open()
@@ -759,8 +839,9 @@ class KafkaSink(Sink):
         if key is None and letter.host:
             key = letter.host.encode("utf-8", "surrogateescape")
         record = self._dead_letter_record(unit, letter, key)
-        await self._slots.acquire()
-        await self._dispatch(unit, [record])
+        if len(self._units) >= self._max_in_flight:
+            await self._wait_for_room()
+        self._dispatch(unit, [record])
 
     def _dead_letter_record(self, unit: _Unit, letter: DeadLetter, key: bytes | None) -> _Record:
         value = dead_letter_to_json(
@@ -771,45 +852,180 @@ class KafkaSink(Sink):
         headers = event_headers(letter.event_id, self._host, dead_letter_reason=letter.reason)
         return _Record(unit, self.config.dead_letter_topic, key, value, headers, letter.reason)
 
-    async def _dispatch(self, unit: _Unit, records: list[_Record]) -> None:
+    async def _wait_for_room(self) -> None:
+        while len(self._units) >= self._max_in_flight:
+            self._room.clear()
+            await self._room.wait()
+            if self._closing:
+                self._check_open()
+
+    def _dispatch(self, unit: _Unit, records: list[_Record]) -> None:
         unit.started = time.perf_counter()  # latency excludes the wait for an in-flight slot
         unit.remaining = len(records)
         self._units.add(unit)
         self._idle.clear()
-        self._m_in_flight.inc()
         for record in records:
-            await self._send(record)
-
-    async def _send(self, record: _Record) -> None:
-        record.generation = self._generation
-        try:
-            future = await self._producer.send(
-                record.topic, record.value, key=record.key, headers=record.headers
-            )
-        except asyncio.CancelledError:
-            self._record_failed(record, "cancelled", "submit was cancelled")
-            raise
-        except Exception as error:
-            self._on_error(record, error)
-            return
-        future.add_done_callback(functools.partial(self._on_future, record))
+            self._enqueue(record)
 
     def _check_open(self) -> None:
         if not self._started or self._closing:
             state = "not started" if not self._started else "closed"
             raise SinkClosedError(f"{self.name} sink: submit while {state}")
 
-    # -- outcomes -----------------------------------------------------------------------------------
-    def _on_future(self, record: _Record, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            self._on_error(record, asyncio.CancelledError())
-            return
-        error = future.exception()
-        if error is None:
-            self._record_ok(record, future.result())
-        else:
-            self._on_error(record, error)
+    # -- batching -----------------------------------------------------------------------------------
+    # Records are appended to aiokafka's own batch builders (one open batch per topic-partition),
+    # and each full or lingered batch goes to ``producer.send_batch``: per record this costs one
+    # C-level append instead of a ``send()`` coroutine, a pure-Python murmur2 and a future. The
+    # producer underneath is the same idempotent acks=all one, with its retries and ordering.
 
+    def _enqueue(self, record: _Record) -> None:
+        size = len(record.value) + (len(record.key) if record.key else 0) + 64 * len(record.headers)
+        if size > self.config.max_request_size_bytes:
+            # aiokafka's send() refuses these before sending; batches need the same check here.
+            from aiokafka.errors import MessageSizeTooLargeError
+
+            self._on_error(
+                record,
+                MessageSizeTooLargeError(
+                    f"the record is about {size} bytes, more than max_request_size_bytes="
+                    f"{self.config.max_request_size_bytes}"
+                ),
+            )
+            return
+        partitions = self._partition_counts.get(record.topic)
+        if partitions is None:
+            self._spawn(self._enqueue_after_metadata(record))
+            return
+        partition = self._partitioner(record.key, partitions)
+        if record.isolated:
+            batch = _Batch(self._producer.create_batch(), record.topic, partition)
+            self._append(batch, record)
+            self._send_batch(batch)
+            return
+        tp = (record.topic, partition)
+        opened = self._open.get(tp)
+        batch = opened if opened is not None else self._open_batch(record.topic, partition)
+        if not self._append(batch, record):
+            self._send_batch(batch)  # full
+            batch = self._open_batch(record.topic, partition)
+            self._append(batch, record)  # an empty batch takes any record
+
+    @staticmethod
+    def _append(batch: _Batch, record: _Record) -> bool:
+        metadata = batch.builder.append(
+            timestamp=None, key=record.key, value=record.value, headers=record.headers
+        )
+        if metadata is None:
+            return False
+        batch.records.append(record)
+        return True
+
+    def _open_batch(self, topic: str, partition: int) -> _Batch:
+        batch = _Batch(self._producer.create_batch(), topic, partition)
+        self._open[(topic, partition)] = batch
+        loop = asyncio.get_running_loop()
+        if self._linger_seconds > 0:
+            batch.timer = loop.call_later(self._linger_seconds, self._send_batch, batch)
+        else:
+            batch.timer = loop.call_soon(self._send_batch, batch)  # what arrives in this tick goes along
+        return batch
+
+    def _send_batch(self, batch: _Batch) -> None:
+        if self._open.get((batch.topic, batch.partition)) is batch:
+            del self._open[(batch.topic, batch.partition)]
+        if batch.timer is not None:
+            batch.timer.cancel()
+            batch.timer = None
+        if not batch.records:
+            return
+        batch.builder.close()
+        self._yield_due = True
+        self._spawn(self._deliver_batch(batch))
+
+    async def _deliver_batch(self, batch: _Batch) -> None:
+        records = batch.records
+        generation = self._generation
+        for record in records:
+            record.generation = generation
+        tp = (batch.topic, batch.partition)
+        lock = self._partition_locks.get(tp)
+        if lock is None:
+            lock = self._partition_locks[tp] = asyncio.Lock()
+        try:
+            # FIFO lock: batches of one partition enter aiokafka's queue in the order they were made.
+            async with lock:
+                future = await self._producer.send_batch(
+                    batch.builder, batch.topic, partition=batch.partition
+                )
+            metadata = await future
+        except asyncio.CancelledError:
+            for record in records:
+                self._record_failed(record, "closed", "sink closed before the broker acknowledged")
+            raise
+        except Exception as error:
+            for record in records:
+                if len(records) > 1 and _is_too_large(error):
+                    # The broker refused the batch, not necessarily each record: resend them alone.
+                    record.isolated = True
+                    self._enqueue_retry(record, error)
+                else:
+                    self._deliver_error(record, error)
+            return
+        base = int(metadata.offset)
+        partition = int(metadata.partition)
+        for index, record in enumerate(records):
+            self._deliver_ok(record, (batch.topic, partition, base + index))
+        self._m_sent.inc(sum(1 for r in records if r.dead_letter_reason is None))
+        now = time.monotonic()
+        if now - self._partitions_checked.get(batch.topic, 0.0) > PARTITIONS_REFRESH_SECONDS:
+            # Partitions can be added to a topic; keyed placement follows the new count like Java's.
+            self._partitions_checked[batch.topic] = now
+            await self._refresh_partitions(batch.topic)
+
+    def _enqueue_retry(self, record: _Record, error: BaseException) -> None:
+        if record.waiter is not None and not record.waiter.done():
+            record.waiter.set_exception(_BatchTooLarge(_describe(error)))  # the retry loop resends it alone
+        else:
+            self._enqueue(record)
+
+    def _deliver_ok(self, record: _Record, metadata: tuple[str, int, int]) -> None:
+        if record.waiter is not None:
+            if not record.waiter.done():
+                record.waiter.set_result(metadata)
+            return
+        self._record_ok(record, metadata)
+
+    def _deliver_error(self, record: _Record, error: BaseException) -> None:
+        if record.waiter is not None:
+            if not record.waiter.done():
+                record.waiter.set_exception(error)
+            return
+        self._on_error(record, error)
+
+    async def _refresh_partitions(self, topic: str) -> None:
+        partitions = await self._producer.partitions_for(topic)
+        if partitions:
+            self._partition_counts[topic] = max(partitions) + 1
+
+    async def _enqueue_after_metadata(self, record: _Record) -> None:
+        try:
+            await asyncio.wait_for(
+                self._refresh_partitions(record.topic), self.config.request_timeout_seconds
+            )
+        except asyncio.CancelledError:
+            self._record_failed(record, "closed", "sink closed while waiting for topic metadata")
+            raise
+        except Exception as error:
+            self._deliver_error(record, error)
+            return
+        if record.topic not in self._partition_counts:
+            from aiokafka.errors import UnknownTopicOrPartitionError
+
+            self._deliver_error(record, UnknownTopicOrPartitionError(record.topic))
+            return
+        self._enqueue(record)
+
+    # -- outcomes -----------------------------------------------------------------------------------
     def _on_error(self, record: _Record, error: BaseException) -> None:
         if record.unit.finished:
             return
@@ -857,16 +1073,19 @@ class KafkaSink(Sink):
         if record.reset_pending:
             await self._reset_producer(record.generation)
             record.reset_pending = False
-        record.generation = self._generation
+        record.waiter = asyncio.get_running_loop().create_future()
         try:
-            future = await self._producer.send(
-                record.topic, record.value, key=record.key, headers=record.headers
-            )
-            return await future
+            self._enqueue(record)
+            return await record.waiter
         except Exception as error:
-            if classify_kafka_error(error, topic_creation=self.config.topic_creation).reset_producer:
+            klass = classify_kafka_error(error, topic_creation=self.config.topic_creation)
+            if klass.reset_producer:
                 record.reset_pending = True
+            if isinstance(error, _BatchTooLarge):
+                record.isolated = True
             raise
+        finally:
+            record.waiter = None
 
     def _retriable(self, error: BaseException) -> bool:
         klass = classify_kafka_error(error, topic_creation=self.config.topic_creation)
@@ -891,7 +1110,7 @@ class KafkaSink(Sink):
             _describe(error),
         )
 
-    def _record_ok(self, record: _Record, metadata: Any) -> None:
+    def _record_ok(self, record: _Record, metadata: tuple[str, int, int]) -> None:
         unit = record.unit
         if unit.finished:
             return
@@ -899,10 +1118,9 @@ class KafkaSink(Sink):
             self.metrics.dead_lettered.labels(self.name, record.dead_letter_reason).inc()
             unit.dead_lettered = True
             if unit.letter_reason is not None or unit.refusal is not None:
-                unit.metadata = _metadata_tuple(record.topic, metadata)
+                unit.metadata = metadata
         else:
-            self._m_sent.inc()
-            unit.metadata = _metadata_tuple(record.topic, metadata)
+            unit.metadata = metadata  # counted in events_sent per batch
         unit.remaining -= 1
         if unit.remaining <= 0:
             self._finish(unit)
@@ -936,7 +1154,7 @@ class KafkaSink(Sink):
             unit.refusal = (klass.reason, message)
             letter = DeadLetter.from_event(unit.event, klass.reason, message)
             # The dead letter replaces the refused record: unit.remaining is unchanged.
-            self._spawn(self._send(self._dead_letter_record(unit, letter, record.key)))
+            self._enqueue(self._dead_letter_record(unit, letter, record.key))
             return
         level = logging.WARNING if klass.retriable else logging.ERROR
         self._limiter.log(
@@ -971,8 +1189,8 @@ class KafkaSink(Sink):
     def _finish(self, unit: _Unit) -> None:
         unit.finished = True
         self._units.discard(unit)
-        self._slots.release()
-        self._m_in_flight.dec()
+        if len(self._units) < self._max_in_flight and not self._room.is_set():
+            self._room.set()
         if not self._units:
             self._idle.set()
         topic = partition = offset = None
@@ -1041,12 +1259,6 @@ class KafkaSink(Sink):
             await asyncio.wait_for(producer.stop(), timeout=min(10.0, self.config.close_timeout_seconds))
         except Exception as error:
             log.warning("%s sink: producer did not stop cleanly: %s", self.name, _describe(error))
-
-    @staticmethod
-    async def _producer_flush(producer: Any) -> None:
-        # Outcomes are reported per record; a failed flush has nothing to add.
-        with contextlib.suppress(Exception):
-            await producer.flush()
 
     async def _prepare_topics(self) -> None:
         """Check or create the topics before the first event, with errors that name the setting."""
@@ -1242,14 +1454,6 @@ class KafkaSink(Sink):
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _metadata_tuple(topic: str, metadata: Any) -> tuple[str, int, int] | None:
-    partition = getattr(metadata, "partition", None)
-    offset = getattr(metadata, "offset", None)
-    if partition is None or offset is None:
-        return None
-    return topic, int(partition), int(offset)
 
 
 def _describe(error: BaseException) -> str:

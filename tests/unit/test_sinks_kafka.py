@@ -245,8 +245,32 @@ def test_dead_letter_envelope_is_bounded() -> None:
 Outcome = BaseException | None
 
 
+class ScriptedBuilder:
+    """Stands in for aiokafka's BatchBuilder: a list with a record limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.items: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        self.limit = limit
+        self.is_closed = False
+
+    def append(
+        self, *, timestamp: float | None, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> object | None:
+        if self.is_closed or len(self.items) >= self.limit:
+            return None
+        self.items.append((key, value, headers))
+        return object()
+
+    def close(self) -> None:
+        self.is_closed = True
+
+
 class ScriptedProducer:
-    """Resolves each send per ``script(topic, value, attempt)``: None = success, or an exception."""
+    """Resolves each batch per ``script(topic, value, attempt)`` of its records: None = success.
+
+    A batch fails as a whole with the first error any of its records is scripted to get, as a
+    broker refusing a produce request for a partition would.
+    """
 
     def __init__(
         self,
@@ -259,6 +283,7 @@ class ScriptedProducer:
         self.script = script
         self.raise_on_send = raise_on_send
         self.sent: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+        self.batches: list[int] = []  # record count of each batch handed over
         self.attempts = attempts  # shared by the producers of one sink: attempts count per record
         self.stopped = False
         self.hold: asyncio.Event | None = None
@@ -269,29 +294,29 @@ class ScriptedProducer:
     async def stop(self) -> None:
         self.stopped = True
 
-    async def flush(self) -> None:
-        return None
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
 
-    async def send(
-        self,
-        topic: str,
-        value: bytes,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> asyncio.Future[Any]:
-        attempt = self.attempts[value] = self.attempts.get(value, 0) + 1
-        outcome = self.script(topic, value, attempt)
+    def create_batch(self) -> ScriptedBuilder:
+        return ScriptedBuilder(limit=50)
+
+    async def send_batch(self, builder: ScriptedBuilder, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        outcome: Outcome = None
+        for _, value, _ in builder.items:
+            attempt = self.attempts[value] = self.attempts.get(value, 0) + 1
+            outcome = outcome or self.script(topic, value, attempt)
         if outcome is not None and self.raise_on_send:
             raise outcome
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.sent.append((topic, key, value, headers or []))
+        self.batches.append(len(builder.items))
+        base = len(self.sent)
+        self.sent.extend((topic, key, value, headers) for key, value, headers in builder.items)
 
         async def resolve() -> None:
             if self.hold is not None:
                 await self.hold.wait()
             if outcome is None:
-                offset = len(self.sent)
-                future.set_result(RecordMetadata(topic, 0, TopicPartition(topic, 0), offset, -1, -1, 0))
+                future.set_result(RecordMetadata(topic, partition, TopicPartition(topic, partition), base, -1, -1, 0))
             else:
                 future.set_exception(outcome)
 
@@ -455,3 +480,26 @@ async def test_compression_library_is_checked_at_start(monkeypatch: pytest.Monke
     sink, _, _ = scripted_sink(lambda *_: None)
     with pytest.raises(SinkConfigError, match=r"compression='zstd' needs the Python package 'cramjam'"):
         await sink.start()
+
+
+async def test_records_are_batched_per_partition() -> None:
+    sink, tally, producers = scripted_sink(lambda *_: None)
+    async with sink:
+        for event in make_events(120):
+            await sink.submit(event)
+    assert tally.sent == 120
+    assert len(producers[0].batches) < 20 and max(producers[0].batches) <= 50
+    keys_by_topic_partition = {(r.topic, r.partition) for r in tally.results}
+    assert len(keys_by_topic_partition) > 1
+
+
+async def test_records_over_max_request_size_are_refused_before_sending() -> None:
+    sink, tally, producers = scripted_sink(lambda *_: None, max_request_size_bytes=2000)
+    events = make_events(2)
+    async with sink:
+        for event in events:
+            await sink.submit(event)
+    assert (tally.sent, tally.dead_lettered) == (0, 2)
+    assert {r.reason for r in tally.results} == {"message_too_large"}
+    assert all(topic == "oomstream.deadletter.v1" for topic, *_ in producers[0].sent)
+    assert all(len(value) <= 2000 for _, _, value, _ in producers[0].sent)
