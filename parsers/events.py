@@ -149,14 +149,17 @@ def make_event_id(
 ) -> str:
     """A deterministic id: the same kill read from any format that carries the same facts.
 
-    The strongest facts win: (boot id, kernel time, pid) identify a kill uniquely on a machine;
-    without a boot id, the host stands in for it; without a kernel time, the wall time; without
-    either, the source position (``fallback``) so that rereading the same file still matches.
+    The strongest facts win: (boot id, kernel time, pid) identify a kill uniquely on a machine.
+    Without a boot id, (kernel time in µs, pid) alone: the host is left out on purpose, because
+    formats name it differently or not at all (dmesg has none, syslog a short name), and the
+    same µs and pid on two kills is not a practical risk. Without a kernel time, the host and the
+    wall time; without either, the source position (``fallback``), so rereading the same file
+    still matches.
     """
     pid_part = "-" if pid is None else str(pid)
     if kernel_time is not None:
         micros = round(kernel_time * 1_000_000)
-        anchor = f"b={boot_id}" if boot_id else f"h={host or ''}"
+        anchor = f"b={boot_id}" if boot_id else "b="
         key = f"v1|{anchor}|k={micros}|p={pid_part}"
     elif wall_time is not None:
         key = f"v1|h={host or ''}|w={round(wall_time * 1_000_000)}|p={pid_part}"

@@ -60,6 +60,7 @@ _SD_ELEMENT = re.compile(r"(?:\[(?:[^\]\\]|\\.)*\])+ ?|- ?")
 _INNER_KTIME = re.compile(r"\[\s*(\d+\.\d+)\] ?")
 _MONOTONIC_PREFIX = re.compile(r"\[\s*(\d+\.\d+)\] (\S+) kernel: ?")
 _RSYSLOG_ESCAPE = re.compile(r"#([0-3][0-7]{2})")
+_BLOB = re.compile(r"\[[0-9.]+[KMGT]?B blob data\]$")
 _BOOT_MARKER = re.compile(r"-- Boot ([0-9a-f]{32}) --")
 
 
@@ -352,6 +353,11 @@ class Framer:
             return SKIP
         if fmt.startswith("syslog"):
             message = _unescape_rsyslog(message)
+        elif message.endswith(" blob data]") and _BLOB.match(message):
+            # journalctl text output replaces a message that is not valid UTF-8 with
+            # "[88B blob data]": the text is gone; count it (read -o json to keep such records).
+            self.skipped["journal_blob"] += 1
+            return SKIP
         inner = _INNER_KTIME.match(message)
         if inner is not None:
             kernel_time = float(inner.group(1))

@@ -116,6 +116,7 @@ class Assembler:
         self._clock: float | None = None  # newest kernel time seen
         self._tick: float | None = None  # newest time given to tick()
         self._checked_clock = float("-inf")
+        self._fragment: tuple[str, KernelRecord] | None = None
         self._checked_line = 0
 
     # -- public -------------------------------------------------------------------------
@@ -155,7 +156,7 @@ class Assembler:
         if record.kernel_time is not None and (self._clock is None or record.kernel_time > self._clock):
             self._clock = record.kernel_time
         message = record.message
-        if "\n" in message:
+        if "\n" in message and not _one_line_with_newline_in_comm(message):
             for line in message.split("\n"):
                 self._line(line, record, out)
         else:
@@ -181,6 +182,10 @@ class Assembler:
     def flush(self) -> list[OomEvent]:
         """End of input: finish the open report (partial if it has no kill) and release all."""
         out: list[OomEvent] = []
+        if self._fragment is not None:
+            line, record = self._fragment
+            self._fragment = None
+            self._kill_fragment(line, record, out)
         self._finish(out)
         out.extend(held.event for held in self._held)
         self._held.clear()
@@ -189,6 +194,16 @@ class Assembler:
     # -- line dispatch ---------------------------------------------------------------------
     def _line(self, line: str, record: KernelRecord, out: list[OomEvent]) -> None:
         self._line_no += 1
+        fragment = self._fragment
+        if fragment is not None:
+            # A kill line cut at a newline inside the comm (dmesg and journalctl print the rest as
+            # a continuation line): join it with the next line.
+            self._fragment = None
+            joined = fragment[0] + "\n" + line.lstrip()
+            if L.is_complete_kill_line(joined):
+                self._oom_line(joined, fragment[1], out)
+                return
+            self._kill_fragment(fragment[0], fragment[1], out)
         report = self._report
         if report is not None:
             report.lines += 1
@@ -220,6 +235,9 @@ class Assembler:
             killed = L.parse_killed(line)
             if killed is not None:
                 self._on_killed(killed, record, line, out)
+                return True
+            if L.parse_killed_pid_only(line) is not None:
+                self._fragment = (line, record)
                 return True
             self.counts["unparsed_kill_lines"] += 1
         if "Kill process " in line:
@@ -384,6 +402,14 @@ class Assembler:
         )
 
     # -- kills -----------------------------------------------------------------------------
+    def _kill_fragment(self, line: str, record: KernelRecord, out: list[OomEvent]) -> None:
+        """A kill line that never completed: the pid alone still makes an event."""
+        killed = L.parse_killed_pid_only(line)
+        if killed is None:
+            return
+        self.counts["truncated_kill_lines"] += 1
+        self._on_killed(killed, record, line, out)
+
     def _on_killed(self, killed: L.Killed, record: KernelRecord, line: str, out: list[OomEvent]) -> None:
         report = self._report
         if report is not None and report.kills:
@@ -541,7 +567,7 @@ class Assembler:
             killed = kill.killed
             victim = Victim(
                 pid=kill.pid,
-                comm=kill.comm,
+                comm=kill.comm or None,
                 uid=killed.uid if killed is not None else None,
                 oom_score_adj=killed.oom_score_adj if killed is not None else None,
                 total_vm_kb=killed.total_vm_kb if killed is not None else None,
@@ -687,6 +713,23 @@ class Assembler:
             ),
             raw_lines=list(report.raw) if partial else None,
         )
+
+
+def _one_line_with_newline_in_comm(message: str) -> bool:
+    """A kill, reaper or header record whose process name holds a newline (kmsg \\x0a, journald
+    JSON): one line, not several. Multi-line records otherwise are old memcg stat dumps."""
+    first, _, _rest = message.partition("\n")
+    if L.KILLED_MARK in first and not L.is_complete_kill_line(first):
+        return L.is_complete_kill_line(message)
+    if L.SUMMARY_MARK in first and not L.is_complete_summary(first):
+        return L.is_complete_summary(message)
+    if (
+        L.HEADER_MARK in message
+        and L.HEADER_MARK not in first
+        and "\n" not in message[message.rfind(L.HEADER_MARK) :]
+    ):
+        return "Memory cgroup stats" not in message
+    return False
 
 
 def _position_key(record: KernelRecord) -> str | None:

@@ -40,7 +40,7 @@ TASK_IN = re.compile(r"Task in (.*) killed as a result of limit of (.*?)\s*$")
 # 4.19+: "oom-kill:constraint=...,nodemask=...,cpuset=...,mems_allowed=...,[oom_memcg=...|global_oom,
 # task_memcg=...,]task=<comm>,pid=N,uid=N"
 SUMMARY_MARK = "oom-kill:"
-_SUMMARY_TAIL = re.compile(r",task=(.*),pid=(\d+),uid=(\d+)\s*$")
+_SUMMARY_TAIL = re.compile(r",task=(.*),pid=(\d+),uid=(\d+)\s*$", re.DOTALL)
 
 # Task table; header "[ pid ]   uid  tgid total_vm      rss nr_ptes swapents oom_score_adj name"
 # (4.x adds nr_pmds, 4.19 pgtables_bytes, 6.x rss_anon rss_file rss_shmem).
@@ -52,25 +52,31 @@ TASK_ROW = re.compile(r"\[\s*(\d+)\]\s+(.*)$")
 # "Killed process N (c) total-vm:..kB, anon-rss:..kB, file-rss:..kB[, shmem-rss:..kB]";
 # RHEL 7: "Killed process N (c), UID U, total-vm:..."; 5.1+: "<msg>: Killed process N (c) ...";
 # 5.4+: "..., UID:U pgtables:NkB oom_score_adj:N".
-KILL_PROCESS = re.compile(r"(?:(.*?): )?Kill process (\d+) \((.*)\) score (-?\d+) or sacrifice child\s*$")
+KILL_PROCESS = re.compile(
+    r"(?:(.*?): )?Kill process (\d+) \((.*)\) score (-?\d+) or sacrifice child\s*$", re.DOTALL
+)
 KILLED_MARK = "Killed process "
 _KILLED = re.compile(
     r"Killed process (\d+) \((.*)\),? (?:UID (\d+), )?total-vm:(\d+)kB, anon-rss:(\d+)kB, "
     r"file-rss:(\d+)kB(?:, shmem-rss:(\d+)kB)?(?:, UID:(\d+) pgtables:(\d+)kB oom_score_adj:(-?\d+))?"
-    r"\s*$"
+    r"\s*$",
+    re.DOTALL,
 )
-# Last resort when the tail is cut or reshaped: pid and comm are still worth an event.
-_KILLED_LOOSE = re.compile(r"Killed process (\d+) \((.*?)\)")
+# Last resorts when the tail is cut or reshaped: pid and comm, or the pid alone, are still worth
+# an event (a kill line must never be lost).
+_KILLED_LOOSE = re.compile(r"Killed process (\d+) \((.*?)\)", re.DOTALL)
+_KILLED_PID = re.compile(r"Killed process (\d+)\b")
 
 # 4.x+: "<msg>: OOM victim N (c) is already exiting. Skip killing the task"
 VICTIM_EXITING = re.compile(
-    r"(?:(.*?): )?OOM victim (\d+) \((.*)\) is already exiting\. Skip killing the task"
+    r"(?:(.*?): )?OOM victim (\d+) \((.*)\) is already exiting\. Skip killing the task", re.DOTALL
 )
 
 # 4.6+: "oom_reaper: reaped process N (c), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB"
 REAPED = re.compile(
     r"oom_reaper: reaped process (\d+) \((.*)\), now anon-rss:(\d+)kB, file-rss:(\d+)kB"
-    r"(?:, shmem-rss:(\d+)kB)?"
+    r"(?:, shmem-rss:(\d+)kB)?",
+    re.DOTALL,
 )
 
 # 4.19+: "Tasks in <path> are going to be killed due to memory.oom.group set"
@@ -161,6 +167,9 @@ def parse_summary(line: str) -> Summary | None:
     if tail is not None:
         comm, pid, uid = tail.group(1), int(tail.group(2)), int(tail.group(3))
         body = body[: tail.start()]
+    elif ",task=" in body:
+        # Cut short (a newline in the comm ends the line early): keep the paths clean.
+        body, _, comm = body.rpartition(",task=")
     task_memcg: str | None = None
     index = body.find(",task_memcg=")
     if index >= 0:
@@ -209,9 +218,28 @@ def parse_killed(line: str) -> Killed | None:
             oom_score_adj=_int_or_none(match.group(10)),
         )
     loose = _KILLED_LOOSE.match(line, index)
-    if loose is None:
+    if loose is not None:
+        return Killed(message, int(loose.group(1)), loose.group(2), None, None, None, None, None, None, None)
+    return None
+
+
+def parse_killed_pid_only(line: str) -> Killed | None:
+    """The pid of a kill line whose comm and figures are cut off (comm None: unknown)."""
+    index = line.find(KILLED_MARK)
+    match = _KILLED_PID.match(line, index) if index >= 0 else None
+    if match is None:
         return None
-    return Killed(message, int(loose.group(1)), loose.group(2), None, None, None, None, None, None, None)
+    message = line[: index - 2] if index >= 2 and line[index - 2 : index] == ": " else None
+    return Killed(message, int(match.group(1)), "", None, None, None, None, None, None, None)
+
+
+def is_complete_summary(line: str) -> bool:
+    return SUMMARY_MARK in line and _SUMMARY_TAIL.search(line) is not None
+
+
+def is_complete_kill_line(line: str) -> bool:
+    index = line.find(KILLED_MARK)
+    return index >= 0 and _KILLED.match(line, index) is not None
 
 
 def parse_stats_header(line: str) -> tuple[str, dict[str, int]]:
