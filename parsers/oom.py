@@ -591,16 +591,13 @@ class Assembler:
                 # the victim's task row, in bytes, proves which one this line printed.
                 self.counts["pgtables_bytes_quirk"] += 1
                 victim = dataclasses.replace(victim, pgtables_kb=victim.pgtables_kb // 1024)
-            if victim.uid is None or victim.oom_score_adj is None:
+            if row is not None and (victim.uid is None or victim.oom_score_adj is None):
                 # Older kill lines lack uid and oom_score_adj; the victim's task table row has them.
-                if row is not None:
-                    victim = dataclasses.replace(
-                        victim,
-                        uid=victim.uid if victim.uid is not None else row.uid,
-                        oom_score_adj=victim.oom_score_adj
-                        if victim.oom_score_adj is not None
-                        else row.oom_score_adj,
-                    )
+                victim = dataclasses.replace(
+                    victim,
+                    uid=victim.uid if victim.uid is not None else row.uid,
+                    oom_score_adj=victim.oom_score_adj if victim.oom_score_adj is not None else row.oom_score_adj,
+                )
 
         # The summary and "Task in" lines describe the chosen victim only; group members get the
         # group's cgroup as the text says nothing more precise about them.

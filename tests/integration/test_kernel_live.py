@@ -6,11 +6,10 @@ controller, no readable /dev/kmsg).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import jsonschema
 import pytest
+from eventschema import validate
 from oomlab import KmsgTail, can_cause_oom, cgroupfs_parts, container_id, memcg, pod_uid, run_oom
 
 from parsers.events import OomEvent, event_to_dict
@@ -19,7 +18,6 @@ from parsers.oom import Assembler
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = json.loads((ROOT / "parsers" / "schema" / "oom-event.v1.json").read_text())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,7 +58,7 @@ def test_live_memcg_kill_is_parsed_from_kmsg() -> None:
     assert event.cgroup.qos_class == "Burstable" and event.cgroup.limit_scope == "container"
     assert event.memcg is not None and event.memcg.limit_kb == 64 * 1024
     assert event.constraint == "CONSTRAINT_MEMCG" and event.source.position is not None
-    jsonschema.validate(event_to_dict(event), SCHEMA)
+    validate(event_to_dict(event))
 
 
 def test_live_pod_limit_fires_while_victim_in_container() -> None:

@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import pytest
+from eventschema import validate
 
 from streamer.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = json.loads((ROOT / "parsers" / "schema" / "oom-event.v1.json").read_text())
 KILL = (
     "[   87.622107] Memory cgroup out of memory: Killed process 2031 (python3) total-vm:75160kB, "
     "anon-rss:65152kB, file-rss:6604kB, shmem-rss:0kB, UID:0 pgtables:184kB oom_score_adj:0\n"
@@ -40,7 +39,7 @@ def test_parse_plain_and_gzip_files(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 0
     assert [e["victim"]["pid"] for e in events] == [2032, 2031]  # type: ignore[index]
     for event in events:
-        jsonschema.validate(event, SCHEMA)
+        validate(event)
     assert "2 input(s)" in err and "events: 2" in err and "dmesg=" in err
     assert events[1]["source"]["position"]["path"] == str(plain)  # type: ignore[index]
 
@@ -78,7 +77,7 @@ def test_stdin_and_truncated_report_is_partial() -> None:
     )
     assert result.returncode == 0, result.stderr
     [event] = [json.loads(line) for line in result.stdout.splitlines()]
-    jsonschema.validate(event, SCHEMA)
+    validate(event)
     assert event["partial"] is True and event["victim"] is None and event["trigger"]["pid"] == 2031
     assert event["source"]["kind"] == "stdin" and "partial: 1" in result.stderr
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
+from eventschema import validate
 
 from parsers.events import event_to_dict
 from parsers.framing import Framer
@@ -22,7 +22,6 @@ from parsers.scan import LogScanner
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "real"
-SCHEMA = json.loads((ROOT / "parsers" / "schema" / "oom-event.v1.json").read_text())
 METAS = sorted(DATA.glob("*.meta.json"))
 CASES = [
     (meta, DATA / name)
@@ -60,7 +59,7 @@ def test_real_capture(meta_path: Path, path: Path) -> None:
     expected = meta["expected"]
     events = parse(path, meta)
     for event in events:
-        jsonschema.validate(event, SCHEMA)
+        validate(event)
     victims = [event for event in events if event["victim"] is not None]
     wanted_pids = sorted(expected["victim_pids"])
     if path.suffix == ".txt":

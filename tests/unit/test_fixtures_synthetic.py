@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
+from eventschema import validate
 
 from parsers.events import OomEvent, event_to_dict
 from parsers.framing import Framer
@@ -20,7 +20,6 @@ from parsers.scan import LogScanner
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "synthetic"
-SCHEMA = json.loads((ROOT / "parsers" / "schema" / "oom-event.v1.json").read_text())
 CASES = sorted(DATA.glob("*.expected.json"))
 
 
@@ -79,7 +78,7 @@ def test_synthetic_fixture(case: Path) -> None:
     log = case.with_name(case.name.removesuffix(".expected.json") + ".log")
     events = [event_to_dict(event) for event in parse_file(log)]
     for event in events:
-        jsonschema.validate(event, SCHEMA)
+        validate(event)
     assert len(events) == len(expected["events"]), [e["victim"] and e["victim"]["pid"] for e in events]
     for actual, wanted in zip(events, expected["events"], strict=True):
         check_event(case.name, actual, wanted)
