@@ -596,7 +596,9 @@ class Assembler:
                 victim = dataclasses.replace(
                     victim,
                     uid=victim.uid if victim.uid is not None else row.uid,
-                    oom_score_adj=victim.oom_score_adj if victim.oom_score_adj is not None else row.oom_score_adj,
+                    oom_score_adj=victim.oom_score_adj
+                    if victim.oom_score_adj is not None
+                    else row.oom_score_adj,
                 )
 
         # The summary and "Task in" lines describe the chosen victim only; group members get the
