@@ -68,6 +68,7 @@ async def _send_with_fault(
     async def kill_and_maybe_restart() -> None:
         await asyncio.to_thread(cluster.kill_node, 1)
         timings["killed_at"] = time.monotonic() - began
+        timings["acked_when_killed"] = tally.sent
         if fault == "kill-restart":
             await asyncio.sleep(2)
             await asyncio.to_thread(cluster.start_node, 1)
@@ -115,7 +116,7 @@ async def test_single_broker_sigkill_and_restart_loses_nothing(single_for_kill: 
     )
     _, ids, timings = await _send_with_fault(single_for_kill, config, 20_000, 6_000, "kill-restart")
     print(f"single broker kill/restart: {len(ids)} records for 20000 events, timings {timings}")
-    assert timings["acked_before_fault"] < 20_000  # the kill really happened mid-stream
+    assert timings["acked_when_killed"] < 20_000  # events were in flight when the broker died
 
 
 async def test_three_nodes_one_killed_loses_nothing_with_acks_all(trio: LocalCluster) -> None:
@@ -130,4 +131,4 @@ async def test_three_nodes_one_killed_loses_nothing_with_acks_all(trio: LocalClu
     )
     _, ids, timings = await _send_with_fault(trio, config, 20_000, 5_000, "kill")
     print(f"3-node cluster, node 1 killed: {len(ids)} records for 20000 events, timings {timings}")
-    assert timings["acked_before_fault"] < 20_000
+    assert timings["acked_when_killed"] < 20_000

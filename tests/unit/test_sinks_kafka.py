@@ -503,3 +503,27 @@ async def test_records_over_max_request_size_are_refused_before_sending() -> Non
     assert {r.reason for r in tally.results} == {"message_too_large"}
     assert all(topic == "oomstream.deadletter.v1" for topic, *_ in producers[0].sent)
     assert all(len(value) <= 2000 for _, _, value, _ in producers[0].sent)
+
+
+async def test_metrics_count_sent_retries_dead_letters_latency_and_in_flight() -> None:
+    def script(topic: str, value: bytes, attempt: int) -> Outcome:
+        if b'"partial":true' in value and topic == "oomstream.events.v1" and attempt == 1:
+            return kerr.RequestTimedOutError()
+        return None
+
+    sink, tally, _ = scripted_sink(script)
+    registry = CollectorRegistry()
+    sink = KafkaSink(sink.config, on_delivery=tally, registry=registry, producer_factory=sink._producer_factory)
+    async with sink:
+        for event in make_events(10, partial_every=5):
+            await sink.submit(event)
+
+    def value(name: str, **labels: str) -> float:
+        result = registry.get_sample_value(name, {"sink": "kafka", **labels})
+        return 0.0 if result is None else result
+
+    assert value("oomstream_sink_events_sent_total", topic="oomstream.events.v1") == 10
+    assert value("oomstream_sink_dead_lettered_total", reason="partial_report") == 2
+    assert value("oomstream_sink_retries_total", reason="request_timed_out") >= 1
+    assert value("oomstream_sink_produce_latency_seconds_count") == 10
+    assert value("oomstream_sink_in_flight") == 0
