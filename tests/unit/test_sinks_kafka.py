@@ -300,7 +300,9 @@ class ScriptedProducer:
     def create_batch(self) -> ScriptedBuilder:
         return ScriptedBuilder(limit=50)
 
-    async def send_batch(self, builder: ScriptedBuilder, topic: str, *, partition: int) -> asyncio.Future[Any]:
+    async def send_batch(
+        self, builder: ScriptedBuilder, topic: str, *, partition: int
+    ) -> asyncio.Future[Any]:
         outcome: Outcome = None
         for _, value, _ in builder.items:
             attempt = self.attempts[value] = self.attempts.get(value, 0) + 1
@@ -316,7 +318,9 @@ class ScriptedProducer:
             if self.hold is not None:
                 await self.hold.wait()
             if outcome is None:
-                future.set_result(RecordMetadata(topic, partition, TopicPartition(topic, partition), base, -1, -1, 0))
+                future.set_result(
+                    RecordMetadata(topic, partition, TopicPartition(topic, partition), base, -1, -1, 0)
+                )
             else:
                 future.set_exception(outcome)
 
@@ -507,13 +511,15 @@ async def test_records_over_max_request_size_are_refused_before_sending() -> Non
 
 async def test_metrics_count_sent_retries_dead_letters_latency_and_in_flight() -> None:
     def script(topic: str, value: bytes, attempt: int) -> Outcome:
-        if b'"partial":true' in value and topic == "oomstream.events.v1" and attempt == 1:
-            return kerr.RequestTimedOutError()
-        return None
+        timed_out: BaseException = kerr.RequestTimedOutError()
+        partial = b'"partial":true' in value and topic == "oomstream.events.v1"
+        return timed_out if partial and attempt == 1 else None
 
     sink, tally, _ = scripted_sink(script)
     registry = CollectorRegistry()
-    sink = KafkaSink(sink.config, on_delivery=tally, registry=registry, producer_factory=sink._producer_factory)
+    sink = KafkaSink(
+        sink.config, on_delivery=tally, registry=registry, producer_factory=sink._producer_factory
+    )
     async with sink:
         for event in make_events(10, partial_every=5):
             await sink.submit(event)
