@@ -113,7 +113,7 @@ class Assembler:
         self._report: _Report | None = None
         self._held: list[_Held] = []
         self._line_no = 0
-        self._clock: float | None = None  # newest kernel time seen
+        self._clock: float | None = None  # kernel time of the latest record
         self._tick: float | None = None  # newest time given to tick()
         self._checked_clock = float("-inf")
         self._fragment: tuple[str, KernelRecord] | None = None
@@ -153,7 +153,11 @@ class Assembler:
         if not record.trusted:
             self.counts["untrusted_records"] += 1
             return out
-        if record.kernel_time is not None and (self._clock is None or record.kernel_time > self._clock):
+        if record.kernel_time is not None:
+            # The latest record's time, not the largest seen: a new file or a new boot starts
+            # over at a small kernel time, and must not make the reports that follow look expired.
+            if self._clock is not None and record.kernel_time < self._clock:
+                self._checked_clock = float("-inf")
             self._clock = record.kernel_time
         message = record.message
         if "\n" in message and not _one_line_with_newline_in_comm(message):

@@ -305,3 +305,15 @@ def test_event_id_stable_across_formats_and_distinct_per_kill() -> None:
     assert first.event_id == second.event_id
     other = run(modern_report(pid=2032))[0]
     assert other.event_id != first.event_id
+
+
+def test_kernel_time_going_back_does_not_expire_the_next_report() -> None:
+    """Two logs in one run (an old boot with a large uptime, then a fresh one)."""
+    asm = Assembler()
+    out: list[OomEvent] = []
+    for record in records(modern_report(pid=1), start=900_000.0):
+        out.extend(asm.feed(record))
+    for record in records(modern_report(pid=2), start=50.0):
+        out.extend(asm.feed(record))
+    out.extend(asm.flush())
+    assert [(e.victim.pid if e.victim else None, e.partial) for e in out] == [(1, False), (2, False)]
