@@ -1,9 +1,13 @@
 """Kafka sink: idempotent, acks=all, compressed, bounded in flight, with a dead-letter topic.
 
 Delivery model
-    ``submit`` serializes the event, waits for a free in-flight slot (``max_in_flight``), hands the
-    record to aiokafka's ``send()`` (which batches; it never waits for the broker) and returns. When
-    the broker acknowledges, the delivery callback receives a ``DeliveryResult`` with the positions.
+    ``submit`` serializes the event, waits only while ``max_in_flight`` events are unacknowledged,
+    appends the record to an open batch for its topic-partition (aiokafka's own batch builder) and
+    returns. A batch goes to the idempotent ``AIOKafkaProducer`` (``send_batch``) when it is full
+    (``batch_size_bytes``) or ``linger_ms`` after its first record; when the broker acknowledges it,
+    the delivery callback receives one ``DeliveryResult`` per event, with its positions.
+    Partitioning is Kafka's default (murmur2 of the key, as the Java client does), so a pod's
+    events share one partition and keep their order.
 
 Errors
     aiokafka itself retries retriable produce errors of an idempotent producer until they succeed;
