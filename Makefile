@@ -46,8 +46,11 @@ run: install
 samples: install
 	$(BIN)/oomstream parse $(SAMPLES)
 
+# Speed figures (see README): parsing, the pid index, and Kafka delivery against the local broker.
 bench: install
 	$(BIN)/python tests/bench/bench_parse.py
+	$(BIN)/python tests/bench/bench_pid_index.py
+	$(BIN)/python tests/bench/bench_kafka.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
