@@ -1,33 +1,24 @@
 """``oomstream publish FILE...``: parse kernel logs exactly like ``oomstream parse`` and send to Kafka.
 
-The scanning is the same Framer + Assembler + LogScanner pipeline; ``iter_log_events`` is the shared
-piece (files or stdin, gzip detected by magic) that ``parse`` could use too.
+The scanning is shared with ``parse`` (streamer/inputs.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import os
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
-from typing import Any, BinaryIO, TextIO
+from typing import Any, TextIO
 
-from dateutil import tz as dateutil_tz
-
-from parsers.events import OomEvent
-from parsers.framing import FORMATS, Framer
-from parsers.oom import Assembler
-from parsers.scan import LogScanner
+from parsers.framing import FORMATS
+from streamer.inputs import InputError, ScanOptions, check_inputs, iter_log_events, resolve_tz
 from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError, SinkConfigError
 from streamer.sinks.kafka import COMPRESSION_PACKAGES, KafkaSink, KafkaSinkConfig
 
 BOOTSTRAP_ENV = "OOMSTREAM_KAFKA_BOOTSTRAP"
-CHUNK_BYTES = 1 << 20
 PROGRESS_INTERVAL_SECONDS = 0.1
 EXIT_DELIVERY_PROBLEMS = 1
 
@@ -37,126 +28,6 @@ def _cli_error(message: str) -> Exception:
     from streamer.cli import CliError
 
     return CliError(message)
-
-
-# -- scanning (shared with `parse`) ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ScanOptions:
-    """The parse options of ``oomstream parse``, with the same defaults."""
-
-    format: str = "auto"
-    host: str | None = None
-    boot_id: str | None = None
-    year: int | None = None
-    tz: tzinfo | None = None
-    max_tasks: int = 20
-    max_line_bytes: int = 1 << 20
-
-
-def resolve_tz(name: str | None) -> tzinfo:
-    if name is None or name == "local":
-        local: tzinfo = dateutil_tz.tzlocal()
-        return local
-    zone = dateutil_tz.gettz(name)
-    if zone is None:
-        raise _cli_error(f"--tz {name!r}: unknown time zone (use e.g. UTC, Europe/Berlin, local)")
-    return zone
-
-
-def open_log(path: str) -> tuple[BinaryIO, int | None]:
-    """Open a log file (or ``-`` for stdin); gzip by magic. Returns the handle and its on-disk size."""
-    if path == "-":
-        return sys.stdin.buffer, None
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    except FileNotFoundError:
-        raise _cli_error(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise _cli_error(f"{path}: is a directory, not a log file") from None
-    except PermissionError:
-        raise _cli_error(f"{path}: permission denied") from None
-    except OSError as error:
-        raise _cli_error(f"{path}: cannot open: {error.strerror or error}") from None
-    size = os.fstat(handle.fileno()).st_size
-    if handle.peek(2)[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=handle, mode="rb"), size  # type: ignore[return-value]
-    return handle, size
-
-
-def _raw_offset(handle: BinaryIO) -> int | None:
-    """Bytes consumed from disk so far (the compressed offset for gzip), for progress."""
-    raw = getattr(handle, "fileobj", None) or handle
-    try:
-        return int(raw.tell())
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def iter_log_events(
-    paths: Sequence[str],
-    options: ScanOptions = ScanOptions(),
-    *,
-    on_progress: Callable[[int], None] | None = None,
-) -> Iterator[OomEvent]:
-    """Events from log files in order, scanned exactly as ``oomstream parse`` does.
-
-    ``on_progress(n)`` is called with the number of on-disk bytes consumed since the last call.
-    One Assembler spans all files (like ``parse``), so a report split across a rotation joins up.
-    """
-    assembler = Assembler(max_tasks=options.max_tasks)
-    for path in paths:
-        handle, _size = open_log(path)
-        framer = Framer(
-            options.format,
-            source_kind="stdin" if path == "-" else "file",
-            path=None if path == "-" else os.path.abspath(path),
-            host=options.host,
-            boot_id=options.boot_id,
-            year=options.year,
-            tz=options.tz,
-        )
-        scanner = LogScanner(framer, assembler, max_line_bytes=options.max_line_bytes)
-        consumed = 0
-        try:
-            while True:
-                try:
-                    chunk = handle.read(CHUNK_BYTES)
-                except (OSError, EOFError, gzip.BadGzipFile) as error:
-                    raise _cli_error(f"{path}: read failed: {error}") from None
-                if not chunk:
-                    break
-                if on_progress is not None:
-                    offset = _raw_offset(handle)
-                    step = len(chunk) if offset is None else offset - consumed
-                    consumed += step
-                    on_progress(step)
-                yield from scanner.feed(chunk)
-            yield from scanner.finish()
-        finally:
-            if handle is not sys.stdin.buffer:
-                handle.close()
-    yield from assembler.flush()
-
-
-def events_from_bytes(data: bytes, options: ScanOptions = ScanOptions()) -> list[OomEvent]:
-    """Parse an in-memory log (tests, tools) with the same pipeline."""
-    assembler = Assembler(max_tasks=options.max_tasks)
-    framer = Framer(
-        options.format,
-        source_kind="stdin",
-        path=None,
-        host=options.host,
-        boot_id=options.boot_id,
-        year=options.year,
-        tz=options.tz,
-    )
-    scanner = LogScanner(framer, assembler, max_line_bytes=options.max_line_bytes)
-    events = scanner.feed(data)
-    events.extend(scanner.finish())
-    events.extend(assembler.flush())
-    return events
 
 
 # -- progress ---------------------------------------------------------------------------------------
@@ -265,7 +136,7 @@ async def publish_files(
                 await sink.submit(event, (position,) if position is not None else ())
                 progress.update(tally)
             await sink.flush(config.close_timeout_seconds)
-    except FatalSinkError as error:
+    except (FatalSinkError, InputError) as error:
         progress.close()
         raise _cli_error(str(error)) from None
     except Exception:
@@ -278,9 +149,11 @@ async def publish_files(
 
 def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     paths: list[str] = args.files
-    for path in paths:
-        if path != "-" and not os.path.exists(path):
-            raise _cli_error(f"{path}: no such file")
+    try:
+        check_inputs(paths)
+        zone = resolve_tz(args.tz)
+    except InputError as error:
+        raise _cli_error(str(error)) from None
     if paths.count("-") > 1:
         raise _cli_error("stdin (-) can be read only once")
     config = kafka_config_from_args(args, "publish")
@@ -289,7 +162,7 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         host=args.host,
         boot_id=args.boot_id,
         year=args.year,
-        tz=resolve_tz(args.tz),
+        tz=zone,
         max_tasks=args.max_tasks,
         max_line_bytes=args.max_line_bytes,
     )

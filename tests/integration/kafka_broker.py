@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from parsers.events import OomEvent, make_event_id
-from streamer.commands.publish import ScanOptions, events_from_bytes
+from streamer.inputs import ScanOptions, events_from_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "local-kafka" / "kafka.sh"

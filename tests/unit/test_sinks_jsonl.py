@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from parsers.events import OomEvent, event_to_dict
-from streamer.commands.publish import ScanOptions, events_from_bytes
+from streamer.inputs import ScanOptions, events_from_bytes
 from streamer.sinks import (
     DeadLetter,
     DeliveryStatus,
