@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SAMPLES := $(wildcard streamer/samples/*)
 PYTEST_ARGS ?=
+KAFKA := deploy/local-kafka/kafka.sh
 
 .PHONY: install lint test run samples bench clean
 
@@ -22,10 +23,12 @@ lint: install
 	$(BIN)/ruff check parsers streamer tests
 	$(BIN)/mypy --strict parsers streamer
 
+# The Kafka tests start the local broker themselves (tests/integration/conftest.py) unless
+# OOMSTREAM_KAFKA_BOOTSTRAP names one; fetching the jars first makes a download problem obvious.
 test: install lint
+	$(KAFKA) fetch
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
-KAFKA := deploy/local-kafka/kafka.sh
 RUN_STATE ?= $(CURDIR)/.state
 
 # The node service on this machine's kernel log. Without OOMSTREAM_KAFKA_BOOTSTRAP it starts the
