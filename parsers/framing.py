@@ -130,7 +130,7 @@ class Framer:
         text = decode_line(line) if isinstance(line, bytes) else line
         if text.endswith("\r"):
             text = text[:-1]
-        position = SourcePosition(kind=self.source_kind, offset=offset, path=self.path)
+        position = SourcePosition(self.source_kind, offset, None, None, self.path)
         record = self._frame_text(text, position)
         if isinstance(record, KernelRecord):
             self.records_by_format[record.format] += 1
@@ -266,20 +266,24 @@ class Framer:
             value = int(prio.group(1))
             level, facility = value & 7, value >> 3
             start = prio.end()
-        match = _DMESG.match(text, start)
-        if match is None:
-            return None
+        # "[%5lu.%06lu] ": parsed by hand, this runs for every line of every report.
+        close = text.find("] ", start, start + 24)
+        if close < 0 or text[start] != "[":
+            match = _DMESG.match(text, start)  # "]" at the end of the line, or odd spacing
+            if match is None:
+                return None
+            stamp, end = match.group(1), match.end()
+        else:
+            stamp, end = text[start + 1 : close].lstrip(), close + 2
+            dot = stamp.find(".")
+            if dot <= 0 or not stamp[:dot].isdigit() or not stamp[dot + 1 :].isdigit():
+                return None
+        # Positional: the field order of KernelRecord (message, format, kernel_time, wall_time,
+        # time_source, host, boot_id, facility, level, trusted, position).
         return KernelRecord(
-            message=text[match.end() :],
-            format="dmesg",
-            kernel_time=float(match.group(1)),
-            host=self.host,
-            boot_id=self.boot_id,
-            facility=facility,
-            level=level,
-            trusted=facility in (None, 0),
-            position=position,
-        )
+            text[end:], "dmesg", float(stamp), None, None, self.host, self.boot_id,
+            facility, level, facility is None or facility == 0, position,
+        )  # fmt: skip
 
     def _dmesg_t(self, text: str, position: SourcePosition) -> KernelRecord | None:
         wall: float | None

@@ -19,7 +19,7 @@ from parsers.oom import Assembler
 # oom.group notice; "emory" is in every kill message prefix ("Out of memory", "Memory cgroup out of
 # memory"). The only exception, the unprefixed "Killed process" line before 5.1, always follows
 # a prefixed "Kill process" line, after which the assembler asks for every line again.
-KEYWORDS: tuple[bytes, ...] = (b"oom", b"emory")
+KEYWORDS: tuple[bytes, ...] = (b"oom", b"of memory")
 # Format-specific lines worth framing: JSON entries whose MESSAGE is a byte array (text search
 # cannot see into them) and journalctl boot markers (they carry the boot id).
 JSON_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b'"MESSAGE":[')
