@@ -1,0 +1,87 @@
+"""`oomstream run` against the real broker: a real OOM kill becomes a Kafka record; after a
+SIGKILL the service resends at most its unacknowledged tail, with the same event ids."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from oomlab import can_cause_oom, cgroupfs_parts, container_id, memcg, pod_uid, run_oom
+
+from tests.integration.kafka_broker import consume_all, unique_topic
+
+pytestmark = [pytest.mark.kernel, pytest.mark.kafka]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kernel_allows_oom() -> None:
+    ok, why = can_cause_oom()
+    if not ok:
+        pytest.skip(f"cannot cause a real OOM kill here: {why}")
+
+
+def start(tmp: Path, bootstrap: str, topic: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.update(
+        OOMSTREAM_KAFKA_BOOTSTRAP=bootstrap,
+        OOMSTREAM_KAFKA_EVENTS_TOPIC=topic,
+        OOMSTREAM_KAFKA_DEADLETTER_TOPIC=topic + ".dlq",
+        OOMSTREAM_STATE_DIRECTORY=str(tmp / "state"),
+        OOMSTREAM_SPOOL_DIRECTORY=str(tmp / "spool"),
+        OOMSTREAM_METRICS_LISTEN_ADDRESS="127.0.0.1:0",
+        OOMSTREAM_SOURCE_KIND="kmsg",
+        OOMSTREAM_PIPELINE_LINGER_SECONDS="0.5",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "streamer.cli", "run", "--log-format", "text"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def records_for(bootstrap: str, topic: str) -> list[dict[str, object]]:
+    return [json.loads(r.value) for r in asyncio.run(consume_all(bootstrap, topic, timeout_seconds=30))]
+
+
+def test_live_kill_reaches_kafka_and_sigkill_restart_repeats_only_same_ids(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("run")
+    proc = start(tmp_path, kafka_bootstrap, topic)
+    try:
+        time.sleep(3.0)
+        uid, cid = pod_uid(), container_id()
+        with memcg(cgroupfs_parts("guaranteed", uid, cid), 64 << 20) as cgroup:
+            killed = run_oom(cgroup, comm="kafka-victim")
+        assert killed
+        deadline = time.monotonic() + 40
+        mine: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not mine:
+            time.sleep(1.0)
+            try:
+                mine = [e for e in records_for(kafka_bootstrap, topic) if e["victim"] and e["victim"]["pid"] in killed]  # type: ignore[index]
+            except TimeoutError:
+                continue
+        assert mine, "the kill did not reach Kafka"
+    finally:
+        proc.send_signal(signal.SIGKILL)  # a crash: no final checkpoint
+        proc.communicate(timeout=30)
+    event = mine[0]
+    assert event["cgroup"]["pod_uid"] == uid and event["cgroup"]["qos_class"] == "Guaranteed"  # type: ignore[index]
+    first_ids = {e["event_id"] for e in mine}
+
+    # Restart from the checkpoint: whatever is resent carries the same ids.
+    proc = start(tmp_path, kafka_bootstrap, topic)
+    time.sleep(6.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    again = [e for e in records_for(kafka_bootstrap, topic) if e["victim"] and e["victim"]["pid"] in killed]  # type: ignore[index]
+    assert {e["event_id"] for e in again} == first_ids
