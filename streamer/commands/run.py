@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -149,6 +150,14 @@ def build_sink(config: Config, metrics: Metrics, pipeline_ref: list[Pipeline]) -
         assert output.path is not None
         return FileSink(output.path, on_delivery=on_delivery, registry=metrics.registry)
     sink_config = KafkaSinkConfig.from_mapping(config.kafka.sink_options(), "configuration")
+    # Shutdown must end in bounded time even with every broker gone: whatever is still unsent
+    # then is reported failed, so the pipeline spools it and does not checkpoint past it.
+    sink_config = dataclasses.replace(
+        sink_config,
+        close_timeout_seconds=min(
+            sink_config.close_timeout_seconds, config.pipeline.shutdown_timeout_seconds
+        ),
+    )
     return KafkaSink(sink_config, on_delivery=on_delivery, registry=metrics.registry)
 
 

@@ -716,6 +716,7 @@ class KafkaSink(Sink):
         self._started = False
         self._closing = False
         self._closed = False
+        self._watchdog: asyncio.Task[None] | None = None
         self._host = (config.producer_host or producer_host()).encode("utf-8", "surrogateescape")
         self._limiter = _LogLimiter()
         self._m_sent = self.metrics.events_sent.labels(name, config.events_topic)
@@ -761,6 +762,7 @@ class KafkaSink(Sink):
             if topic:
                 await self._bounded(self._refresh_partitions(topic), f"metadata of topic {topic!r}")
         self._started = True
+        self._watchdog = asyncio.get_running_loop().create_task(self._expire_overdue())
 
     async def flush(self, timeout_seconds: float | None = None) -> None:
         # Lingering batches would go out anyway; this makes flush not wait linger_ms for them.
@@ -774,9 +776,27 @@ class KafkaSink(Sink):
                 f"{timeout_seconds}s (brokers {','.join(self.config.bootstrap_servers)})"
             ) from None
 
+    async def _expire_overdue(self) -> None:
+        """Fail what the broker has not acknowledged within the retry budget.
+
+        With every broker gone, aiokafka can keep a batch queued for a node that never becomes
+        ready, without an error to retry on; the pipeline must still learn that the event is not
+        delivered (it then goes to the spool) instead of waiting for ever.
+        """
+        budget = self.config.retry_max_seconds + 2 * self.config.request_timeout_seconds
+        while True:
+            await asyncio.sleep(min(1.0, budget / 4))
+            now = time.perf_counter()
+            for unit in [unit for unit in self._units if now - unit.started > budget]:
+                self._fail_unit(
+                    unit, "delivery_timeout", f"not acknowledged within {budget:.0f} s (retries included)"
+                )
+
     async def close(self) -> None:
         if self._closed:
             return
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         try:
             if self._started:
                 await self.flush(self.config.close_timeout_seconds)

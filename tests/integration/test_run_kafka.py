@@ -66,7 +66,11 @@ def test_live_kill_reaches_kafka_and_sigkill_restart_repeats_only_same_ids(
         while time.monotonic() < deadline and not mine:
             time.sleep(1.0)
             try:
-                mine = [e for e in records_for(kafka_bootstrap, topic) if e["victim"] and e["victim"]["pid"] in killed]  # type: ignore[index]
+                mine = [
+                    e
+                    for e in records_for(kafka_bootstrap, topic)
+                    if e["victim"] and e["victim"]["pid"] in killed
+                ]  # type: ignore[index]
             except TimeoutError:
                 continue
         assert mine, "the kill did not reach Kafka"
@@ -85,3 +89,61 @@ def test_live_kill_reaches_kafka_and_sigkill_restart_repeats_only_same_ids(
     assert proc.returncode == 0, err[-2000:]
     again = [e for e in records_for(kafka_bootstrap, topic) if e["victim"] and e["victim"]["pid"] in killed]  # type: ignore[index]
     assert {e["event_id"] for e in again} == first_ids
+
+
+@pytest.mark.slow
+def test_kafka_outage_spools_the_kill_and_drains_it_when_kafka_returns(
+    tmp_path: Path, local_cluster_prerequisites: None
+) -> None:
+    from tests.integration.kafka_broker import LocalCluster
+
+    cluster = LocalCluster("oomstream-it-outage", port=29792)
+    bootstrap = cluster.start()
+    topic = unique_topic("outage")
+    env_extra = {
+        "OOMSTREAM_KAFKA_DELIVERY_TIMEOUT_SECONDS": "4",
+        "OOMSTREAM_KAFKA_REQUEST_TIMEOUT_SECONDS": "2",
+    }
+    saved = {key: os.environ.get(key) for key in env_extra}
+    os.environ.update(env_extra)
+    proc: subprocess.Popen[str] | None = None
+    try:
+        proc = start(tmp_path, bootstrap, topic)
+        time.sleep(4.0)  # connected, topic created, ring backlog published
+        cluster.stop()
+        uid, cid = pod_uid(), container_id()
+        with memcg(cgroupfs_parts("besteffort", uid, cid), 64 << 20) as cgroup:
+            killed = run_oom(cgroup, comm="outage-victim")
+        assert killed
+        spool_dir = tmp_path / "spool"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(b"outage-victim" in path.read_bytes() for path in spool_dir.glob("*") if path.is_file()):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the kill was not spooled while Kafka was down")
+        cluster.start_node(1)
+        deadline = time.monotonic() + 90
+        mine: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not mine:
+            time.sleep(2.0)
+            try:
+                mine = [
+                    e for e in records_for(bootstrap, topic) if e["victim"] and e["victim"]["pid"] in killed
+                ]  # type: ignore[index]
+            except TimeoutError:
+                continue
+        assert mine, "the spooled kill did not reach Kafka after it came back"
+        assert mine[0]["cgroup"]["pod_uid"] == uid  # type: ignore[index]
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        cluster.stop()
+        cluster.clean()
