@@ -172,6 +172,10 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
     sources = await build_sources(config, store)
     for source in sources:
         metrics.track_source(source.name, source.counts)
+    framer = getattr(sources[0], "framer", None) if len(sources) == 1 else None
+    if framer is not None:
+        metrics.track_formats(framer.records_by_format)
+        metrics.track_parse_errors(framer.skipped)
     pipe_conf = config.pipeline
     pid_index = None
     if pipe_conf.pid_index_enabled:

@@ -234,6 +234,11 @@ class FileSource:
         self._pipe: asyncio.ReadTransport | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def framer(self) -> Framer:
+        """The framer's counts (records per format, skipped lines by reason) feed the metrics."""
+        return self._framer
+
     async def __aenter__(self) -> FileSource:
         return self
 

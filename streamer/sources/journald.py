@@ -112,6 +112,11 @@ class JournaldSource:
         self.last_cursor: str | None = after_cursor  # last entry read from journalctl
         self.last_stderr = ""
 
+    @property
+    def framer(self) -> Framer:
+        """The framer's counts (records per format, skipped lines by reason) feed the metrics."""
+        return self._framer
+
     async def __aenter__(self) -> JournaldSource:
         return self
 

@@ -148,6 +148,11 @@ class KmsgSource:
         self._unlogged_drops = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def framer(self) -> Framer:
+        """The framer's counts (records per format, skipped lines by reason) feed the metrics."""
+        return self._framer
+
     async def __aenter__(self) -> KmsgSource:
         self.start()
         return self
