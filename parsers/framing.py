@@ -194,7 +194,7 @@ class Framer:
             return self._journal_json(text, position)
         if first == "[":
             # journalctl -o short-monotonic names the host and the "kernel:" tag after the stamp.
-            if " kernel:" in text[:100]:
+            if text.find(" kernel:", 0, 100) >= 0:
                 record = self._short_monotonic(text, position, strict=True)
             record = record or self._dmesg(text, position) or self._dmesg_t(text, position)
         elif first == "<":

@@ -123,14 +123,16 @@ class LogScanner:
     def _scan(self, buf: bytes, limit: int, base: int, out: list[OomEvent]) -> None:
         """Process the complete lines in buf[:limit] (limit is just past a newline)."""
         assembler = self.assembler
-        frame = self._frame
+        frame = self.framer.frame
+        feed = assembler.feed
+        prefilter = self.prefilter
         pos = 0
         lines = 0
         first_end = buf.find(b"\n", 0, limit)
         next_hit = dict.fromkeys(keywords_for(buf[: min(first_end, 512)]), -1)
         max_line = self.max_line_bytes
         while pos < limit:
-            if self.prefilter and not assembler.needs_every_line:
+            if prefilter and not assembler.needs_every_line:
                 hit = limit
                 for keyword, cached in next_hit.items():
                     if cached < pos:
@@ -149,12 +151,20 @@ class LogScanner:
                     lines += skipped
                     self.counts["lines_prefiltered"] += skipped
                     pos = start
-            end = buf.find(b"\n", pos, limit)
-            line = buf[pos:end]
-            if len(line) > max_line:
-                self.counts["long_lines_truncated"] += 1
-                line = line[:max_line]
-            frame(line, base + pos, out)
-            lines += 1
-            pos = end + 1
+            # Line by line while a report is open (this loop is the hot path inside reports).
+            while True:
+                end = buf.find(b"\n", pos, limit)
+                line = buf[pos:end]
+                if len(line) > max_line:
+                    self.counts["long_lines_truncated"] += 1
+                    line = line[:max_line]
+                record = frame(line, base + pos)
+                if record is not None:
+                    events = feed(record)
+                    if events:
+                        out.extend(events)
+                lines += 1
+                pos = end + 1
+                if pos >= limit or (prefilter and not assembler.needs_every_line):
+                    break
         self.counts["lines"] += lines
