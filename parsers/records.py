@@ -26,6 +26,19 @@ class SourcePosition(NamedTuple):
     device: int | None = None
     inode: int | None = None
 
+    @classmethod
+    def from_json(cls, kind: str, data: dict[str, Any]) -> SourcePosition:
+        """The inverse of ``to_json`` (events and checkpoints carry positions as JSON)."""
+        return cls(
+            kind,
+            data.get("offset"),
+            data.get("seq"),
+            data.get("cursor"),
+            data.get("path"),
+            data.get("device"),
+            data.get("inode"),
+        )
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in ("offset", "seq", "cursor", "path", "device", "inode"):

@@ -69,15 +69,7 @@ def position_to_checkpoint(position: SourcePosition, boot_id: str | None) -> dic
 
 
 def checkpoint_to_position(data: dict[str, Any]) -> SourcePosition:
-    return SourcePosition(
-        kind=str(data.get("kind", "")),
-        offset=data.get("offset"),
-        seq=data.get("seq"),
-        cursor=data.get("cursor"),
-        path=data.get("path"),
-        device=data.get("device"),
-        inode=data.get("inode"),
-    )
+    return SourcePosition.from_json(str(data.get("kind", "")), data)
 
 
 @dataclass
@@ -353,17 +345,7 @@ class Pipeline:
 
 def _report_position(event: OomEvent) -> SourcePosition | None:
     data = event.source.report_position
-    if data is None:
-        return None
-    return SourcePosition(
-        kind=event.source.kind,
-        offset=data.get("offset"),
-        seq=data.get("seq"),
-        cursor=data.get("cursor"),
-        path=data.get("path"),
-        device=data.get("device"),
-        inode=data.get("inode"),
-    )
+    return None if data is None else SourcePosition.from_json(event.source.kind, data)
 
 
 def _mentions_oom(message: str) -> bool:
