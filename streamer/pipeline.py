@@ -122,6 +122,7 @@ class Pipeline:
         # Spool drain: the batch in flight, and whether every record of it was acknowledged.
         self._draining: dict[int, SpoolRecord] = {}
         self._drain_failed = False
+        self._drain_last: SpoolRecord | None = None
         self._last_delivery_ok = True
 
     # -- control ---------------------------------------------------------------------------------
@@ -216,9 +217,11 @@ class Pipeline:
         spool = self.spool
         if spool is None or self._draining or spool.events == 0:
             return
-        if self._drain_failed:
-            self._drain_failed = False  # try again next tick: the sink retries with its own backoff
+        self._drain_failed = False  # a new attempt: the sink retries with its own backoff
         batch = spool.peek(SPOOL_DRAIN_BATCH)
+        if not batch:
+            return
+        self._drain_last = batch[-1]
         for record in batch:
             self._draining[record.number] = record
         for record in batch:
@@ -294,23 +297,21 @@ class Pipeline:
         return True
 
     def _spool_settled(self, number: int, *, ok: bool) -> None:
-        """A drained record's outcome; the batch leaves the spool only when all of it arrived."""
-        if number not in self._draining:
+        """A drained record's outcome; the batch leaves the spool only when all of it arrived
+        (a failed batch is resent whole later: at least once, same event ids)."""
+        if self._draining.pop(number, None) is None:
             return
-        if not ok:
-            self._drain_failed = True
-        if ok and not self._drain_failed:
+        if ok:
             self.counts["spool_resent"] += 1
-        remaining = [n for n in self._draining if n != number]
-        if len(remaining) < len(self._draining) and not remaining:
-            last = self._draining[max(self._draining)]
-            self._draining.clear()
-            spool = self.spool
-            if spool is not None and not self._drain_failed:
-                spool.ack_through(last)
-                spool.flush()
+        else:
+            self._drain_failed = True
+        if self._draining:
             return
-        del self._draining[number]
+        last, self._drain_last = self._drain_last, None
+        spool = self.spool
+        if spool is not None and last is not None and not self._drain_failed:
+            spool.ack_through(last)
+            spool.flush()
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _checkpoint(self) -> None:
