@@ -11,13 +11,10 @@ from typing import TextIO
 
 from parsers.events import event_to_json
 from parsers.framing import FORMATS
+from streamer.errors import CliError
 from streamer.inputs import InputError, ScanOptions, ScanStats, check_inputs, iter_log_events, resolve_tz
 
 EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    """A problem with the user's input that deserves a one-line message, not a traceback."""
 
 
 def cmd_parse(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:

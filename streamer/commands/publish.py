@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from parsers.framing import FORMATS
+from streamer.errors import CliError
 from streamer.inputs import InputError, ScanOptions, check_inputs, iter_log_events, resolve_tz
 from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError, SinkConfigError
 from streamer.sinks.kafka import COMPRESSION_PACKAGES, KafkaSink, KafkaSinkConfig
@@ -24,9 +25,6 @@ EXIT_DELIVERY_PROBLEMS = 1
 
 
 def _cli_error(message: str) -> Exception:
-    # Imported here: streamer.cli imports this module to register the subcommand.
-    from streamer.cli import CliError
-
     return CliError(message)
 
 

@@ -20,6 +20,7 @@ from streamer.checkpoint import CheckpointStore
 from streamer.commands.tail import format_event_line
 from streamer.config import Config, ConfigError, add_cli_arguments, load_config, overrides_from_args
 from streamer.enrich.pid_index import PidIndex
+from streamer.errors import CliError
 from streamer.logging_setup import setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
 from streamer.pipeline import Pipeline, PipelineSettings, checkpoint_to_position
@@ -40,8 +41,6 @@ EXIT_RUNTIME = 1
 
 
 def _cli_error(message: str) -> Exception:
-    from streamer.cli import CliError
-
     return CliError(message)
 
 

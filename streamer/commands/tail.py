@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import orjson
 
 from streamer.commands.publish import add_kafka_arguments, kafka_config_from_args
+from streamer.errors import CliError
 from streamer.sinks.base import DEAD_LETTER_TYPE
 from streamer.sinks.kafka import KafkaSinkConfig, classify_kafka_error, connection_kwargs
 
@@ -18,8 +19,6 @@ POLL_MS = 200
 
 
 def _cli_error(message: str) -> Exception:
-    from streamer.cli import CliError  # lazily: streamer.cli imports this module
-
     return CliError(message)
 
 
