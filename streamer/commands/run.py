@@ -226,6 +226,9 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
             spool.close()
         store.close()
     log.info("oomstream stopped: %s", dict(pipeline.counts))
+    if pipeline.counts["source_failures"]:
+        log.error("a source failed; see the errors above")
+        return EXIT_RUNTIME
     return 0
 
 
