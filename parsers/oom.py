@@ -183,14 +183,20 @@ class Assembler:
         self._expire(out)
         return out
 
-    def flush(self) -> list[OomEvent]:
-        """End of input: finish the open report (partial if it has no kill) and release all."""
+    def flush(self, *, unfinished: bool = True) -> list[OomEvent]:
+        """End of input: finish the open report (partial if it has no kill) and release all.
+
+        ``unfinished=False`` (a service stopping, to resume later) keeps a report that has no
+        kill line yet: it is read again after the restart and then completes, instead of leaving
+        a partial event behind now.
+        """
         out: list[OomEvent] = []
         if self._fragment is not None:
             line, record = self._fragment
             self._fragment = None
             self._kill_fragment(line, record, out)
-        self._finish(out)
+        if unfinished or (self._report is not None and self._report.kills):
+            self._finish(out)
         out.extend(held.event for held in self._held)
         self._held.clear()
         return out

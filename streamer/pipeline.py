@@ -191,8 +191,11 @@ class Pipeline:
                     await self._refresh_pid_index(force=True)
                 for event in events:
                     await self._submit(state, event)
+            # Stopped by a signal, the service resumes later: an unfinished report is read again
+            # then (the checkpoint stays before it) rather than sent now as a partial event.
+            unfinished = not self._stopping.is_set()
             for state in self._states.values():
-                for event in state.assembler.flush():
+                for event in state.assembler.flush(unfinished=unfinished):
                     await self._submit(state, event)
         finally:
             self._processed.set()

@@ -317,3 +317,13 @@ def test_kernel_time_going_back_does_not_expire_the_next_report() -> None:
         out.extend(asm.feed(record))
     out.extend(asm.flush())
     assert [(e.victim.pid if e.victim else None, e.partial) for e in out] == [(1, False), (2, False)]
+
+
+def test_flush_for_restart_keeps_an_unfinished_report() -> None:
+    asm = Assembler()
+    for record in records(modern_report(pid=1) + modern_report(pid=2)[:8]):
+        asm.feed(record)
+    events = asm.flush(unfinished=False)
+    assert [e.victim.pid for e in events if e.victim] == [1] and not any(e.partial for e in events)
+    pending = asm.oldest_pending_position()
+    assert pending is not None and pending.offset == len(modern_report(pid=1))  # the 2nd report's header
