@@ -76,7 +76,6 @@ class _Report:
     lines: int = 0
     raw: list[str] = field(default_factory=list)
     opened_tick: float | None = None
-    last_kernel_time: float | None = None
 
 
 @dataclass(slots=True)
@@ -219,8 +218,6 @@ class Assembler:
             report.lines += 1
             if len(report.raw) < self.max_raw_lines:
                 report.raw.append(line)
-            if record.kernel_time is not None:
-                report.last_kernel_time = record.kernel_time
 
         keyword = "oom" in line or "OOM" in line or "Kill" in line or "Task" in line
         if keyword and self._oom_line(line, record, out):
@@ -480,7 +477,7 @@ class Assembler:
 
     # -- report lifecycle ------------------------------------------------------------------
     def _open(self, record: KernelRecord, line: str) -> None:
-        self._report = _Report(first=record, opened_tick=self._tick, last_kernel_time=record.kernel_time)
+        self._report = _Report(first=record, opened_tick=self._tick)
         self._report.raw.append(line)
         self._report.lines = 1
 
