@@ -64,6 +64,11 @@ _BLOB = re.compile(r"\[[0-9.]+[KMGT]?B blob data\]$")
 _BOOT_MARKER = re.compile(r"-- Boot ([0-9a-f]{32}) --")
 
 
+# Records are built for every framed line; tuple.__new__ skips the NamedTuple's generated
+# Python-level __new__ (half the cost). Arguments must be complete and in field order.
+_new = tuple.__new__
+
+
 class _Skip:
     """A line that matched a format but carries no kernel record (counted where it is made)."""
 
@@ -130,7 +135,7 @@ class Framer:
         text = decode_line(line) if isinstance(line, bytes) else line
         if text.endswith("\r"):
             text = text[:-1]
-        position = SourcePosition(self.source_kind, offset, None, None, self.path)
+        position = _new(SourcePosition, (self.source_kind, offset, None, None, self.path, None, None))
         record = self._frame_text(text, position)
         if isinstance(record, KernelRecord):
             self.records_by_format[record.format] += 1
@@ -280,10 +285,10 @@ class Framer:
                 return None
         # Positional: the field order of KernelRecord (message, format, kernel_time, wall_time,
         # time_source, host, boot_id, facility, level, trusted, position).
-        return KernelRecord(
+        return _new(KernelRecord, (
             text[end:], "dmesg", float(stamp), None, None, self.host, self.boot_id,
             facility, level, facility is None or facility == 0, position,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def _dmesg_t(self, text: str, position: SourcePosition) -> KernelRecord | None:
         wall: float | None
