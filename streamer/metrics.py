@@ -410,6 +410,8 @@ class MetricsServer:
             ready, reason = self._check_readiness()
             self.metrics.ready.set(1 if ready else 0)
             return _Response(200 if ready else 503, reason.encode() + b"\n")
+        # Evaluate readiness at scrape time too, so the gauge does not wait for a /readyz probe.
+        self.metrics.ready.set(1 if self._check_readiness()[0] else 0)
         encoder, content_type = choose_encoder(headers.get("accept", ""))
         body = encoder(self.metrics.registry)
         extra: tuple[tuple[str, str], ...] = ()
