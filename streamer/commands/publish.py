@@ -24,9 +24,6 @@ PROGRESS_INTERVAL_SECONDS = 0.1
 EXIT_DELIVERY_PROBLEMS = 1
 
 
-def _cli_error(message: str) -> Exception:
-    return CliError(message)
-
 
 # -- progress ---------------------------------------------------------------------------------------
 
@@ -94,7 +91,7 @@ def kafka_config_from_args(args: argparse.Namespace, command: str) -> KafkaSinkC
     """--bootstrap / env, the named flags and the -o KEY=VALUE options, as one typed config."""
     bootstrap = args.bootstrap or os.environ.get(BOOTSTRAP_ENV)
     if not bootstrap:
-        raise _cli_error(
+        raise CliError(
             f"no Kafka bootstrap servers: pass --bootstrap HOST:PORT[,HOST:PORT...] or set {BOOTSTRAP_ENV}"
         )
     origin = f"oomstream {command} options" + ("" if args.bootstrap else f" and {BOOTSTRAP_ENV}")
@@ -113,7 +110,7 @@ def kafka_config_from_args(args: argparse.Namespace, command: str) -> KafkaSinkC
     try:
         return KafkaSinkConfig.from_strings(args.kafka_options or [], origin, base=base)
     except SinkConfigError as error:
-        raise _cli_error(str(error)) from None
+        raise CliError(str(error)) from None
 
 
 async def publish_files(
@@ -136,7 +133,7 @@ async def publish_files(
             await sink.flush(config.close_timeout_seconds)
     except (FatalSinkError, InputError) as error:
         progress.close()
-        raise _cli_error(str(error)) from None
+        raise CliError(str(error)) from None
     except Exception:
         progress.close()
         raise
@@ -151,9 +148,9 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         check_inputs(paths)
         zone = resolve_tz(args.tz)
     except InputError as error:
-        raise _cli_error(str(error)) from None
+        raise CliError(str(error)) from None
     if paths.count("-") > 1:
-        raise _cli_error("stdin (-) can be read only once")
+        raise CliError("stdin (-) can be read only once")
     config = kafka_config_from_args(args, "publish")
     options = ScanOptions(
         format=args.format,

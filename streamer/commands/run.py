@@ -40,15 +40,12 @@ EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
 
 
-def _cli_error(message: str) -> Exception:
-    return CliError(message)
-
 
 def _load(args: argparse.Namespace) -> Config:
     try:
         return load_config(args.config_path, os.environ, overrides_from_args(args))
     except ConfigError as error:
-        raise _cli_error(str(error)) from None
+        raise CliError(str(error)) from None
 
 
 def cmd_check_config(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -66,7 +63,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     config = _load(args)
     setup_logging(config.log.level, config.log.format, rate_limit_seconds=config.log.rate_limit_seconds)
     if config.output.sink == "kafka" and not config.kafka.configured:
-        raise _cli_error(
+        raise CliError(
             "kafka.bootstrap_servers is not set: set OOMSTREAM_KAFKA_BOOTSTRAP, --kafka-bootstrap-servers "
             "or [kafka] bootstrap_servers (`make run` starts a local broker and sets it), "
             "or choose output.sink = stdout|file"
@@ -74,7 +71,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     try:
         return asyncio.run(run_service(config, stdout, print_events=not args.quiet))
     except (SourceError, SinkError) as error:
-        raise _cli_error(str(error)) from None
+        raise CliError(str(error)) from None
 
 
 def _start_position(store: CheckpointStore, name: str) -> tuple[SourcePosition | None, str | None]:

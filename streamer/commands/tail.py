@@ -18,9 +18,6 @@ from streamer.sinks.kafka import KafkaSinkConfig, classify_kafka_error, connecti
 POLL_MS = 200
 
 
-def _cli_error(message: str) -> Exception:
-    return CliError(message)
-
 
 def _size(kb: Any) -> str:
     if not isinstance(kb, int):
@@ -114,16 +111,16 @@ async def tail_events(
     except Exception as error:
         await _stop_quietly(consumer)
         if isinstance(error, TimeoutError):
-            raise _cli_error(
+            raise CliError(
                 f"no answer from Kafka at {servers} within {config.connect_timeout_seconds:g}s "
                 f"(--bootstrap / {config.origin})"
             ) from None
         reason = classify_kafka_error(error).reason
-        raise _cli_error(f"cannot read from Kafka at {servers} ({reason}): {error}") from None
+        raise CliError(f"cannot read from Kafka at {servers} ({reason}): {error}") from None
     count = 0
     try:
         if config.events_topic not in await consumer.topics():
-            raise _cli_error(f"topic {config.events_topic!r} does not exist on {servers} (--topic)")
+            raise CliError(f"topic {config.events_topic!r} does not exist on {servers} (--topic)")
         last = time.monotonic()
         binary = getattr(out, "buffer", None)
         while max_events is None or count < max_events:
@@ -179,9 +176,9 @@ async def _stop_quietly(consumer: Any) -> None:
 
 def cmd_tail(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     if args.max_events is not None and args.max_events <= 0:
-        raise _cli_error("--max-events must be > 0")
+        raise CliError("--max-events must be > 0")
     if args.timeout_seconds is not None and args.timeout_seconds <= 0:
-        raise _cli_error("--timeout-seconds must be > 0")
+        raise CliError("--timeout-seconds must be > 0")
     config = kafka_config_from_args(args, "tail")
     pretty = args.pretty if args.pretty is not None else stdout.isatty()
     count = asyncio.run(

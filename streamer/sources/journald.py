@@ -259,11 +259,10 @@ class JournaldSource:
             for reason, value in self._framer.skipped.items():
                 self.counts[f"skipped_{reason}"] = value
             return None
-        facility = entry.get("SYSLOG_FACILITY")
-        if facility is not None and facility != "0":
-            # Written to /dev/kmsg by user space: journald still says _TRANSPORT=kernel.
+        if not record.trusted:
+            # The Framer marks what user space wrote to /dev/kmsg (journald still says
+            # _TRANSPORT=kernel, only SYSLOG_FACILITY tells); counted here for the metrics.
             self.counts["untrusted"] += 1
-            record = record._replace(trusted=False, facility=_int_or_none(facility))
         self.counts["records"] += 1
         return record
 
@@ -292,12 +291,6 @@ def _missed_count(entry: dict[str, object]) -> int | None:
     message = entry.get("MESSAGE")
     match = _MISSED.search(message) if isinstance(message, str) else None
     return int(match.group(1)) if match is not None else None
-
-
-def _int_or_none(value: object) -> int | None:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return value if isinstance(value, int) else None
 
 
 async def _collect(stream: asyncio.StreamReader) -> str:
