@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
+from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
 
 
@@ -37,3 +39,28 @@ class Source(Protocol):
     async def aclose(self) -> None:
         """Stop reading; records() ends soon after."""
         ...
+
+
+class FramedSource:
+    """What the sources share: their Framer (whose counts feed the metrics) and the
+    ``async with`` lifecycle around ``aclose``."""
+
+    _framer: Framer
+
+    @property
+    def framer(self) -> Framer:
+        return self._framer
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

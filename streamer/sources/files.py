@@ -33,12 +33,11 @@ import zlib
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import tzinfo
-from types import TracebackType
 from typing import Literal
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
-from streamer.sources.base import SourceError
+from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.files")
 
@@ -185,7 +184,7 @@ class _OpenFile:
             os.close(self.fd)
 
 
-class FileSource:
+class FileSource(FramedSource):
     """Kernel records from a log file (or stdin with ``path="-"``), framed line by line.
 
     ``fmt`` is a ``parsers.framing`` format name ("auto" detects per line). ``start``:
@@ -234,22 +233,6 @@ class FileSource:
         self._pipe: asyncio.ReadTransport | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
-    @property
-    def framer(self) -> Framer:
-        """The framer's counts (records per format, skipped lines by reason) feed the metrics."""
-        return self._framer
-
-    async def __aenter__(self) -> FileSource:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     def start_position(self) -> SourcePosition | None:
         return self._start if isinstance(self._start, SourcePosition) else None
 

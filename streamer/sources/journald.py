@@ -33,13 +33,12 @@ import shutil
 import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from types import TracebackType
 
 import orjson
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
-from streamer.sources.base import SourceError
+from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.journald")
 
@@ -68,7 +67,7 @@ def resolve_journalctl(journalctl: str) -> str:
     return found
 
 
-class JournaldSource:
+class JournaldSource(FramedSource):
     """Kernel records from the systemd journal.
 
     ``after_cursor``: resume after this entry (a checkpoint's ``cursor``); ``since``: journalctl
@@ -111,22 +110,6 @@ class JournaldSource:
         self._closed_event = asyncio.Event()
         self.last_cursor: str | None = after_cursor  # last entry read from journalctl
         self.last_stderr = ""
-
-    @property
-    def framer(self) -> Framer:
-        """The framer's counts (records per format, skipped lines by reason) feed the metrics."""
-        return self._framer
-
-    async def __aenter__(self) -> JournaldSource:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def start_position(self) -> SourcePosition | None:
         if self._after_cursor is None:

@@ -32,12 +32,11 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Literal
+from typing import Literal, Self
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
-from streamer.sources.base import SourceError
+from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.kmsg")
 
@@ -77,7 +76,7 @@ def realtime_minus_monotonic() -> float:
     return real - (before + after) / 2
 
 
-class KmsgSource:
+class KmsgSource(FramedSource):
     """Follow ``/dev/kmsg`` (non-blocking, ``loop.add_reader``), yield framed kernel records.
 
     ``start``: ``"oldest"`` (default: the oldest record still in the ring, the device's default
@@ -148,22 +147,9 @@ class KmsgSource:
         self._unlogged_drops = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
-    @property
-    def framer(self) -> Framer:
-        """The framer's counts (records per format, skipped lines by reason) feed the metrics."""
-        return self._framer
-
-    async def __aenter__(self) -> KmsgSource:
+    async def __aenter__(self) -> Self:
         self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def start(self) -> None:
         """Open the device and start reading into the buffer (idempotent; needs a running loop)."""
