@@ -57,7 +57,6 @@ _ISO_TIME = re.compile(
 )
 _RFC5424 = re.compile(r"1 (\S+) (\S+) (\S+) (\S+) (\S+) ")
 _SD_ELEMENT = re.compile(r"(?:\[(?:[^\]\\]|\\.)*\])+ ?|- ?")
-_INNER_KTIME = re.compile(r"\[\s*(\d+\.\d+)\] ?")
 _MONOTONIC_PREFIX = re.compile(r"\[\s*(\d+\.\d+)\] (\S+) kernel: ?")
 _RSYSLOG_ESCAPE = re.compile(r"#([0-3][0-7]{2})")
 _BLOB = re.compile(r"\[[0-9.]+[KMGT]?B blob data\]$")
@@ -367,7 +366,7 @@ class Framer:
             # "[88B blob data]": the text is gone; count it (read -o json to keep such records).
             self.skipped["journal_blob"] += 1
             return SKIP
-        inner = _INNER_KTIME.match(message)
+        inner = _DMESG.match(message)
         if inner is not None:
             kernel_time = float(inner.group(1))
             message = message[inner.end() :]
@@ -466,7 +465,7 @@ class Framer:
             return SKIP
         message = _unescape_rsyslog(message)
         kernel_time: float | None = None
-        inner = _INNER_KTIME.match(message)
+        inner = _DMESG.match(message)
         if inner is not None:
             kernel_time = float(inner.group(1))
             message = message[inner.end() :]
