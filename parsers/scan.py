@@ -19,7 +19,8 @@ from parsers.oom import Assembler
 # oom.group notice; "emory" is in every kill message prefix ("Out of memory", "Memory cgroup out of
 # memory"). The only exception, the unprefixed "Killed process" line before 5.1, always follows
 # a prefixed "Kill process" line, after which the assembler asks for every line again.
-KEYWORDS: tuple[bytes, ...] = (b"oom", b"of memory")
+KEYWORD_TEXTS: tuple[str, ...] = ("oom", "of memory")
+KEYWORDS: tuple[bytes, ...] = tuple(keyword.encode() for keyword in KEYWORD_TEXTS)
 # Format-specific lines worth framing: JSON entries whose MESSAGE is a byte array (text search
 # cannot see into them) and journalctl boot markers (they carry the boot id).
 JSON_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b'"MESSAGE":[')

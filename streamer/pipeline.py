@@ -28,6 +28,7 @@ import orjson
 from parsers.events import OomEvent, event_from_dict, event_to_json
 from parsers.oom import Assembler
 from parsers.records import KernelRecord, SourcePosition
+from parsers.scan import KEYWORD_TEXTS
 from streamer.acks import AckTracker
 from streamer.enrich.pid_index import PidIndex
 from streamer.sinks.base import DeliveryResult, DeliveryStatus, Sink
@@ -353,7 +354,7 @@ def _report_position(event: OomEvent) -> SourcePosition | None:
 
 
 def _mentions_oom(message: str) -> bool:
-    return "oom" in message or "emory" in message
+    return any(keyword in message for keyword in KEYWORD_TEXTS)
 
 
 def decode_spooled(value: bytes) -> OomEvent:
