@@ -3,7 +3,7 @@
 Skips, printing why, when journald cannot run here (not root, binary missing, /dev/kmsg not
 readable). Only a journald this module started is stopped again. The "missed messages" test
 freezes that journald and floods the shared kernel ring: it runs only with
-OOMSTREAM_TEST_KMSG_FLOOD=1.
+OOMLAB_KMSG_FLOOD=1.
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ async def test_follow_survives_journalctl_dying(journald: JournaldStatus) -> Non
 
 
 @pytest.mark.skipif(
-    os.environ.get("OOMSTREAM_TEST_KMSG_FLOOD") != "1",
-    reason="freezes journald and floods the shared kernel ring buffer; set OOMSTREAM_TEST_KMSG_FLOOD=1",
+    os.environ.get("OOMLAB_KMSG_FLOOD") != "1",
+    reason="freezes journald and floods the shared kernel ring buffer; set OOMLAB_KMSG_FLOOD=1",
 )
 async def test_journald_missed_kernel_messages_are_counted(journald: JournaldStatus) -> None:
     if not journald.started_by_us or journald.pid is None:

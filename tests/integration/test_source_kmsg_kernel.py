@@ -2,7 +2,7 @@
 
 Skips, with the reason, where the machine does not allow it (not root, no readable /dev/kmsg,
 no cgroup v1 memory controller). The ring-overrun test floods the shared kernel ring buffer
-(and so wipes everyone's dmesg history): it runs only with OOMSTREAM_TEST_KMSG_FLOOD=1.
+(and so wipes everyone's dmesg history): it runs only with OOMLAB_KMSG_FLOOD=1.
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ async def test_resume_from_checkpoint_skips_seen_records() -> None:
 
 
 @pytest.mark.skipif(
-    os.environ.get("OOMSTREAM_TEST_KMSG_FLOOD") != "1",
-    reason="floods the shared kernel ring buffer; set OOMSTREAM_TEST_KMSG_FLOOD=1 to run",
+    os.environ.get("OOMLAB_KMSG_FLOOD") != "1",
+    reason="floods the shared kernel ring buffer; set OOMLAB_KMSG_FLOOD=1 to run",
 )
 async def test_real_ring_overrun_is_counted_as_lost() -> None:
     marker = f"oomstream-flood-{uuid.uuid4().hex[:8]}"
