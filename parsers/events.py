@@ -16,6 +16,20 @@ import orjson
 
 SCHEMA_VERSION = 1
 EVENT_TYPE_OOM_KILL = "oom_kill"
+# Signals Kubernetes itself gives about memory (parsers/k8s.py builds them; schema/k8s-event.v1.json).
+EVENT_TYPE_K8S_OOM_KILLED = "k8s_oom_killed"  # container status terminated.reason OOMKilled
+EVENT_TYPE_K8S_EVICTED = "k8s_evicted"  # pod evicted for node memory pressure
+EVENT_TYPE_K8S_SYSTEM_OOM = "k8s_system_oom"  # kubelet Node Event SystemOOM
+EVENT_TYPE_K8S_OOM_KILLING = "k8s_oom_killing"  # node-problem-detector Node Event OOMKilling
+EVENT_TYPE_K8S_MEMORY_PRESSURE = "k8s_memory_pressure"  # EvictionThresholdMet, NodeHasInsufficientMemory
+K8S_EVENT_TYPES = (
+    EVENT_TYPE_K8S_OOM_KILLED,
+    EVENT_TYPE_K8S_EVICTED,
+    EVENT_TYPE_K8S_SYSTEM_OOM,
+    EVENT_TYPE_K8S_OOM_KILLING,
+    EVENT_TYPE_K8S_MEMORY_PRESSURE,
+)
+EVENT_TYPE_INCIDENT = "incident"  # one summary per correlated kill (schema/incident.v1.json)
 
 
 @dataclass(frozen=True)
@@ -126,10 +140,66 @@ class OomEvent:
     memcg_stats: dict[str, int] | None  # as printed; keys ending in _kb were printed in KB
     mem_info: dict[str, int] | None  # global OOM "Mem-Info:" counters, in pages
     source: Source
-    kubernetes: dict[str, Any] | None = None
+    kubernetes: dict[str, Any] | None = None  # pod metadata (streamer/enrich/enricher.py)
     schema_version: int = SCHEMA_VERSION
     type: str = EVENT_TYPE_OOM_KILL
     raw_lines: list[str] | None = field(default=None)  # kept for partial reports (dead-letter)
+    enrichment: dict[str, Any] | None = None  # {status, source}: how `kubernetes` was found or why not
+    analysis: dict[str, Any] | None = None  # what the numbers mean: which limit fired, RSS / limit
+    incident_id: str | None = None  # shared by every signal of one kill (streamer/enrich/incidents.py)
+
+
+@dataclass(frozen=True)
+class K8sEvent:
+    """One memory signal from Kubernetes: a container status, an Event object's occurrence."""
+
+    event_id: str
+    type: str  # one of K8S_EVENT_TYPES
+    time: str | None  # when the signal happened, RFC 3339 UTC
+    host: str | None  # the node name
+    reason: str  # the Kubernetes reason as given: OOMKilled, Evicted, SystemOOM, OOMKilling, ...
+    message: str | None
+    namespace: str | None
+    pod: str | None
+    pod_uid: str | None
+    container: str | None
+    container_id: str | None  # bare id (64 hex for containerd/CRI-O/docker), as in CgroupInfo
+    pid: int | None  # the killed process, when the message names it (NPD, kubelet SystemOOM)
+    comm: str | None
+    occurrence: int  # 1-based: which occurrence of the Event object (count / series.count) this is
+    details: dict[str, Any]  # reason-specific facts: exit_code, finished_at, restart_count, ...
+    origin: dict[str, Any]  # the object read: kind, api_version, uid, resource_version, component
+    source: Source
+    kubernetes: dict[str, Any] | None = None
+    enrichment: dict[str, Any] | None = None
+    incident_id: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    """The summary of one correlated kill, published when its window closes."""
+
+    event_id: str
+    incident_id: str
+    time: str | None  # first_seen
+    first_seen: str | None
+    last_seen: str | None
+    host: str | None
+    signals: list[str]  # event types seen, sorted, unique
+    signal_event_ids: list[str]
+    kills: int  # kernel oom_kill events in the incident
+    victims: list[dict[str, Any]]  # {pid, comm} of each kernel kill
+    kubernetes: dict[str, Any] | None  # namespace, pod, pod_uid, container, workload
+    verdict: str
+    visible_in_kubernetes: bool | None  # False: the kernel killed, Kubernetes never said so
+    workload_kills_in_window: int  # kills of the same workload within the window, this one included
+    window_seconds: float
+    type: str = EVENT_TYPE_INCIDENT
+    schema_version: int = SCHEMA_VERSION
+
+
+AnyEvent = OomEvent | K8sEvent | IncidentEvent
 
 
 def format_time(unix_seconds: float | None) -> str | None:
@@ -174,11 +244,34 @@ def make_event_id(
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
 
-def event_to_json(event: OomEvent) -> bytes:
+def event_to_json(event: AnyEvent) -> bytes:
     return orjson.dumps(event)
 
 
-def event_to_dict(event: OomEvent) -> dict[str, Any]:
+def make_signal_id(*parts: object) -> str:
+    """A deterministic id for a non-kernel event from the facts that identify it."""
+    key = "v1|" + "|".join("" if part is None else str(part) for part in parts)
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+
+
+def any_event_from_dict(data: dict[str, Any]) -> AnyEvent:
+    """Rebuild any published event from its JSON form, by its ``type``. Raises on a wrong shape."""
+    kind = data.get("type")
+    if kind == EVENT_TYPE_OOM_KILL:
+        return event_from_dict(data)
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"unsupported schema_version {data.get('schema_version')!r}")
+    if kind in K8S_EVENT_TYPES:
+        fields = dict(data)
+        fields["source"] = Source(**fields["source"])
+        return K8sEvent(**fields)
+    if kind == EVENT_TYPE_INCIDENT:
+        return IncidentEvent(**data)
+    raise ValueError(f"unknown event type {kind!r}")
+
+
+def event_to_dict(event: AnyEvent) -> dict[str, Any]:
     result: dict[str, Any] = orjson.loads(orjson.dumps(event))
     return result
 
