@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Self
 import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from parsers.events import OomEvent, event_to_dict, format_time
+from parsers.events import AnyEvent, IncidentEvent, OomEvent, event_to_dict, format_time
 
 log = logging.getLogger("oomstream.sinks")
 
@@ -135,16 +135,20 @@ class DeadLetter:
     reason: str
     raw_lines: tuple[str, ...] = ()
     error: str | None = None
-    event: OomEvent | None = None  # the partial or refused event, when there is one
+    event: AnyEvent | None = None  # the partial or refused event, when there is one
     host: str | None = None
     source: dict[str, Any] | None = None
 
     @classmethod
-    def from_event(cls, event: OomEvent, reason: str, error: str | None = None) -> DeadLetter:
-        source = {"kind": event.source.kind, "format": event.source.format, "position": event.source.position}
+    def from_event(cls, event: AnyEvent, reason: str, error: str | None = None) -> DeadLetter:
+        source = None
+        if not isinstance(event, IncidentEvent):  # incidents have no input position
+            origin = event.source
+            source = {"kind": origin.kind, "format": origin.format, "position": origin.position}
+        raw_lines = event.raw_lines if isinstance(event, OomEvent) else None
         return cls(
             reason=reason,
-            raw_lines=tuple(event.raw_lines or ()),
+            raw_lines=tuple(raw_lines or ()),
             error=error,
             event=event,
             host=event.host,
@@ -284,7 +288,7 @@ class Sink(abc.ABC):
         """Connect and verify the destination; raises FatalSinkError with the setting at fault."""
 
     @abc.abstractmethod
-    async def submit(self, event: OomEvent, positions: Sequence[object] = ()) -> None:
+    async def submit(self, event: AnyEvent, positions: Sequence[object] = ()) -> None:
         """Hand over one event. Waits only for capacity; the outcome arrives via the callback."""
 
     @abc.abstractmethod

@@ -61,7 +61,7 @@ from tenacity import (
     wait_random,
 )
 
-from parsers.events import SCHEMA_VERSION, OomEvent, event_to_json
+from parsers.events import SCHEMA_VERSION, AnyEvent, K8sEvent, OomEvent, event_to_json
 from streamer.sinks.base import (
     DEAD_LETTER_TYPE,
     DEAD_LETTER_VERSION,
@@ -96,13 +96,31 @@ COMPRESSION_PACKAGES: dict[str, str | None] = {
     "none": None,
 }
 
-KEY_GETTERS: dict[str, Callable[[OomEvent], str | None]] = {
-    "pod_uid": lambda e: e.cgroup.pod_uid,
-    "container_id": lambda e: e.cgroup.container_id,
+def _pod_uid(event: AnyEvent) -> str | None:
+    if isinstance(event, OomEvent):
+        return event.cgroup.pod_uid
+    if isinstance(event, K8sEvent):
+        return event.pod_uid
+    return (event.kubernetes or {}).get("pod_uid")
+
+
+def _container_id(event: AnyEvent) -> str | None:
+    if isinstance(event, OomEvent):
+        return event.cgroup.container_id
+    if isinstance(event, K8sEvent):
+        return event.container_id
+    return (event.kubernetes or {}).get("container_id")
+
+
+# Kubernetes signals and incidents have no kernel facts: those getters give None and the chain
+# moves on (to host), so every signal of one pod still lands on that pod's partition.
+KEY_GETTERS: dict[str, Callable[[AnyEvent], str | None]] = {
+    "pod_uid": _pod_uid,
+    "container_id": _container_id,
     "host": lambda e: e.host,
-    "boot_id": lambda e: e.boot_id,
-    "oom_memcg": lambda e: e.cgroup.oom_memcg,
-    "task_memcg": lambda e: e.cgroup.task_memcg,
+    "boot_id": lambda e: e.boot_id if isinstance(e, OomEvent) else None,
+    "oom_memcg": lambda e: e.cgroup.oom_memcg if isinstance(e, OomEvent) else None,
+    "task_memcg": lambda e: e.cgroup.task_memcg if isinstance(e, OomEvent) else None,
     "event_id": lambda e: e.event_id,
 }
 
@@ -522,7 +540,7 @@ def classify_kafka_error(error: BaseException, *, topic_creation: bool = True) -
     return ErrorClass(False, "internal_error")
 
 
-def select_key(event: OomEvent, key_fields: Sequence[str]) -> bytes | None:
+def select_key(event: AnyEvent, key_fields: Sequence[str]) -> bytes | None:
     """The first present field of the chain; None (any partition) when none is."""
     for name in key_fields:
         value = KEY_GETTERS[name](event)
@@ -532,12 +550,16 @@ def select_key(event: OomEvent, key_fields: Sequence[str]) -> bytes | None:
 
 
 def event_headers(
-    event_id: str | None, host: bytes, *, dead_letter_reason: str | None = None
+    event_id: str | None,
+    host: bytes,
+    *,
+    dead_letter_reason: str | None = None,
+    event_type: str = "oom_kill",
 ) -> list[tuple[str, bytes]]:
     if dead_letter_reason is None:
         headers = [
             ("schema_version", str(SCHEMA_VERSION).encode()),
-            ("event_type", b"oom_kill"),
+            ("event_type", event_type.encode()),
         ]
     else:
         headers = [
@@ -572,7 +594,7 @@ class _Unit:
         "started",
     )
 
-    def __init__(self, event: OomEvent | None, event_id: str | None, positions: tuple[object, ...]) -> None:
+    def __init__(self, event: AnyEvent | None, event_id: str | None, positions: tuple[object, ...]) -> None:
         self.event = event
         self.event_id = event_id
         self.positions = positions
@@ -822,7 +844,7 @@ class KafkaSink(Sink):
                 self._producer = None
 
     # -- submission ---------------------------------------------------------------------------------
-    async def submit(self, event: OomEvent, positions: Sequence[object] = ()) -> None:
+    async def submit(self, event: AnyEvent, positions: Sequence[object] = ()) -> None:
         if not self._started or self._closing:
             self._check_open()
         event_id = event.event_id
@@ -834,12 +856,16 @@ class KafkaSink(Sink):
                 key = value.encode("utf-8", "surrogateescape")
                 break
         records: list[_Record] = []
-        if not (event.partial and self.config.partial_events == "dead_letter_only"):
-            headers = [*self._header_prefix, ("event_id", event_id.encode())]
+        partial = isinstance(event, OomEvent) and event.partial
+        if not (partial and self.config.partial_events == "dead_letter_only"):
+            if event.type == "oom_kill":
+                headers = [*self._header_prefix, ("event_id", event_id.encode())]
+            else:
+                headers = event_headers(event_id, self._host, event_type=event.type)
             records.append(_Record(unit, self.config.events_topic, key, event_to_json(event), headers, None))
         else:
             unit.letter_reason = REASON_PARTIAL_REPORT
-        if event.partial and self.config.dead_letter_topic:
+        if isinstance(event, OomEvent) and event.partial and self.config.dead_letter_topic:
             letter = DeadLetter.from_event(event, REASON_PARTIAL_REPORT, event.partial_reason)
             records.append(self._dead_letter_record(unit, letter, key))
         if len(self._units) >= self._max_in_flight:

@@ -17,7 +17,7 @@ from typing import BinaryIO, TextIO, cast
 
 from prometheus_client import CollectorRegistry
 
-from parsers.events import OomEvent, event_to_json
+from parsers.events import AnyEvent, OomEvent, event_to_json
 from streamer.sinks.base import (
     REASON_PARTIAL_REPORT,
     DeadLetter,
@@ -64,14 +64,14 @@ class JsonLinesSink(Sink):
     async def start(self) -> None:
         self._started = True
 
-    async def submit(self, event: OomEvent, positions: Sequence[object] = ()) -> None:
+    async def submit(self, event: AnyEvent, positions: Sequence[object] = ()) -> None:
         self._check_open()
         started = time.perf_counter()
         positions = tuple(positions)
         try:
             self._write_event(event_to_json(event) + b"\n")
             dead_lettered = False
-            if event.partial:
+            if isinstance(event, OomEvent) and event.partial:
                 letter = DeadLetter.from_event(event, REASON_PARTIAL_REPORT, event.partial_reason)
                 dead_lettered = self._write_dead_letter(self._envelope(letter))
                 if dead_lettered:
