@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from parsers.events import OomEvent
+from parsers.events import AnyEvent, IncidentEvent, K8sEvent
 from streamer.config import split_host_port
 from streamer.sinks.base import SinkMetrics, sink_metrics
 from streamer.spool import SpoolStats
@@ -218,6 +218,18 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.k8s_signals = Counter(
+            "oomstream_k8s_signals",
+            "Kubernetes memory signals published (pod status OOMKilled, evictions, NPD/kubelet events)",
+            ["type"],
+            registry=r,
+        )
+        self.incidents = Counter(
+            "oomstream_incidents",
+            "Incidents closed (all signals of one kill), by verdict and whether Kubernetes reported them",
+            ["verdict", "visible_in_kubernetes"],
+            registry=r,
+        )
         self.last_event_time = Gauge(
             "oomstream_last_event_timestamp_seconds",
             "Unix time at which the last OOM event was emitted",
@@ -232,8 +244,16 @@ class Metrics:
 
     # -- per event --------------------------------------------------------------------------------
 
-    def observe_event(self, event: OomEvent) -> None:
+    def observe_event(self, event: AnyEvent) -> None:
         """Count one emitted event (call once per event, after enrichment if there is any)."""
+        if isinstance(event, K8sEvent):
+            self.k8s_signals.labels(event.type).inc()
+            return
+        if isinstance(event, IncidentEvent):
+            seen = event.visible_in_kubernetes
+            visible = "unknown" if seen is None else str(seen).lower()
+            self.incidents.labels(event.verdict, visible).inc()
+            return
         namespace = ""
         if event.kubernetes:
             namespace = str(event.kubernetes.get("namespace") or "")

@@ -6,10 +6,18 @@ Tasks under one ``asyncio.TaskGroup``:
   like kmsg, keeps reading the kernel while the queue is full; the queue never blocks the kernel);
 - one processor feeding each source's own assembler, attributing bare kills through the pid
   index, running the enrichment hook and submitting events to the sink;
-- a ticker (assembler deadlines, pid index refresh, checkpoints, spool drain).
+- one reader per signal source (Kubernetes objects: API watch, JSON lines, a Kafka topic),
+  enriching each signal and submitting it;
+- a ticker (assembler deadlines, pid index refresh, checkpoints, spool drain, incident windows).
+
+Enrichment may wait (bounded) for a pod the cache has not seen yet, so each kernel event is
+enriched in a task of its own: the processor never waits on the Kubernetes API. The event is
+counted as owed before that task starts, so the checkpoint cannot pass it while it waits.
 
 A source position is checkpointed only when every event of every report that started at or
 before it has been acknowledged by the sink, or written to the durable spool (see acks.py).
+A signal source hears ``acknowledged`` under the same rule, and the ids of published signals
+are kept (the signal ledger) so a relist after a restart does not publish them again.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from parsers.events import OomEvent, event_from_dict, event_to_json
+from parsers.events import AnyEvent, IncidentEvent, K8sEvent, OomEvent, any_event_from_dict, event_to_json
 from parsers.oom import Assembler
 from parsers.records import KernelRecord, SourcePosition
 from parsers.scan import KEYWORD_TEXTS
@@ -33,12 +41,82 @@ from streamer.acks import AckTracker
 from streamer.enrich.pid_index import PidIndex
 from streamer.sinks.base import DeliveryResult, DeliveryStatus, Sink
 from streamer.sources.base import Source
+from streamer.sources.signals import SignalSource
 from streamer.spool import Spool, SpoolRecord
 
 log = logging.getLogger("oomstream.pipeline")
 
 Enricher = Callable[[OomEvent], Awaitable[OomEvent]]
-EventListener = Callable[[OomEvent, DeliveryResult], None]
+SignalEnricher = Callable[[K8sEvent], Awaitable[K8sEvent]]
+EventListener = Callable[[AnyEvent, DeliveryResult], None]
+SIGNAL_LEDGER_NAME = "k8s-signals"  # the checkpoint-store entry holding published signal ids
+
+
+class Correlator(Protocol):
+    """What the pipeline needs from streamer.enrich.incidents.Correlator."""
+
+    def observe(self, event: AnyEvent, now: float) -> AnyEvent: ...
+
+    def tick(self, now: float) -> list[IncidentEvent]: ...
+
+    def flush(self) -> list[IncidentEvent]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignalTag:
+    """The delivery position of a Kubernetes signal."""
+
+    source: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentTag:
+    """The delivery position of an incident summary."""
+
+    incident_id: str
+
+
+class SignalLedger:
+    """Ids of published signals with their publish time, bounded by age and count.
+
+    Pod status keeps an OOMKilled termination in ``lastState`` for as long as the container
+    lives, so every relist (and every restart of this service) shows it again; the ledger lets
+    the pipeline recognise it as already published instead of publishing it (and a bogus
+    "Kubernetes-only" incident) again.
+    """
+
+    def __init__(self, *, max_ids: int = 100_000, max_age_seconds: float = 7 * 86400) -> None:
+        self.max_ids = max_ids
+        self.max_age_seconds = max_age_seconds
+        self._published: dict[str, float] = {}
+        self.dirty = False
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._published
+
+    def __len__(self) -> int:
+        return len(self._published)
+
+    def add(self, event_id: str, now: float) -> None:
+        self._published[event_id] = now
+        self.dirty = True
+        if len(self._published) > self.max_ids:
+            for old in list(self._published)[: len(self._published) - self.max_ids]:
+                del self._published[old]
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        horizon = now - self.max_age_seconds
+        self._published = {k: t for k, t in self._published.items() if t >= horizon}
+        self.dirty = False
+        return {"published": self._published}
+
+    def load(self, data: dict[str, Any] | None) -> None:
+        published = (data or {}).get("published")
+        if isinstance(published, dict):
+            for event_id, when in published.items():
+                if isinstance(event_id, str) and isinstance(when, int | float):
+                    self._published[event_id] = float(when)
 
 
 class CheckpointSink(Protocol):
@@ -94,6 +172,10 @@ class Pipeline:
         enrich: Enricher | None = None,
         on_published: EventListener | None = None,
         settings: PipelineSettings | None = None,
+        signal_sources: Sequence[SignalSource] = (),
+        enrich_signal: SignalEnricher | None = None,
+        correlator: Correlator | None = None,
+        signal_ledger: SignalLedger | None = None,
     ) -> None:
         self.settings = settings or PipelineSettings()
         self.sink = sink
@@ -102,6 +184,12 @@ class Pipeline:
         self.pid_index = pid_index
         self.enrich = enrich
         self.on_published = on_published
+        self.signal_sources = {source.name: source for source in signal_sources}
+        self.enrich_signal = enrich_signal
+        self.correlator = correlator
+        self.signal_ledger = signal_ledger
+        self._enriching: set[asyncio.Task[None]] = set()
+        self._signal_in_flight: dict[SignalTag | IncidentTag, AnyEvent] = {}
         self.counts: Counter[str] = Counter()
         self._states = {
             source.name: _SourceState(
@@ -120,6 +208,8 @@ class Pipeline:
         self._processed = asyncio.Event()
         self._in_flight: dict[tuple[str, int, str], OomEvent] = {}
         self._readers_left = len(self._states)
+        if not self._states:
+            self._queue.put_nowait(None)  # signals only: no kernel records will come
         # Spool drain: the batch in flight, and whether every record of it was acknowledged.
         self._draining: dict[int, SpoolRecord] = {}
         self._drain_failed = False
@@ -145,10 +235,20 @@ class Pipeline:
             async with asyncio.TaskGroup() as group:
                 for state in self._states.values():
                     group.create_task(self._read(state), name=f"read:{state.source.name}")
+                signal_readers = [
+                    group.create_task(self._read_signals(source), name=f"signals:{name}")
+                    for name, source in self.signal_sources.items()
+                ]
                 group.create_task(self._process(), name="process")
                 ticker = group.create_task(self._tick(), name="tick")
                 stopper = group.create_task(self._stop_sources_on_request(), name="stopper")
                 await self._processed.wait()
+                if signal_readers:
+                    await asyncio.wait(signal_readers)
+                await self._settle_enrichment()
+                if self.correlator is not None:
+                    for incident in self.correlator.flush():
+                        await self._submit_incident(incident)
                 ticker.cancel()
                 stopper.cancel()
         finally:
@@ -176,6 +276,17 @@ class Pipeline:
         for state in self._states.values():
             with contextlib.suppress(Exception):
                 await state.source.aclose()
+        for source in self.signal_sources.values():
+            with contextlib.suppress(Exception):
+                await source.aclose()
+
+    async def _read_signals(self, source: SignalSource) -> None:
+        try:
+            async for signal in source.signals():
+                await self._submit_signal(source, signal)
+        except Exception:
+            log.exception("signal source %s failed; the pipeline goes on without it", source.name)
+            self.counts["source_failures"] += 1
 
     async def _process(self) -> None:
         try:
@@ -211,6 +322,9 @@ class Pipeline:
                     await self._submit(state, event)
             if self.pid_index is not None:
                 await self._refresh_pid_index(force=False)
+            if self.correlator is not None:
+                for incident in self.correlator.tick(time.time()):
+                    await self._submit_incident(incident)
             if now - last_checkpoint >= self.settings.checkpoint_interval_seconds:
                 self._checkpoint()
                 last_checkpoint = now
@@ -249,25 +363,90 @@ class Pipeline:
     async def _submit(self, state: _SourceState, event: OomEvent) -> None:
         if self.pid_index is not None:
             event = self.pid_index.attribute(event)
-        if self.enrich is not None:
-            try:
-                event = await self.enrich(event)
-            except Exception:
-                self.counts["enrich_errors"] += 1
-                log.exception("enrichment failed for event %s; sending it unenriched", event.event_id)
         origin = state.tracker.index_of(_report_position(event))
         if origin is None:
             origin = -1  # unknown origin (no positions): owed from the very start
-        state.tracker.submitted(origin)
+        state.tracker.submitted(origin)  # owed from now: the checkpoint waits for the enrichment too
         key = (state.source.name, origin, event.event_id)
+        if self.enrich is None:
+            await self._deliver_kernel_event(event, key)
+            return
+        task = asyncio.create_task(self._enrich_and_deliver(event, key), name=f"enrich:{event.event_id}")
+        self._enriching.add(task)
+        task.add_done_callback(self._enriching.discard)
+
+    async def _enrich_and_deliver(self, event: OomEvent, key: tuple[str, int, str]) -> None:
+        assert self.enrich is not None
+        try:
+            event = await self.enrich(event)
+        except Exception:
+            self.counts["enrich_errors"] += 1
+            log.exception("enrichment failed for event %s; sending it unenriched", event.event_id)
+        await self._deliver_kernel_event(event, key)
+
+    async def _deliver_kernel_event(self, event: OomEvent, key: tuple[str, int, str]) -> None:
+        if self.correlator is not None:
+            correlated = self.correlator.observe(event, time.time())
+            assert isinstance(correlated, OomEvent)
+            event = correlated
         self._in_flight[key] = event
         self.counts["events_submitted"] += 1
         await self.sink.submit(event, [key])
+
+    async def _settle_enrichment(self) -> None:
+        """Wait for events still being enriched (each wait is bounded by the enricher)."""
+        while self._enriching:
+            await asyncio.wait(list(self._enriching))
+
+    async def _submit_signal(self, source: SignalSource, signal: K8sEvent) -> None:
+        self.counts["signals_read"] += 1
+        if self.signal_ledger is not None and signal.event_id in self.signal_ledger:
+            self.counts["signals_already_published"] += 1
+            source.acknowledged(signal)
+            return
+        if self.enrich_signal is not None:
+            try:
+                signal = await self.enrich_signal(signal)
+            except Exception:
+                self.counts["enrich_errors"] += 1
+                log.exception("enrichment failed for signal %s; sending it unenriched", signal.event_id)
+        if self.correlator is not None:
+            correlated = self.correlator.observe(signal, time.time())
+            assert isinstance(correlated, K8sEvent)
+            signal = correlated
+        tag = SignalTag(source.name, signal.event_id)
+        self._signal_in_flight[tag] = signal
+        self.counts["signals_submitted"] += 1
+        await self.sink.submit(signal, [tag])
+
+    async def _submit_incident(self, incident: IncidentEvent) -> None:
+        tag = IncidentTag(incident.incident_id)
+        self._signal_in_flight[tag] = incident
+        self.counts["incidents_submitted"] += 1
+        await self.sink.submit(incident, [tag])
+
+    def _settle_signal(self, tag: SignalTag | IncidentTag, result: DeliveryResult) -> None:
+        event = self._signal_in_flight.pop(tag, None)
+        if result.status is DeliveryStatus.FAILED and (event is None or not self._spool_event(event, result)):
+            self.counts["events_failed"] += 1
+            return  # not durable: a Kafka input keeps this record uncommitted
+        self.counts["events_acknowledged"] += 1
+        if event is not None and result.status is not DeliveryStatus.FAILED and self.on_published is not None:
+            self.on_published(event, result)
+        if isinstance(tag, SignalTag):
+            if self.signal_ledger is not None:
+                self.signal_ledger.add(tag.event_id, time.time())
+            source = self.signal_sources.get(tag.source)
+            if source is not None and isinstance(event, K8sEvent):
+                source.acknowledged(event)
 
     def on_delivery(self, result: DeliveryResult) -> None:
         """The sink's delivery callback (pass it as ``on_delivery`` when building the sink)."""
         self._last_delivery_ok = result.status is not DeliveryStatus.FAILED
         for position in result.positions:
+            if isinstance(position, SignalTag | IncidentTag):
+                self._settle_signal(position, result)
+                continue
             if isinstance(position, tuple) and len(position) == 2 and position[0] == "spool":
                 self._spool_settled(position[1], ok=result.status is not DeliveryStatus.FAILED)
                 continue
@@ -289,7 +468,7 @@ class Pipeline:
                     self.on_published(event, result)
             state.tracker.acknowledged(origin)
 
-    def _spool_event(self, event: OomEvent, result: DeliveryResult) -> bool:
+    def _spool_event(self, event: AnyEvent, result: DeliveryResult) -> bool:
         if self.spool is None:
             return False
         try:
@@ -324,6 +503,13 @@ class Pipeline:
         if self.spool is not None and self.counts["events_spooled"]:
             # Checkpoints may cover spooled events only once the spool is on disk for good.
             self.spool.flush()
+        ledger = self.signal_ledger
+        if ledger is not None and ledger.dirty:
+            try:
+                self.checkpoints.save(SIGNAL_LEDGER_NAME, ledger.to_json(time.time()))
+            except OSError:
+                log.exception("saving the signal ledger failed")
+                self.counts["checkpoint_errors"] += 1
         for name, state in self._states.items():
             pending = state.tracker.index_of(state.assembler.oldest_pending_position())
             if pending is None and state.assembler.busy:
@@ -357,5 +543,5 @@ def _mentions_oom(message: str) -> bool:
     return any(keyword in message for keyword in KEYWORD_TEXTS)
 
 
-def decode_spooled(value: bytes) -> OomEvent:
-    return event_from_dict(orjson.loads(value))
+def decode_spooled(value: bytes) -> AnyEvent:
+    return any_event_from_dict(orjson.loads(value))

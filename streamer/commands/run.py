@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from parsers.events import OomEvent, event_to_dict
+from parsers.events import AnyEvent, event_to_dict
 from parsers.records import SourcePosition
 from streamer.checkpoint import CheckpointStore
 from streamer.commands.tail import format_event_line
@@ -179,7 +179,7 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
     pipeline_ref: list[Pipeline] = []
     sink = build_sink(config, metrics, pipeline_ref)
 
-    def published(event: OomEvent, result: DeliveryResult) -> None:
+    def published(event: AnyEvent, result: DeliveryResult) -> None:
         metrics.observe_event(event)
         if print_events and config.output.sink != "stdout":
             stdout.write(format_event_line(event_to_dict(event)) + "\n")

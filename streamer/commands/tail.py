@@ -45,6 +45,11 @@ def format_event_line(event: Mapping[str, Any]) -> str:
             f"reason={event.get('reason')} event={event.get('event_id') or '-'} "
             f"raw_lines={len(lines)}" + (f" error={event['error']}" if event.get("error") else "")
         )
+    kind = event.get("type")
+    if kind == "incident":
+        return _incident_line(event)
+    if isinstance(kind, str) and kind.startswith("k8s_"):
+        return _signal_line(event)
     when = event.get("time")
     if not when:
         kernel_time = event.get("kernel_time")
@@ -79,9 +84,39 @@ def format_event_line(event: Mapping[str, Any]) -> str:
         f"scope={cgroup.get('limit_scope') or '-'}",
         f"memcg={usage}",
     ]
+    analysis = event.get("analysis") or {}
+    if analysis.get("limit_fired"):
+        parts.append(f"limit={analysis['limit_fired']}")
+    if event.get("incident_id"):
+        parts.append(f"incident={str(event['incident_id'])[:8]}")
     if event.get("partial"):
         parts.append(f"[partial: {event.get('partial_reason') or 'incomplete report'}]")
     return " ".join(parts)
+
+
+def _signal_line(event: Mapping[str, Any]) -> str:
+    where = "/".join(str(event.get(k) or "-") for k in ("namespace", "pod", "container"))
+    if where == "-/-/-":
+        where = "node"
+    parts = [str(event.get("time") or "-"), str(event.get("host") or "-"), where, str(event.get("type"))]
+    parts.append(f"reason={event.get('reason')}")
+    if event.get("pid") is not None:
+        parts.append(f"pid={event.get('pid')} comm={event.get('comm') or '?'}")
+    if event.get("incident_id"):
+        parts.append(f"incident={str(event['incident_id'])[:8]}")
+    return " ".join(parts)
+
+
+def _incident_line(event: Mapping[str, Any]) -> str:
+    kubernetes = event.get("kubernetes") or {}
+    where = "/".join(str(kubernetes.get(k) or "-") for k in ("namespace", "pod", "container"))
+    return (
+        f"{event.get('first_seen') or '-'} {event.get('host') or '-'} {where} INCIDENT "
+        f"{str(event.get('incident_id'))[:8]} verdict={event.get('verdict')} kills={event.get('kills')} "
+        f"signals={','.join(event.get('signals') or [])} "
+        f"visible_in_kubernetes={event.get('visible_in_kubernetes')} "
+        f"workload_kills_in_window={event.get('workload_kills_in_window')}"
+    )
 
 
 async def tail_events(
