@@ -14,3 +14,18 @@ VALIDATOR = Draft202012Validator(SCHEMA)
 
 def validate(event: dict[str, Any]) -> None:
     VALIDATOR.validate(event)
+
+
+_SCHEMA_DIR = Path(__file__).resolve().parents[1] / "parsers" / "schema"
+K8S_EVENT_SCHEMA = json.loads((_SCHEMA_DIR / "k8s-event.v1.json").read_text())
+K8S_EVENT_VALIDATOR = Draft202012Validator(K8S_EVENT_SCHEMA)
+INCIDENT_SCHEMA = json.loads((_SCHEMA_DIR / "incident.v1.json").read_text())
+INCIDENT_VALIDATOR = Draft202012Validator(INCIDENT_SCHEMA)
+
+
+def validate_k8s_event(event: dict[str, Any]) -> None:
+    K8S_EVENT_VALIDATOR.validate(event)
+
+
+def validate_incident(event: dict[str, Any]) -> None:
+    INCIDENT_VALIDATOR.validate(event)
