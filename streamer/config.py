@@ -46,6 +46,18 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
 OutputSink = Literal["kafka", "stdout", "file"]
+KubeMode = Literal["auto", "in_cluster", "kubeconfig", "off"]
+KafkaOffsetReset = Literal["earliest", "latest"]
+DEFAULT_LABEL_ALLOWLIST = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/version",
+    "app",
+    "k8s-app",
+    "team",
+)
 
 # Event fields a Kafka record key can be taken from (the first one that is set wins).
 KEY_FIELDS = ("pod_uid", "container_id", "host", "boot_id", "oom_memcg", "task_memcg", "event_id")
@@ -541,6 +553,132 @@ class OutputConfig:
             raise _fail(self.SECTION, "path", f"is set but output.sink = {self.sink!r} writes no file")
 
 
+@dataclass(frozen=True, slots=True)
+class KubernetesConfig:
+    SECTION: ClassVar[str] = "kubernetes"
+
+    mode: KubeMode = field(
+        default="auto",
+        metadata=_help(
+            "API access: auto (in-cluster when KUBERNETES_SERVICE_HOST is set, else a kubeconfig if "
+            "one exists, else off), in_cluster, kubeconfig, off (no enrichment, no API signals)"
+        ),
+    )
+    kubeconfig_path: str | None = field(
+        default=None,
+        metadata=_help("kubeconfig for mode=kubeconfig; unset: $KUBECONFIG, else ~/.kube/config"),
+    )
+    context: str | None = field(default=None, metadata=_help("kubeconfig context; unset: the current one"))
+    request_timeout_seconds: float = field(
+        default=30.0, metadata=_help("one list/get request to the API server, at most")
+    )
+    watch_timeout_seconds: float = field(
+        default=300.0, metadata=_help("the server ends each watch after this long; it is resumed at once")
+    )
+    stall_timeout_seconds: float = field(
+        default=90.0,
+        metadata=_help("a watch silent this long (not even a bookmark) is treated as dropped and reopened"),
+    )
+    pod_signals: bool = field(
+        default=True,
+        metadata=_help("publish pod status OOMKilled and Evicted transitions of this node's pods"),
+    )
+    watch_events: bool = field(
+        default=True, metadata=_help("watch Events about this node (NPD OOMKilling, kubelet SystemOOM, ...)")
+    )
+    events_field_selector: str = field(
+        default="involvedObject.kind=Node,involvedObject.name={node}",
+        metadata=_help("field selector of the Events watch; {node} is replaced by the node name"),
+    )
+    pod_wait_seconds: float = field(
+        default=3.0,
+        metadata=_help("a kill in a pod the cache has not seen yet waits this long for it, then is sent"),
+    )
+    tombstone_seconds: float = field(
+        default=600.0, metadata=_help("deleted pods are kept this long so late kills are still attributed")
+    )
+    label_allowlist: tuple[str, ...] = field(
+        default=DEFAULT_LABEL_ALLOWLIST,
+        metadata=_help("pod labels copied onto events (env: comma separated)", csv=True),
+    )
+    annotation_allowlist: tuple[str, ...] = field(
+        default=(), metadata=_help("pod annotations copied onto events (env: comma separated)", csv=True)
+    )
+    objects_files: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "JSON-lines files of Kubernetes objects (Events, Pods) to read as signals; - is stdin",
+            csv=True,
+        ),
+    )
+    objects_follow: bool = field(default=True, metadata=_help("objects_files: keep reading appended lines"))
+    objects_kafka_topic: str | None = field(
+        default=None,
+        metadata=_help(
+            "a Kafka topic of Kubernetes objects as JSON (an event exporter's) to read as signals"
+        ),
+    )
+    objects_kafka_group: str = field(
+        default="oomstream-k8s-objects", metadata=_help("consumer group for objects_kafka_topic")
+    )
+    objects_kafka_offset_reset: KafkaOffsetReset = field(
+        default="earliest", metadata=_help("where a new consumer group starts: earliest or latest")
+    )
+    incidents: bool = field(
+        default=True, metadata=_help("correlate the signals of one kill and publish an incident summary")
+    )
+    incident_window_seconds: float = field(
+        default=120.0,
+        metadata=_help("signals this close in time can belong to one kill; closes the incident"),
+    )
+    workload_window_seconds: float = field(
+        default=900.0, metadata=_help("repeated kills of one workload are counted over this long")
+    )
+
+    def __post_init__(self) -> None:
+        s = self.SECTION
+        _positive(
+            s,
+            self,
+            "request_timeout_seconds",
+            "watch_timeout_seconds",
+            "stall_timeout_seconds",
+            "incident_window_seconds",
+            "workload_window_seconds",
+        )
+        _non_negative(s, self, "pod_wait_seconds", "tombstone_seconds")
+        if self.kubeconfig_path is not None and self.mode not in ("auto", "kubeconfig"):
+            raise _fail(
+                s, "kubeconfig_path", f"is set but kubernetes.mode = {self.mode!r} reads no kubeconfig"
+            )
+        if any(not path for path in self.objects_files):
+            raise _fail(s, "objects_files", "contains an empty path")
+        if self.objects_files.count("-") > 1:
+            raise _fail(s, "objects_files", "names stdin (-) more than once")
+        if self.objects_kafka_topic is not None and not _TOPIC.fullmatch(self.objects_kafka_topic):
+            raise _fail(s, "objects_kafka_topic", f"{self.objects_kafka_topic!r} is not a valid topic name")
+        if not self.objects_kafka_group:
+            raise _fail(s, "objects_kafka_group", "must not be empty")
+        for key in ("label_allowlist", "annotation_allowlist"):
+            if any(not item for item in getattr(self, key)):
+                raise _fail(s, key, "contains an empty key")
+
+    def resolved_mode(
+        self, env: Mapping[str, str] | None = None
+    ) -> Literal["in_cluster", "kubeconfig", "off"]:
+        """What ``auto`` means on this machine."""
+        if self.mode != "auto":
+            return self.mode
+        env = os.environ if env is None else env
+        if env.get("KUBERNETES_SERVICE_HOST"):
+            return "in_cluster"
+        candidates = [self.kubeconfig_path, *(env.get("KUBECONFIG", "").split(os.pathsep))]
+        candidates.append(os.path.join(os.path.expanduser("~"), ".kube", "config"))
+        if any(path and os.path.isfile(path) for path in candidates):
+            return "kubeconfig"
+        return "off"
+
+
 SECTIONS: dict[str, type[Any]] = {
     "source": SourceConfig,
     "kafka": KafkaConfig,
@@ -550,6 +688,7 @@ SECTIONS: dict[str, type[Any]] = {
     "pipeline": PipelineConfig,
     "log": LogConfig,
     "output": OutputConfig,
+    "kubernetes": KubernetesConfig,
 }
 TOP_LEVEL_HELP = {"node_name": "node name put on events; unset: $NODE_NAME, else the host name"}
 
@@ -564,6 +703,7 @@ class Config:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     log: LogConfig = field(default_factory=LogConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     node_name: str | None = None
     # Dotted option -> where its value came from (file path, variable, flag); defaults are absent.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False, hash=False)
