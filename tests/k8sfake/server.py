@@ -153,7 +153,9 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_body(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -186,10 +188,8 @@ class _Change:
 
 
 def _field_value(resource: _Resource, obj: dict[str, Any], label: str) -> str:
-    if label == "source":  # core Event: the one label whose name is not its JSON path
-        path = ["source", "component"]
-    else:
-        path = label.split(".")
+    # core Event's "source" is the one label whose name is not its JSON path
+    path = ["source", "component"] if label == "source" else label.split(".")
     cur: Any = obj
     for part in path:
         if not isinstance(cur, dict):
@@ -239,7 +239,9 @@ def _parse_selector(text: str, *, labels: bool) -> list[_Requirement]:
             reqs.append(_Requirement(part, "exists"))
         else:
             kind = "label" if labels else "field"
-            raise _StatusError(400, "BadRequest", f"unable to parse requirement: invalid {kind} selector: {part!r}")
+            raise _StatusError(
+                400, "BadRequest", f"unable to parse requirement: invalid {kind} selector: {part!r}"
+            )
     return reqs
 
 
@@ -440,7 +442,9 @@ class FakeApiServer:
     def open_watches(self) -> int:
         return len(self._watches)
 
-    def count_requests(self, *, watch: bool | None = None, path: str | None = None, status: int | None = None) -> int:
+    def count_requests(
+        self, *, watch: bool | None = None, path: str | None = None, status: int | None = None
+    ) -> int:
         return sum(
             1
             for r in self.requests
@@ -527,7 +531,10 @@ class FakeApiServer:
         elif resource.kind == "Event":
             obj |= {"eventTime": None, "reportingController": "", "reportingInstance": ""}
         elif resource.kind == "Node":
-            obj |= {"spec": {}, "status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": 0}}, "nodeInfo": {}}}
+            obj |= {
+                "spec": {},
+                "status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": 0}}, "nodeInfo": {}},
+            }
         return _dumps({"type": "BOOKMARK", "object": obj})
 
     # ------------------------------------------------------------------ internals: HTTP
@@ -612,7 +619,9 @@ class FakeApiServer:
         is_watch = query.get("watch", "") in ("1", "true", "True")
         if name is not None:
             if is_watch:
-                raise _StatusError(400, "BadRequest", "watch of a single object: use fieldSelector=metadata.name")
+                raise _StatusError(
+                    400, "BadRequest", "watch of a single object: use fieldSelector=metadata.name"
+                )
             self._authorize("get", resource, namespace)
             return self._get(resource, namespace, name)
         flt = _Filter(
@@ -643,7 +652,10 @@ class FakeApiServer:
         obj = self._objects[resource].get((namespace or "", name))
         if obj is None:
             raise _StatusError(
-                404, "NotFound", f'{resource.plural} "{name}" not found', {"name": name, "kind": resource.plural}
+                404,
+                "NotFound",
+                f'{resource.plural} "{name}" not found',
+                {"name": name, "kind": resource.plural},
             )
         return web.Response(body=_dumps(obj), content_type="application/json")
 
@@ -669,8 +681,10 @@ class FakeApiServer:
         start_after: ObjKey | None = None
         if match and not rv_text:
             raise _StatusError(
-                422, "Invalid", "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
-                "resourceVersion is provided"
+                422,
+                "Invalid",
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
+                "resourceVersion is provided",
             )
         if match not in ("", "Exact", "NotOlderThan"):
             raise _StatusError(422, "Invalid", f'resourceVersionMatch: Unsupported value: "{match}"')
@@ -699,8 +713,12 @@ class FakeApiServer:
                     504,
                     "Timeout",
                     f"Too large resource version: {wanted}, current: {self._rv}",
-                    {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
-                     "retryAfterSeconds": 1},
+                    {
+                        "causes": [
+                            {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+                        ],
+                        "retryAfterSeconds": 1,
+                    },
                 )
             if match == "Exact":
                 if wanted < self._forgotten_rv:
