@@ -109,6 +109,9 @@ _LIMIT_SCOPE_VERDICT = {
     "global": "node_oom",
 }
 _KUBE_KEYS = ("namespace", "pod", "pod_uid", "container", "container_id", "workload")
+# What the summary's `kubernetes` holds: parsers/schema/incident.v1.json has no container_id there
+# (additionalProperties false), so the container id only helps pick the best-enriched member.
+_SUMMARY_KEYS = ("namespace", "pod", "pod_uid", "container", "workload")
 _MAX_MEMBERS = 1000  # signals per incident; a longer chain opens a new incident
 _MAX_HISTORY = 100_000  # remembered kill incidents for workload_kills_in_window
 
@@ -151,6 +154,11 @@ def _bare_id(value: object) -> str | None:
 def _uid(value: object) -> str | None:
     text = _str(value)
     return None if text is None else text.lower()
+
+
+def _comm(victim: object) -> str | None:
+    comm = getattr(victim, "comm", None)
+    return comm if isinstance(comm, str) else None
 
 
 def _host_label(value: object) -> str | None:
@@ -323,7 +331,7 @@ class _Incident:
 
 
 def _kubernetes(members: Iterable[_Facts]) -> dict[str, Any] | None:
-    """namespace, pod, pod_uid, container, container_id, workload: the best-enriched member first,
+    """namespace, pod, pod_uid, container, workload: the best-enriched member first,
     gaps filled from the others (cgroup-derived ids last: a static pod's cgroup UID is a hash)."""
     candidates: list[tuple[int, int, int, dict[str, Any]]] = []  # (filled, priority, -order, values)
     for order, facts in enumerate(members):
@@ -333,19 +341,20 @@ def _kubernetes(members: Iterable[_Facts]) -> dict[str, Any] | None:
         if kube is not None:
             values = {key: kube.get(key) for key in _KUBE_KEYS}
             workload = _dict(kube.get("workload"))
-            values["workload"] = (
-                {"kind": workload.get("kind"), "name": workload.get("name")} if workload else None
-            )
+            kind, name = _str((workload or {}).get("kind")), _str((workload or {}).get("name"))
+            values["workload"] = {"kind": kind, "name": name} if kind and name else None
             options.append((3 if isinstance(event, OomEvent) else 2, values))
         if isinstance(event, K8sEvent):
-            fields = {
-                "namespace": event.namespace,
-                "pod": event.pod,
-                "pod_uid": event.pod_uid,
-                "container": event.container,
-                "container_id": event.container_id,
-            }
-            options.append((1, fields))
+            # A Node event (NPD, SystemOOM) names no pod: its namespace would be the Event object's.
+            if event.pod is not None or event.pod_uid is not None or event.container_id is not None:
+                fields = {
+                    "namespace": event.namespace,
+                    "pod": event.pod,
+                    "pod_uid": event.pod_uid,
+                    "container": event.container,
+                    "container_id": event.container_id,
+                }
+                options.append((1, fields))
         elif event.cgroup is not None:
             cgroup = {
                 "pod_uid": getattr(event.cgroup, "pod_uid", None),
@@ -356,11 +365,12 @@ def _kubernetes(members: Iterable[_Facts]) -> dict[str, Any] | None:
             filled = sum(1 for value in values.values() if value not in (None, ""))
             candidates.append((filled, priority, -order, values))
     candidates.sort(key=lambda item: item[:3], reverse=True)
-    result: dict[str, Any] = dict.fromkeys(_KUBE_KEYS)
+    result: dict[str, Any] = dict.fromkeys(_SUMMARY_KEYS)
     for _, _, _, values in candidates:
-        for key in _KUBE_KEYS:
-            if result[key] in (None, "") and values.get(key) not in (None, ""):
-                result[key] = values[key]
+        for key in _SUMMARY_KEYS:
+            value = values.get(key)
+            if result[key] is None and (key == "workload" or _str(value) is not None):
+                result[key] = value if key == "workload" else _str(value)
     if all(value in (None, "") for value in result.values()):
         return None
     return result
@@ -647,7 +657,7 @@ class Correlator:
             if m.event_id not in signal_ids:
                 signal_ids.append(m.event_id)
         victims = [
-            {"pid": _int(getattr(m.event.victim, "pid", None)), "comm": getattr(m.event.victim, "comm", None)}
+            {"pid": _int(getattr(m.event.victim, "pid", None)), "comm": _comm(m.event.victim)}
             for m in members
             if isinstance(m.event, OomEvent)
         ]
