@@ -133,9 +133,7 @@ def bare_container_id(value: object) -> str | None:
     return bare if _HEX64_RE.fullmatch(bare) is not None else None
 
 
-def derive_workload(
-    owner: tuple[str, str] | None, labels: Mapping[str, Any]
-) -> tuple[str, str] | None:
+def derive_workload(owner: tuple[str, str] | None, labels: Mapping[str, Any]) -> tuple[str, str] | None:
     """The workload a pod belongs to, from its controller owner (and, for ReplicaSets, its labels).
 
     ReplicaSet -> Deployment when the ReplicaSet name ends in ``-<pod-template-hash label>``; Job ->
