@@ -44,14 +44,16 @@ import copy
 import json
 import re
 import ssl
+import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FakeApiServer", "RequestRecord"]
+__all__ = ["FakeApiServer", "RequestRecord", "TlsFiles", "make_tls_files"]
 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
@@ -837,3 +839,37 @@ class FakeApiServer:
             return web.Response(status=200)
         finally:
             self._watches.discard(w)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.server_cert, self.server_key)
+        return ctx
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost, made with the openssl CLI."""
+    d = Path(directory)
+    ext = d / "server-ext.cnf"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", *ec, "-days", "2", "-subj", "/CN=fake-kubernetes-ca", "-keyout", "ca.key", "-out",
+        "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
+    run("req", *ec, "-subj", "/CN=kube-apiserver", "-keyout", "server.key", "-out", "server.csr")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-out", "server.crt", "-extfile", str(ext))  # fmt: skip
+    return TlsFiles(d / "ca.crt", d / "server.crt", d / "server.key")
