@@ -177,12 +177,11 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _pick(source: object, allowlist: frozenset[str]) -> Mapping[str, str]:
-    if not allowlist or not isinstance(source, dict):
+def _pick(source: object, allowlist: tuple[str, ...]) -> Mapping[str, str]:
+    """The allowlisted string entries of ``source``; keys are the allowlist's own (shared) strings."""
+    if not allowlist or not isinstance(source, dict) or not source:
         return _EMPTY
-    picked = {
-        sys.intern(key): value for key, value in source.items() if key in allowlist and isinstance(value, str)
-    }
+    picked = {key: value for key in allowlist if isinstance(value := source.get(key), str)}
     return picked or _EMPTY
 
 
@@ -211,8 +210,8 @@ class PodCache:
         max_tombstones: int = 5000,
     ) -> None:
         self.tombstone_seconds = tombstone_seconds
-        self.label_allowlist = frozenset(label_allowlist)
-        self.annotation_allowlist = frozenset(annotation_allowlist)
+        self.label_allowlist = tuple(sys.intern(key) for key in dict.fromkeys(label_allowlist))
+        self.annotation_allowlist = tuple(sys.intern(key) for key in dict.fromkeys(annotation_allowlist))
         self.clock = clock
         self.source = source
         self.max_tombstones = max_tombstones

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_CEILING, Context, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Final
 
 __all__ = ["parse_quantity"]
@@ -40,6 +41,11 @@ def parse_quantity(value: object) -> int | None:
         value = repr(value)
     if not isinstance(value, str) or len(value) > _MAX_LEN:
         return None
+    return _parse(value)
+
+
+@lru_cache(maxsize=1024)  # pod specs repeat a handful of values ("128Mi", "1Gi") endlessly
+def _parse(value: str) -> int | None:
     m = _RE.fullmatch(value.strip())
     if m is None:
         return None
