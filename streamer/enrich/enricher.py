@@ -175,13 +175,14 @@ class Enricher:
 
     async def _find(self, pod_uid: str | None, container_id: str | None) -> tuple[PodMatch | None, float]:
         """Look up, and on a miss (or a pod match when a container id was expected: its status may not
-        have reached the cache yet) wait for cache changes and retry, up to wait_seconds."""
+        have reached the cache yet) wait for cache changes and retry, up to wait_seconds. A sandbox
+        (pause) container is in no status, so a kill there costs the whole wait, then gets the pod."""
         assert self.cache is not None
         cache = self.cache
         start = self.clock()
         deadline = start + self.wait_seconds
         match = cache.lookup(pod_uid=pod_uid, container_id=container_id)
-        while not (cache.synced and _complete(match, container_id)):
+        while not _complete(match, container_id):
             remaining = deadline - self.clock()
             if remaining <= 0 or not await cache.wait_for_change(remaining):
                 break

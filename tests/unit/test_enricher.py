@@ -359,6 +359,17 @@ async def test_cache_synced_during_wait(web: dict[str, Any]) -> None:
     assert data["enrichment"]["status"] == "ok" and data["enrichment"]["waited_seconds"] > 0
 
 
+async def test_found_before_first_list_does_not_wait(web: dict[str, Any]) -> None:
+    cache = PodCache()
+    cache.apply("ADDED", web)  # a watch event before the first list completed
+    assert not cache.synced
+    path = f"/kubepods/burstable/pod{web['metadata']['uid']}"
+    start = time.monotonic()
+    data = check(await Enricher(cache, node="node-a")(oom_event(cgroup_for(path, path))))
+    assert time.monotonic() - start < 0.5
+    assert data["enrichment"] == {"status": "ok", "source": "api_watch", "waited_seconds": 0.0}
+
+
 async def test_pod_never_appears_is_bounded() -> None:
     cache = synced_cache()
     stop = asyncio.Event()
