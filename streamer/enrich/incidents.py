@@ -580,6 +580,9 @@ class Correlator:
             _, oldest = next(iter(self._open.items()))
             self._pending.append(self._close(oldest, now))
             self.counts["closed_early"] += 1
+            if len(self._pending) > self.max_open:  # nobody ticks: keep the newest summaries only
+                self._pending.popleft()
+                self.counts["summaries_dropped"] += 1
         self._seq += 1
         incident = _Incident(
             seq=self._seq, incident_id=make_signal_id("incident", facts.event_id), last_activity=now

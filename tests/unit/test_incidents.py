@@ -143,10 +143,12 @@ def pod_status(name: str, t: float | None, **kwargs: Any) -> K8sEvent:
     return k8s(EVENT_TYPE_K8S_OOM_KILLED, name, t, **kwargs)
 
 
-def node_event(kind: str, name: str, t: float, *, host: str, pid: int, comm: str = "cart") -> K8sEvent:
+def node_event(
+    kind: str, name: str, t: float, *, host: str, pid: int, comm: str = "cart", namespace: str | None = None
+) -> K8sEvent:
     """NPD OOMKilling / kubelet SystemOOM: a Node event naming a pid, no pod."""
     return k8s(
-        kind, name, t, host=host, namespace=None, pod=None, pod_uid=None, container=None,
+        kind, name, t, host=host, namespace=namespace, pod=None, pod_uid=None, container=None,
         container_id=None, pid=pid, comm=comm,
     )  # fmt: skip
 
@@ -263,7 +265,10 @@ def test_system_oom_joins_global_kill() -> None:
         "k1", T0, pid=777, comm="java", host="node-1", container_id=None, pod_uid=None,
         scope="global", constraint="CONSTRAINT_NONE",
     )  # fmt: skip
-    system = node_event(EVENT_TYPE_K8S_SYSTEM_OOM, "s1", T0 + 1, host="node-1.cluster.local", pid=777)
+    # A namespace on a Node event would be the Event object's own, never a pod's: not attribution.
+    system = node_event(
+        EVENT_TYPE_K8S_SYSTEM_OOM, "s1", T0 + 1, host="node-1.cluster.local", pid=777, namespace="default"
+    )
     assert observe(c, system, T0 + 1.5) == observe(c, kill, T0 + 2.5)
     summary = only(close_all(c, T0 + 200))
     assert summary.signals == ["k8s_system_oom", "oom_kill"]
@@ -362,6 +367,21 @@ def test_workload_kills_count_other_pods_of_the_workload_and_forget_old_ones() -
     assert c._history_by_key  # remembered for later incidents...
     assert c.tick(T0 + 2000 + 900 + 2 * 120 + 1) == []
     assert not c._history and not c._history_by_key  # ...and forgotten once no incident can need them
+
+
+def test_workload_kills_look_back_only() -> None:
+    """A later kill that closed first does not count for an earlier one kept open by a late signal."""
+    c = Correlator()
+    early = observe(c, kernel("k1", T0, kubernetes=KUBE), T0 + 2.5)
+    later = observe(c, kernel("k2", T0 + 10, kubernetes=KUBE, pid=4300), T0 + 12.5)
+    assert [s.incident_id for s in close_all(c, T0 + 12.5 + 100)] == []
+    assert observe(c, pod_status("p1", T0 + 0.1), T0 + 100) == early  # keeps the first one open
+    (second,) = close_all(c, T0 + 12.5 + 120)
+    assert second.incident_id == later
+    assert second.workload_kills_in_window == 2
+    (first,) = close_all(c, T0 + 100 + 120)
+    assert first.incident_id == early
+    assert first.workload_kills_in_window == 1
 
 
 def test_workload_falls_back_to_namespace_and_pod() -> None:
@@ -523,6 +543,15 @@ def test_max_open_closes_the_oldest_early() -> None:
     assert [s.incident_id for s in early] == [ids[0]]
     assert c.open_incidents == 2
     assert [s.incident_id for s in c.flush()] == ids[1:]
+
+
+def test_early_closed_summaries_are_bounded_too() -> None:
+    c = Correlator(max_open=2)
+    for n in range(7):
+        observe(c, kernel(f"k{n}", T0 + n, container_id=None, pod_uid=None, pid=n), T0 + n)
+    assert c.counts["closed_early"] == 5
+    assert c.counts["summaries_dropped"] == 3  # no tick in between: only max_open of them are kept
+    assert [s.victims[0]["pid"] for s in c.tick(T0 + 7)] == [3, 4]
 
 
 def test_flush_closes_everything() -> None:
