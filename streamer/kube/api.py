@@ -21,7 +21,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -336,7 +336,7 @@ class KubeApi:
         *,
         read_timeout_seconds: float,
         stats: Counter[str] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The raw, non-empty lines of a streaming GET (a watch), as they arrive.
 
         Ends when the server ends the stream cleanly. Raises :class:`KubeApiError`: HTTP errors before

@@ -134,6 +134,8 @@ RESOURCES: tuple[_Resource, ...] = (
 _BY_PATH = {(r.group_version, r.plural): r for r in RESOURCES}
 _BY_KIND = {(r.group_version, r.kind): r for r in RESOURCES}
 
+_RECORD = web.RequestKey("record", RequestRecord)
+
 _PATH_RE = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[a-z0-9.\-]+)/(?P<version>v[a-z0-9]+))"
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
@@ -549,6 +551,7 @@ class FakeApiServer:
         is_watch = query.get("watch", "") in ("1", "true", "True")
         record = RequestRecord(request.method, request.path, query, is_watch, 0)
         self.requests.append(record)
+        request[_RECORD] = record
         try:
             self._authenticate(request)
             injected = self._take_injected(is_watch)
@@ -802,6 +805,7 @@ class FakeApiServer:
             )
             resp.enable_chunked_encoding()
             await resp.prepare(request)
+            request[_RECORD].status = 200
             deadline = loop.time() + timeout if timeout is not None else None
             next_bookmark = loop.time() + self._bookmark_interval if bookmarks else None
             while not w.dropped:
