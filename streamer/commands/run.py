@@ -15,15 +15,25 @@ from typing import Any, TextIO
 import orjson
 
 from parsers.events import AnyEvent, event_to_dict
+from parsers.k8s import SignalTracker
 from parsers.records import SourcePosition
 from streamer.checkpoint import CheckpointStore
 from streamer.commands.tail import format_event_line
 from streamer.config import Config, ConfigError, add_cli_arguments, load_config, overrides_from_args
+from streamer.enrich.enricher import Enricher
+from streamer.enrich.incidents import Correlator
 from streamer.enrich.pid_index import PidIndex
+from streamer.enrich.pods import PodCache
 from streamer.errors import CliError
 from streamer.logging_setup import setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
-from streamer.pipeline import Pipeline, PipelineSettings, checkpoint_to_position
+from streamer.pipeline import (
+    SIGNAL_LEDGER_NAME,
+    Pipeline,
+    PipelineSettings,
+    SignalLedger,
+    checkpoint_to_position,
+)
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
 from streamer.sinks.file import FileSink
 from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig
@@ -31,8 +41,12 @@ from streamer.sinks.stdout import StdoutSink
 from streamer.sources.base import Source, SourceError
 from streamer.sources.files import FileSource
 from streamer.sources.journald import JournaldSource
+from streamer.sources.k8s_objects import K8sObjectLinesSource
+from streamer.sources.k8s_watch import KubeWatchSource
+from streamer.sources.kafka_objects import KafkaObjectsSource
 from streamer.sources.kmsg import KmsgSource
 from streamer.sources.select import auto_select
+from streamer.sources.signals import SignalSource
 from streamer.spool import Spool
 
 log = logging.getLogger("oomstream.run")
@@ -135,6 +149,87 @@ async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
     return [chosen]
 
 
+@dataclasses.dataclass
+class KubernetesParts:
+    """What [kubernetes] builds: the enricher (always: it also fills `analysis`), the pod cache
+    and the API watch when the API is reachable, the object inputs, the correlator."""
+
+    enricher: Enricher
+    signal_sources: list[SignalSource]
+    correlator: Correlator | None
+    watch: KubeWatchSource | None
+    mode: str
+
+
+async def build_kubernetes(
+    config: Config, stack: contextlib.AsyncExitStack, env: dict[str, str] | None = None
+) -> KubernetesParts:
+    from streamer.kube.api import KubeApi, KubeApiConfig  # only when the API is used
+
+    kube = config.kubernetes
+    environ = dict(os.environ) if env is None else env
+    node = config.resolved_node_name(environ)
+    mode = kube.resolved_mode(environ)
+    if config.source.kind == "stdin" and "-" in kube.objects_files:
+        raise CliError("kubernetes.objects_files names stdin (-), but source.kind = stdin reads it already")
+    tracker = SignalTracker()
+    sources: list[SignalSource] = []
+    cache: PodCache | None = None
+    watch: KubeWatchSource | None = None
+    if mode != "off":
+        api = await stack.enter_async_context(
+            KubeApi(
+                KubeApiConfig(
+                    mode=mode,
+                    kubeconfig_path=kube.kubeconfig_path,
+                    context=kube.context,
+                    request_timeout_seconds=kube.request_timeout_seconds,
+                )
+            )
+        )
+        cache = PodCache(
+            tombstone_seconds=kube.tombstone_seconds,
+            label_allowlist=kube.label_allowlist,
+            annotation_allowlist=kube.annotation_allowlist,
+        )
+        watch = KubeWatchSource(
+            api,
+            node=node,
+            cache=cache,
+            tracker=tracker,
+            pod_signals=kube.pod_signals,
+            watch_events=kube.watch_events,
+            events_field_selector=kube.events_field_selector,
+            watch_timeout_seconds=kube.watch_timeout_seconds,
+            stall_timeout_seconds=kube.stall_timeout_seconds,
+        )
+        sources.append(watch)
+    for path in kube.objects_files:
+        sources.append(K8sObjectLinesSource(path, follow=kube.objects_follow, node=node, tracker=tracker))
+    if kube.objects_kafka_topic:
+        if not config.kafka.configured:
+            raise CliError("kubernetes.objects_kafka_topic needs kafka.bootstrap_servers")
+        sources.append(
+            KafkaObjectsSource(
+                bootstrap_servers=config.kafka.bootstrap_servers,
+                topic=kube.objects_kafka_topic,
+                group_id=kube.objects_kafka_group,
+                node=node,
+                tracker=tracker,
+                auto_offset_reset=kube.objects_kafka_offset_reset,
+                client_id=config.kafka.client_id,
+            )
+        )
+    correlator = None
+    if kube.incidents and sources:  # without a Kubernetes signal there is nothing to correlate
+        correlator = Correlator(
+            window_seconds=kube.incident_window_seconds,
+            workload_window_seconds=kube.workload_window_seconds,
+        )
+    enricher = Enricher(cache, node=node, wait_seconds=kube.pod_wait_seconds)
+    return KubernetesParts(enricher, sources, correlator, watch, mode)
+
+
 def build_sink(config: Config, metrics: Metrics, pipeline_ref: list[Pipeline]) -> Sink:
     def on_delivery(result: DeliveryResult) -> None:
         pipeline_ref[0].on_delivery(result)
@@ -185,12 +280,32 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
             stdout.write(format_event_line(event_to_dict(event)) + "\n")
             stdout.flush()
 
+    stack = contextlib.AsyncExitStack()
+    await stack.__aenter__()
+    try:
+        kube = await build_kubernetes(config, stack)
+    except BaseException:
+        await stack.aclose()
+        raise
+    for signal_source in kube.signal_sources:
+        metrics.track_source(signal_source.name, signal_source.counts)
+    if kube.watch is not None:
+        for watcher in kube.watch.watchers:
+            metrics.track_source(watcher.name, watcher.counts)
+    metrics.track_source("enrichment", kube.enricher.counts)
+    ledger = SignalLedger()
+    ledger.load(store.load(SIGNAL_LEDGER_NAME))
     pipeline = Pipeline(
         sources,
         sink,
         checkpoints=store,
         spool=spool,
         pid_index=pid_index,
+        enrich=kube.enricher,
+        enrich_signal=kube.enricher.enrich_signal,
+        signal_sources=kube.signal_sources,
+        correlator=kube.correlator,
+        signal_ledger=ledger,
         on_published=published,
         settings=PipelineSettings(
             queue_records=pipe_conf.queue_records,
@@ -208,9 +323,13 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, pipeline.stop)
     log.info(
-        "oomstream running: sources=%s sink=%s state=%s",
-        ",".join(source.name for source in sources), config.output.sink, config.state.directory,
-    )  # fmt: skip
+        "oomstream running: sources=%s signals=%s kubernetes=%s sink=%s state=%s",
+        ",".join(source.name for source in sources),
+        ",".join(s.name for s in kube.signal_sources) or "-",
+        kube.mode,
+        config.output.sink,
+        config.state.directory,
+    )
     server: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
     if config.metrics.enabled:
         readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
@@ -219,6 +338,7 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
         async with server, sink:
             await pipeline.run()
     finally:
+        await stack.aclose()
         if spool is not None:
             spool.close()
         store.close()
