@@ -150,14 +150,16 @@ class ListWatcher:
                         self._failures = 0
                     else:
                         self.counts["watch_restarts"] += 1
+                    started = time.monotonic()
                     await self._watch()
-                    # A normal end (timeoutSeconds): re-watch from the last resourceVersion.
-                    if self._progress:
+                    # A normal end (timeoutSeconds): re-watch from the last resourceVersion at once. A
+                    # quiet watch is normal (bookmarks are optional); only one that ends immediately
+                    # without a byte is suspicious: do not spin on a misbehaving server.
+                    if self._progress or time.monotonic() - started >= 1.0:
                         self._failures = 0
                         consecutive_gone = 0
                     else:
-                        # Ended without sending a byte: do not spin on a misbehaving server.
-                        await self._backoff(None, "watch ended without data")
+                        await self._backoff(None, "watch ended at once without data")
                 except KubeApiError as e:
                     self.last_error = str(e)
                     self.counts[f"errors_{error_class(e)}"] += 1
