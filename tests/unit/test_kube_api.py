@@ -302,3 +302,62 @@ def test_describe_request() -> None:
         "events.k8s.io",
         None,
     )
+
+
+async def test_fake_server_protocol_shapes(tmp_path: Path) -> None:
+    """The fake's list/watch semantics that the client relies on, checked through KubeApi."""
+    async with (
+        FakeApiServer(bookmark_interval_seconds=0.1) as server,
+        KubeApi(plain(tmp_path, server.url)) as api,
+    ):
+        for name in ("p1", "p2", "p3"):
+            server.upsert(make_pod(name=name))
+        page1 = await api.get_json("/api/v1/pods", {"limit": "2"})
+        assert page1["kind"] == "PodList" and page1["apiVersion"] == "v1"
+        assert all("kind" not in i and "apiVersion" not in i for i in page1["items"])
+        assert page1["metadata"]["remainingItemCount"] == 1
+        snapshot_rv = page1["metadata"]["resourceVersion"]
+        # Changes after the first page do not leak into the rest of the snapshot.
+        p3 = make_pod(name="p3", phase="Failed")
+        server.upsert(p3)
+        server.upsert(make_pod(name="p4"))
+        page2 = await api.get_json("/api/v1/pods", {"limit": "2", "continue": page1["metadata"]["continue"]})
+        assert page2["metadata"]["resourceVersion"] == snapshot_rv
+        assert [(i["metadata"]["name"], i["status"]["phase"]) for i in page2["items"]] == [("p3", "Running")]
+        assert "continue" not in page2["metadata"]
+        # A continue token outlives its snapshot only until compaction.
+        page1 = await api.get_json("/api/v1/pods", {"limit": "1"})
+        server.upsert(make_pod(name="p5"))
+        server.compact()
+        with pytest.raises(KubeApiError) as ei:
+            await api.get_json("/api/v1/pods", {"limit": "1", "continue": page1["metadata"]["continue"]})
+        assert ei.value.gone
+
+        # Filtered watch: an object that stops matching is DELETED (previous content, new RV).
+        rv = server.resource_version
+        server.upsert(make_pod(name="p1", phase="Failed"))
+        params = {"watch": "1", "resourceVersion": rv, "fieldSelector": "status.phase=Running"}
+        params |= {"allowWatchBookmarks": "true"}
+        gen = api.stream_lines("/api/v1/pods", params, read_timeout_seconds=2)
+        deleted = json.loads(await anext(gen))
+        assert deleted["type"] == "DELETED"
+        assert deleted["object"]["status"]["phase"] == "Running"
+        assert deleted["object"]["metadata"]["resourceVersion"] == server.resource_version
+        bookmark = json.loads(await anext(gen))
+        assert bookmark["type"] == "BOOKMARK"
+        assert bookmark["object"]["kind"] == "Pod" and bookmark["object"]["apiVersion"] == "v1"
+        assert bookmark["object"]["metadata"]["resourceVersion"] == server.resource_version
+        assert "name" not in bookmark["object"]["metadata"]
+        await gen.aclose()
+
+        # Streaming list: initial ADDED events, then a bookmark marking their end.
+        params = {"watch": "1", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}
+        params |= {"allowWatchBookmarks": "true", "resourceVersion": ""}
+        gen = api.stream_lines("/api/v1/pods", params, read_timeout_seconds=2)
+        events = [json.loads(await anext(gen)) for _ in range(6)]
+        assert [e["type"] for e in events] == ["ADDED"] * 5 + ["BOOKMARK"]
+        assert events[-1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+        await gen.aclose()
+        with pytest.raises(KubeApiError) as ei:
+            await api.get_json("/api/v1/pods", {"fieldSelector": "spec.bogus=1"})
+        assert ei.value.status == 400 and "field label not supported" in str(ei.value)
