@@ -111,7 +111,7 @@ _LIMIT_SCOPE_VERDICT = {
 _KUBE_KEYS = ("namespace", "pod", "pod_uid", "container", "container_id", "workload")
 # What the summary's `kubernetes` holds: parsers/schema/incident.v1.json has no container_id there
 # (additionalProperties false), so the container id only helps pick the best-enriched member.
-_SUMMARY_KEYS = ("namespace", "pod", "pod_uid", "container", "workload")
+_SUMMARY_KEYS = ("namespace", "pod", "pod_uid", "container", "container_id", "workload")
 _MAX_MEMBERS = 1000  # signals per incident; a longer chain opens a new incident
 _MAX_HISTORY = 100_000  # remembered kill incidents for workload_kills_in_window
 

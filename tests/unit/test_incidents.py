@@ -203,6 +203,7 @@ def test_kernel_then_pod_status() -> None:
         "pod": "cart-7d9f8-abcde",
         "pod_uid": POD_UID,
         "container": "cart",
+        "container_id": CID,
         "workload": {"kind": "Deployment", "name": "cart"},
     }
     assert summary.verdict == "container_limit"

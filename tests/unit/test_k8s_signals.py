@@ -878,6 +878,7 @@ def test_incident_schema_accepts_an_incident_and_rejects_extras() -> None:
             "pod": "web-1",
             "pod_uid": "11111111-2222-4333-8444-555555555555",
             "container": "app",
+            "container_id": None,
             "workload": {"kind": "Deployment", "name": "web"},
         },
         verdict="container_limit",
