@@ -53,6 +53,7 @@ samples: install
 bench: install
 	$(BIN)/python tests/bench/bench_parse.py
 	$(BIN)/python tests/bench/bench_pid_index.py
+	$(BIN)/python tests/bench/bench_pod_cache.py
 	$(BIN)/python tests/bench/bench_kafka.py
 
 clean:
