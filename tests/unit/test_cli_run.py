@@ -89,3 +89,71 @@ def test_run_file_source_to_stdout_sink(tmp_path: Path) -> None:
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [e["victim"]["pid"] for e in events if e["victim"]] and all(not e["partial"] for e in events)
     assert list((tmp_path / "s").iterdir()), "no checkpoint written at the end of input"
+
+
+def test_run_correlates_kernel_kills_with_kubernetes_objects_from_a_file(tmp_path: Path) -> None:
+    """Kubernetes objects as JSON lines (what an event exporter writes) beside a kernel log: the
+    pod status OOMKilled of the killed container joins the kernel kill's incident, NPD's Event on
+    another node is an incident of its own, a garbage line is counted, and nothing is lost."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from datetime import UTC, datetime
+
+    from k8sfake.objects import ContainerSpec, make_event, make_pod, terminated
+
+    pod_uid = "069f04fa-7f16-4864-9226-0642f8fc2327"  # from the sample's cgroup path
+    container_id = "053c1732d5701f04ac6b4503b2e311684fbbf0d2a984aea75e3a36619edc1c2d"
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pod = make_pod(
+        name="web-0",
+        namespace="shop",
+        uid=pod_uid,
+        node="node-a",
+        owner=("StatefulSet", "web"),
+        containers=[
+            ContainerSpec(
+                "app",
+                restart_count=1,
+                last_state=terminated(container_id=container_id, started_at=now, finished_at=now),
+            )
+        ],
+    )
+    npd = make_event(
+        reason="OOMKilling",
+        message="Memory cgroup out of memory: Killed process 777 (other) total-vm:1kB, anon-rss:1kB",
+        involved_name="node-b",
+        host="node-b",
+        first_timestamp=now,
+    )
+    objects = tmp_path / "k8s.jsonl"
+    objects.write_text(
+        json.dumps({"type": "MODIFIED", "object": pod}) + "\nnot json at all\n" + json.dumps(npd) + "\n"
+    )
+    result = oomstream(
+        "run", "--output-sink", "stdout", "--source-kind", "file", "--no-source-follow",
+        "--source-files", str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"),
+        "--kubernetes-mode", "off", "--kubernetes-objects-files", str(objects),
+        "--no-kubernetes-objects-follow", "--log-format", "text",
+        env={
+            "OOMSTREAM_STATE_DIRECTORY": str(tmp_path / "s"),
+            "OOMSTREAM_SPOOL_DIRECTORY": str(tmp_path / "p"),
+            "OOMSTREAM_METRICS_ENABLED": "false",
+        },
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    by_type: dict[str, list[dict[str, object]]] = {}
+    for event in events:
+        by_type.setdefault(str(event["type"]), []).append(event)
+    (kill,) = by_type["oom_kill"]
+    (status,) = by_type["k8s_oom_killed"]
+    (npd_signal,) = by_type["k8s_oom_killing"]
+    assert isinstance(kill["enrichment"], dict) and kill["enrichment"]["status"] == "disabled"
+    assert kill["incident_id"] and status["incident_id"] == kill["incident_id"]
+    assert npd_signal["incident_id"] and npd_signal["incident_id"] != kill["incident_id"]
+    incidents = {str(i["incident_id"]): i for i in by_type["incident"]}
+    assert set(incidents) == {kill["incident_id"], npd_signal["incident_id"]}
+    joined = incidents[str(kill["incident_id"])]
+    assert joined["visible_in_kubernetes"] is True and joined["kills"] == 1
+    assert joined["verdict"] == "pod_limit"
+    assert incidents[str(npd_signal["incident_id"])]["verdict"] == "reported_by_kubernetes_only"
+    assert "line 2: not JSON" in result.stderr  # the garbage line is reported, not silently dropped
