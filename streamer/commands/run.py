@@ -36,7 +36,7 @@ from streamer.pipeline import (
 )
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
 from streamer.sinks.file import FileSink
-from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig
+from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig, connection_kwargs
 from streamer.sinks.stdout import StdoutSink
 from streamer.sources.base import Source, SourceError
 from streamer.sources.files import FileSource
@@ -209,8 +209,14 @@ async def build_kubernetes(
     if kube.objects_kafka_topic:
         if not config.kafka.configured:
             raise CliError("kubernetes.objects_kafka_topic needs kafka.bootstrap_servers")
+        # The same brokers and security settings (TLS, SASL) as the sink.
+        sink_config = KafkaSinkConfig.from_mapping(config.kafka.sink_options(), "configuration")
+        security = connection_kwargs(sink_config)
+        for key in ("bootstrap_servers", "client_id", "request_timeout_ms"):
+            security.pop(key, None)
         sources.append(
             KafkaObjectsSource(
+                consumer_options=security,
                 bootstrap_servers=config.kafka.bootstrap_servers,
                 topic=kube.objects_kafka_topic,
                 group_id=kube.objects_kafka_group,
