@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from k8sfake.client import write_kubeconfig
 from k8sfake.objects import ContainerSpec, make_event, make_pod, terminated
 from k8sfake.server import FakeApiServer
 from oomlab import can_cause_oom, cgroupfs_parts, container_id, memcg, pod_uid, run_oom
@@ -83,21 +84,6 @@ def api() -> Iterator[ThreadedApi]:
         threaded.close()
 
 
-def write_kubeconfig(path: Path, url: str) -> None:
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": url}}],
-                "users": [{"name": "oomstream", "user": {"token": TOKEN}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "oomstream"}}],
-                "current-context": "fake",
-            }
-        )
-    )
-
-
 def start_service(tmp: Path, bootstrap: str, topic: str, kubeconfig: Path) -> subprocess.Popen[str]:
     env = dict(os.environ)
     env.update(
@@ -153,7 +139,7 @@ def test_kernel_kills_carry_pod_metadata_and_correlate_with_kubernetes_signals(
     tmp_path: Path, kafka_bootstrap: str, api: ThreadedApi
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    write_kubeconfig(kubeconfig, api.server.url)
+    write_kubeconfig(kubeconfig, api.server.url, TOKEN)
 
     # 1. A Deployment's pod, present before its kill.
     uid1, cid1 = pod_uid(), container_id()

@@ -7,18 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from k8sfake.client import plain_config, until
 from k8sfake.objects import ContainerSpec, make_event, make_pod, terminated
 from k8sfake.server import FakeApiServer
 
 from parsers.events import EVENT_TYPE_K8S_OOM_KILLED, EVENT_TYPE_K8S_OOM_KILLING, K8sEvent
 from parsers.k8s import SignalTracker
 from streamer.enrich.pods import PodCache
-from streamer.kube.api import KubeApi, KubeApiConfig
+from streamer.kube.api import KubeApi
 from streamer.sources.k8s_watch import KubeWatchSource
 
 NODE = "node-a"
@@ -30,29 +30,6 @@ KILL_MESSAGE = (
 )
 OLD_CID = "a1" * 32
 NEW_CID = "b2" * 32
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def plain_config(tmp_path: Path, url: str) -> KubeApiConfig:
-    cfg = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": url}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "fake",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(cfg))
-    return KubeApiConfig(mode="kubeconfig", kubeconfig_path=str(path), request_timeout_seconds=5)
 
 
 class Running:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from k8sfake.client import plain_config, until
 from k8sfake.objects import make_event, make_events_k8s_io_event, make_pod
 from k8sfake.server import FakeApiServer, TlsFiles, make_tls_files
 
@@ -51,29 +51,6 @@ class Recorder:
 
     def names(self) -> set[str]:
         return {name for _, name in self.state}
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def plain_config(tmp_path: Path, url: str) -> KubeApiConfig:
-    cfg = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": url}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "fake",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(cfg))
-    return KubeApiConfig(mode="kubeconfig", kubeconfig_path=str(path), request_timeout_seconds=5)
 
 
 def watcher(api: KubeApi, handler: Recorder, *, path: str = PODS, params: dict[str, str] | None = None,
