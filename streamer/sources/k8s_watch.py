@@ -23,7 +23,7 @@ from typing import Any
 from parsers.events import K8sEvent, Source
 from parsers.k8s import SignalTracker
 from streamer.enrich.pods import PodCache
-from streamer.kube.api import KubeApi
+from streamer.kube.api import KubeApi, KubeApiError
 from streamer.kube.listwatch import ListWatcher
 
 log = logging.getLogger("oomstream.sources.k8s_watch")
@@ -103,8 +103,10 @@ class KubeWatchSource:
         name: str = "k8s-watch",
     ) -> None:
         self.name = name
+        self.node = node
         self.counts: Counter[str] = Counter()
         self.cache = cache
+        self._api = api
         self._queue: asyncio.Queue[K8sEvent | None] = asyncio.Queue()
         self._closed = asyncio.Event()
         self.watchers: list[ListWatcher] = [
@@ -144,7 +146,26 @@ class KubeWatchSource:
             self.counts["signals"] += 1
             self._queue.put_nowait(signal)
 
+    async def check_node(self) -> bool:
+        """Is ``node`` a Node the API knows? A wrong NODE_NAME would silently match no pods."""
+        try:
+            await self._api.get_json(f"/api/v1/nodes/{self.node}", {})
+        except KubeApiError as error:
+            if error.status == 404:
+                self.counts["node_not_found"] += 1
+                log.error(
+                    "kubernetes: node %r does not exist: no pod of it will be seen (set node_name or "
+                    "NODE_NAME to spec.nodeName through the downward API)",
+                    self.node,
+                )
+                return False
+            self.counts["node_check_failed"] += 1
+            log.warning("kubernetes: cannot read node %r (%s); going on", self.node, error)
+            return False
+        return True
+
     async def signals(self) -> AsyncIterator[K8sEvent]:
+        await self.check_node()
         tasks = [asyncio.create_task(w.run(), name=f"watch:{w.name}") for w in self.watchers]
         tasks.append(asyncio.create_task(self._sweep_tombstones(), name=f"{self.name}:tombstones"))
         closer = asyncio.create_task(self._close_queue_on_close())

@@ -311,3 +311,16 @@ async def test_aclose_ends_signals_promptly(tmp_path: Path) -> None:
         await until(lambda: server.open_watches == 0, what="watch streams closed")
         assert len([r for r in server.requests if r.watch]) == 2, "no re-watch after aclose()"
         assert all(w.state == "idle" for w in source.watchers)
+
+
+async def test_node_check_names_a_node_the_api_does_not_know(tmp_path: Path) -> None:
+    async with (
+        FakeApiServer(bookmark_interval_seconds=60.0) as server,
+        KubeApi(plain_config(tmp_path, server.url)) as api,
+    ):
+        source = KubeWatchSource(api, node=NODE, cache=PodCache(), tracker=SignalTracker())
+        assert await source.check_node() is False
+        assert source.counts["node_not_found"] == 1
+        server.upsert({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "spec": {}})
+        assert await source.check_node() is True
+        assert source.counts["node_not_found"] == 1
