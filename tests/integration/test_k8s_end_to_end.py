@@ -141,6 +141,7 @@ def test_kernel_kills_carry_pod_metadata_and_correlate_with_kubernetes_signals(
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(kubeconfig, api.server.url, TOKEN)
 
+    api.call(api.server.upsert, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "spec": {}})
     # 1. A Deployment's pod, present before its kill.
     uid1, cid1 = pod_uid(), container_id()
     web = make_pod(
@@ -247,6 +248,7 @@ def test_kernel_kills_carry_pod_metadata_and_correlate_with_kubernetes_signals(
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-3000:]
+    assert "does not exist" not in err, err[-3000:]  # the node check found node-e2e
 
     for event in events:
         {"oom_kill": validate, "incident": validate_incident}.get(event["type"], validate_k8s_event)(event)
