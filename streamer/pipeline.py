@@ -243,6 +243,12 @@ class Pipeline:
                 ticker = group.create_task(self._tick(), name="tick")
                 stopper = group.create_task(self._stop_sources_on_request(), name="stopper")
                 await self._processed.wait()
+                if self._states:
+                    # The kernel input ended (a backfill, or a stop): so does listening for signals.
+                    for source in self.signal_sources.values():
+                        if source.endless:
+                            with contextlib.suppress(Exception):
+                                await source.aclose()
                 if signal_readers:
                     await asyncio.wait(signal_readers)
                 await self._settle_enrichment()

@@ -25,6 +25,7 @@ from streamer.enrich.incidents import Correlator
 from streamer.enrich.pid_index import PidIndex
 from streamer.enrich.pods import PodCache
 from streamer.errors import CliError
+from streamer.kube.api import KubeApi, KubeApiConfig, KubeApiError
 from streamer.logging_setup import setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
 from streamer.pipeline import (
@@ -84,7 +85,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         )
     try:
         return asyncio.run(run_service(config, stdout, print_events=not args.quiet))
-    except (SourceError, SinkError) as error:
+    except (SourceError, SinkError, KubeApiError) as error:
         raise CliError(str(error)) from None
 
 
@@ -164,14 +165,14 @@ class KubernetesParts:
 async def build_kubernetes(
     config: Config, stack: contextlib.AsyncExitStack, env: dict[str, str] | None = None
 ) -> KubernetesParts:
-    from streamer.kube.api import KubeApi, KubeApiConfig  # only when the API is used
-
     kube = config.kubernetes
     environ = dict(os.environ) if env is None else env
     node = config.resolved_node_name(environ)
     mode = kube.resolved_mode(environ)
     if config.source.kind == "stdin" and "-" in kube.objects_files:
         raise CliError("kubernetes.objects_files names stdin (-), but source.kind = stdin reads it already")
+    if mode == "kubeconfig" and kube.kubeconfig_path and not os.path.isfile(kube.kubeconfig_path):
+        raise CliError(f"kubernetes.kubeconfig_path = {kube.kubeconfig_path!r}: no such file")
     tracker = SignalTracker()
     sources: list[SignalSource] = []
     cache: PodCache | None = None

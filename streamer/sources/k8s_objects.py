@@ -249,6 +249,7 @@ class K8sObjectLinesSource:
         if max_line_bytes < 1:
             raise ValueError(f"max_line_bytes must be positive, not {max_line_bytes}")
         self.stdin = path == "-"
+        self.endless = follow
         self.kind = "k8s_stdin" if self.stdin else "k8s_file"
         # One byte more than the limit is kept, so a line over it is recognizable as such.
         self._reader = _LineReader(

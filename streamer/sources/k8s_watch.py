@@ -103,6 +103,7 @@ class KubeWatchSource:
         name: str = "k8s-watch",
     ) -> None:
         self.name = name
+        self.endless = True
         self.node = node
         self.counts: Counter[str] = Counter()
         self.cache = cache

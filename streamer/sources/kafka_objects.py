@@ -117,6 +117,7 @@ class KafkaObjectsSource:
         self.connect_timeout_seconds = connect_timeout_seconds
         self.commit_interval_seconds = commit_interval_seconds
         self.name = f"k8s-kafka:{topic}"
+        self.endless = True
         self.counts: Counter[str] = Counter()
         self._decoder = ObjectLineDecoder(
             self.name, self.counts, tracker=tracker, node=node, max_line_bytes=max_line_bytes

@@ -20,6 +20,9 @@ from parsers.events import K8sEvent
 class SignalSource(Protocol):
     name: str  # unique per pipeline, e.g. "k8s-watch", "k8s-file:/var/log/events.jsonl", "k8s-kafka:<topic>"
     counts: Counter[str]  # telemetry: objects, signals, bad_lines, skipped_*, ...
+    # True when signals() ends only on aclose() (a watch, a topic, a followed file): such sources
+    # are closed when the kernel input ends, so a backfill run stops at the end of its input.
+    endless: bool
 
     def signals(self) -> AsyncIterator[K8sEvent]:
         """Yield signals until closed or at end of input (files without follow)."""

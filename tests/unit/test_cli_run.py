@@ -157,3 +157,46 @@ def test_run_correlates_kernel_kills_with_kubernetes_objects_from_a_file(tmp_pat
     assert joined["verdict"] == "pod_limit"
     assert incidents[str(npd_signal["incident_id"])]["verdict"] == "reported_by_kubernetes_only"
     assert "line 2: not JSON" in result.stderr  # the garbage line is reported, not silently dropped
+
+
+def test_run_names_a_missing_kubeconfig(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-kubeconfig"
+    result = oomstream(
+        "run", "--output-sink", "stdout", "--source-kind", "file", "--no-source-follow",
+        "--source-files", str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"),
+        "--kubernetes-mode", "kubeconfig", "--kubernetes-kubeconfig-path", str(missing),
+        env={"OOMSTREAM_STATE_DIRECTORY": str(tmp_path / "s"), "OOMSTREAM_METRICS_ENABLED": "false"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"kubernetes.kubeconfig_path = '{missing}': no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_backfill_ends_at_end_of_input_while_the_api_is_unreachable(tmp_path: Path) -> None:
+    """The API watch never ends by itself; a run over a finished log must still stop, with the
+    kill published (enrichment waits at most pod_wait_seconds)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "f", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "f",
+            }
+        )
+    )
+    result = oomstream(
+        "run", "--output-sink", "stdout", "--source-kind", "file", "--no-source-follow",
+        "--source-files", str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"),
+        "--kubernetes-mode", "kubeconfig", "--kubernetes-kubeconfig-path", str(kubeconfig),
+        "--kubernetes-pod-wait-seconds", "1", "--log-format", "text",
+        env={"OOMSTREAM_STATE_DIRECTORY": str(tmp_path / "s"), "OOMSTREAM_METRICS_ENABLED": "false"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    (kill,) = [e for e in events if e["type"] == "oom_kill"]
+    assert kill["enrichment"]["status"] == "pod_not_found" and kill["kubernetes"] is None
+    assert "cannot read node" in result.stderr  # the unreachable API is reported, not hidden
