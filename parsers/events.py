@@ -195,6 +195,9 @@ class IncidentEvent:
     visible_in_kubernetes: bool | None  # False: the kernel killed, Kubernetes never said so
     workload_kills_in_window: int  # kills of the same workload within the window, this one included
     window_seconds: float
+    # Incidents opened separately and then found to be this kill (signals that arrived before the
+    # one that links them): their events were already published with these ids.
+    merged_incident_ids: list[str] = field(default_factory=list)
     type: str = EVENT_TYPE_INCIDENT
     schema_version: int = SCHEMA_VERSION
 

@@ -35,8 +35,9 @@ Signals arrive in any order (the kernel report is held ~2.5 s, so the pod status
 often come first). When a signal matches several open incidents that may hold together under the
 rules above (a pod status and an NPD event seen before the kernel kill that links them), they are
 merged into the one opened first; its id is the one published in the summary. Events returned
-before the merge keep the id of the incident they were given; the summary lists every member's
-``event_id`` (``signal_event_ids``) so they can still be joined (``counts["merged"]``).
+before the merge keep the id of the incident they were given; the summary names those ids
+(``merged_incident_ids``) and lists every member's ``event_id`` (``signal_event_ids``), so they can
+still be joined (``counts["merged"]``).
 
 ``workload_kills_in_window`` counts the kill incidents (a kernel kill seen, or Kubernetes reporting
 an OOM kill) of the same workload, namespace + workload kind/name, else namespace + pod, whose kill
@@ -306,6 +307,7 @@ class _Incident:
     first_time: float = math.inf
     last_time: float = -math.inf
     workload: _WorkloadKey | None = None
+    merged_ids: list[str] = field(default_factory=list)  # incidents absorbed into this one
 
     def add(self, facts: _Facts) -> None:
         self.members.append(facts)
@@ -626,6 +628,7 @@ class Correlator:
         for facts in other.members:
             self._add(into, facts)
         into.last_activity = max(into.last_activity, other.last_activity)
+        into.merged_ids.extend([other.incident_id, *other.merged_ids])
         self.counts["merged"] += 1
 
     def _reindex_workload(self, incident: _Incident) -> None:
@@ -683,6 +686,7 @@ class Correlator:
             visible_in_kubernetes=_visible(members),
             workload_kills_in_window=workload_kills,
             window_seconds=self.window_seconds,
+            merged_incident_ids=sorted(incident.merged_ids),
         )
 
     def _workload_kills(self, key: _WorkloadKey | None, kill_time: float) -> int:

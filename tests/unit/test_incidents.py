@@ -516,6 +516,7 @@ def test_pod_status_and_npd_before_the_kernel_kill_are_merged() -> None:
     assert summary.incident_id == first
     assert summary.signals == ["k8s_oom_killed", "k8s_oom_killing", "oom_kill"]
     assert set(summary.signal_event_ids) == {status.event_id, npd.event_id, kernel("k1", T0).event_id}
+    assert summary.merged_incident_ids == [second]  # NPD's event was published under this id
 
 
 def test_duplicate_event_joins_once() -> None:
