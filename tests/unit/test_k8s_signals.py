@@ -910,3 +910,23 @@ def test_k8s_schema_rejects_unknown_details_and_types() -> None:
     bad["type"] = "oom_kill"
     with pytest.raises(Exception, match="oom_kill"):
         validate_k8s_event(bad)
+
+
+def test_signals_and_incidents_survive_the_spool_round_trip() -> None:
+    """The pipeline spools failed events as JSON and rebuilds them by type when Kafka returns."""
+    from parsers.events import IncidentEvent, any_event_from_dict, event_to_json
+    from streamer.enrich.incidents import Correlator
+
+    tracker = SignalTracker()
+    (signal,) = tracker.from_object(
+        make_event(reason="SystemOOM", message="System OOM encountered, victim process: java, pid: 31337"),
+        source=Source("k8s_file", "k8s_json", {"path": "/x", "offset": 10, "line": 1}),
+    )
+    assert any_event_from_dict(orjson.loads(event_to_json(signal))) == signal
+    correlator = Correlator()
+    correlator.observe(signal, 0.0)
+    (incident,) = correlator.flush()
+    assert isinstance(incident, IncidentEvent)
+    assert any_event_from_dict(orjson.loads(event_to_json(incident))) == incident
+    with pytest.raises(ValueError, match="unknown event type"):
+        any_event_from_dict({"type": "k8s_bogus", "schema_version": 1})
