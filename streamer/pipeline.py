@@ -251,12 +251,12 @@ class Pipeline:
                                 await source.aclose()
                 if signal_readers:
                     await asyncio.wait(signal_readers)
+                ticker.cancel()  # nothing is fed any more; what is left is settled below
+                stopper.cancel()
                 await self._settle_enrichment()
                 if self.correlator is not None:
                     for incident in self.correlator.flush():
                         await self._submit_incident(incident)
-                ticker.cancel()
-                stopper.cancel()
         finally:
             await self._finish()
 
@@ -388,7 +388,12 @@ class Pipeline:
         except Exception:
             self.counts["enrich_errors"] += 1
             log.exception("enrichment failed for event %s; sending it unenriched", event.event_id)
-        await self._deliver_kernel_event(event, key)
+        try:
+            await self._deliver_kernel_event(event, key)
+        except Exception:
+            # Still owed in the tracker: the checkpoint stays before it, a restart sends it again.
+            self.counts["events_failed"] += 1
+            log.exception("could not hand event %s to the sink", event.event_id)
 
     async def _deliver_kernel_event(self, event: OomEvent, key: tuple[str, int, str]) -> None:
         if self.correlator is not None:
