@@ -41,15 +41,9 @@ class Source(Protocol):
         ...
 
 
-class FramedSource:
-    """What the sources share: their Framer (whose counts feed the metrics) and the
-    ``async with`` lifecycle around ``aclose``."""
-
-    _framer: Framer
-
-    @property
-    def framer(self) -> Framer:
-        return self._framer
+class ClosingSource:
+    """The ``async with`` lifecycle the sources share, record or signal: leaving the block
+    calls ``aclose``. A source that connects or opens on entry overrides ``__aenter__``."""
 
     async def aclose(self) -> None:
         raise NotImplementedError
@@ -64,3 +58,14 @@ class FramedSource:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class FramedSource(ClosingSource):
+    """What the kernel-record sources share besides the lifecycle: their Framer (whose counts
+    feed the metrics)."""
+
+    _framer: Framer
+
+    @property
+    def framer(self) -> Framer:
+        return self._framer

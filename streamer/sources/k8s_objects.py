@@ -30,8 +30,7 @@ import contextlib
 import logging
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
@@ -39,6 +38,7 @@ from parsers.events import K8sEvent, Source
 from parsers.k8s import SignalTracker
 from parsers.records import KernelRecord
 from streamer.logging_setup import RateLimiter
+from streamer.sources.base import ClosingSource
 from streamer.sources.files import MAX_LINE_BYTES, FileSource
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ class _LineReader(FileSource):
         return [_MARK] if self._owner._take_lines(lines, opened) else []
 
 
-class K8sObjectLinesSource:
+class K8sObjectLinesSource(ClosingSource):
     """Signals from Kubernetes objects as JSON lines in a file, or stdin with ``path="-"``.
 
     Without ``follow`` the file (plain or gzip) is read to its end and ``signals()`` ends;
@@ -292,17 +292,6 @@ class K8sObjectLinesSource:
 
     async def aclose(self) -> None:
         await self._reader.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- lines -----------------------------------------------------------------------------------
     def _take_lines(self, lines: list[tuple[bytes, int]], opened: _OpenFile | None) -> bool:

@@ -34,12 +34,11 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Literal, Self
 
 from parsers.events import K8sEvent, Source
 from streamer.sinks.kafka import classify_kafka_error
-from streamer.sources.base import SourceError
+from streamer.sources.base import ClosingSource, SourceError
 from streamer.sources.files import MAX_LINE_BYTES
 from streamer.sources.k8s_objects import FORMAT, ObjectLineDecoder, ObjectTracker
 
@@ -83,7 +82,7 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-class KafkaObjectsSource:
+class KafkaObjectsSource(ClosingSource):
     """Signals from Kubernetes objects in a Kafka topic; commits only past acknowledged signals."""
 
     def __init__(
@@ -230,14 +229,6 @@ class KafkaObjectsSource:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- signals ---------------------------------------------------------------------------------
     async def signals(self) -> AsyncIterator[K8sEvent]:
