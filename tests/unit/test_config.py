@@ -24,6 +24,7 @@ from streamer.config import (
     overrides_from_args,
     with_overrides,
 )
+from streamer.sinks import kafka
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "oomstream.example.toml"
@@ -117,7 +118,6 @@ def test_every_option_has_help_and_a_unit_where_it_needs_one() -> None:
 
 
 def test_sink_options_use_the_kafka_sink_names() -> None:
-    kafka = pytest.importorskip("streamer.sinks.kafka")
     names = {f.name for f in dataclasses.fields(kafka.KafkaSinkConfig)}
     config = with_overrides(Config(), {"kafka.bootstrap_servers": "b1:9092"})
     options = config.kafka.sink_options()
