@@ -62,6 +62,17 @@ class Correlator(Protocol):
     def flush(self) -> list[IncidentEvent]: ...
 
 
+# The positions the pipeline hands the sink with each event; the sink gives them back, untouched,
+# in its DeliveryResult, and on_delivery tells them apart by type.
+@dataclass(frozen=True, slots=True)
+class KernelTag:
+    """The delivery position of a kernel event: its source and the index of its report's first record."""
+
+    source: str
+    origin: int
+    event_id: str
+
+
 @dataclass(frozen=True, slots=True)
 class SignalTag:
     """The delivery position of a Kubernetes signal."""
@@ -75,6 +86,13 @@ class IncidentTag:
     """The delivery position of an incident summary."""
 
     incident_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolTag:
+    """The delivery position of an event resent from the spool: its record number there."""
+
+    number: int
 
 
 class SignalLedger:
@@ -206,7 +224,7 @@ class Pipeline:
         self._queue = asyncio.Queue(self.settings.queue_records)
         self._stopping = asyncio.Event()
         self._processed = asyncio.Event()
-        self._in_flight: dict[tuple[str, int, str], OomEvent] = {}
+        self._in_flight: dict[KernelTag, OomEvent] = {}
         self._readers_left = len(self._states)
         if not self._states:
             self._queue.put_nowait(None)  # signals only: no kernel records will come
@@ -356,7 +374,7 @@ class Pipeline:
                 self.counts["spool_corrupt"] += 1
                 self._spool_settled(record.number, ok=True)
                 continue
-            await self.sink.submit(event, [("spool", record.number)])
+            await self.sink.submit(event, [SpoolTag(record.number)])
 
     async def _refresh_pid_index(self, *, force: bool) -> None:
         index = self.pid_index
@@ -373,7 +391,7 @@ class Pipeline:
         if origin is None:
             origin = -1  # unknown origin (no positions): owed from the very start
         state.tracker.submitted(origin)  # owed from now: the checkpoint waits for the enrichment too
-        key = (state.source.name, origin, event.event_id)
+        key = KernelTag(state.source.name, origin, event.event_id)
         if self.enrich is None:
             await self._deliver_kernel_event(event, key)
             return
@@ -381,7 +399,7 @@ class Pipeline:
         self._enriching.add(task)
         task.add_done_callback(self._enriching.discard)
 
-    async def _enrich_and_deliver(self, event: OomEvent, key: tuple[str, int, str]) -> None:
+    async def _enrich_and_deliver(self, event: OomEvent, key: KernelTag) -> None:
         assert self.enrich is not None
         try:
             event = await self.enrich(event)
@@ -395,7 +413,7 @@ class Pipeline:
             self.counts["events_failed"] += 1
             log.exception("could not hand event %s to the sink", event.event_id)
 
-    async def _deliver_kernel_event(self, event: OomEvent, key: tuple[str, int, str]) -> None:
+    async def _deliver_kernel_event(self, event: OomEvent, key: KernelTag) -> None:
         if self.correlator is not None:
             correlated = self.correlator.observe(event, time.time())
             assert isinstance(correlated, OomEvent)
@@ -458,14 +476,13 @@ class Pipeline:
             if isinstance(position, SignalTag | IncidentTag):
                 self._settle_signal(position, result)
                 continue
-            if isinstance(position, tuple) and len(position) == 2 and position[0] == "spool":
-                self._spool_settled(position[1], ok=result.status is not DeliveryStatus.FAILED)
+            if isinstance(position, SpoolTag):
+                self._spool_settled(position.number, ok=result.status is not DeliveryStatus.FAILED)
                 continue
-            if not (isinstance(position, tuple) and len(position) == 3):
+            if not isinstance(position, KernelTag):
                 continue
-            name, origin, _event_id = position
             event = self._in_flight.pop(position, None)
-            state = self._states.get(name)
+            state = self._states.get(position.source)
             if state is None:
                 continue
             if result.status is DeliveryStatus.FAILED:
@@ -477,7 +494,7 @@ class Pipeline:
                 self.counts["events_acknowledged"] += 1
                 if event is not None and self.on_published is not None:
                     self.on_published(event, result)
-            state.tracker.acknowledged(origin)
+            state.tracker.acknowledged(position.origin)
 
     def _spool_event(self, event: AnyEvent, result: DeliveryResult) -> bool:
         if self.spool is None:
