@@ -62,6 +62,7 @@ from tenacity import (
 )
 
 from parsers.events import SCHEMA_VERSION, AnyEvent, K8sEvent, OomEvent, event_to_json
+from streamer.logging_setup import RateLimiter
 from streamer.sinks.base import (
     DEAD_LETTER_TYPE,
     DEAD_LETTER_VERSION,
@@ -682,23 +683,22 @@ class _Partitioner:
 
 
 class _LogLimiter:
-    """At most one log line per reason per interval, with the count of what was suppressed."""
+    """At most one log line per reason per interval, with the count of what was suppressed.
+
+    The sink limits its own lines because ``oomstream publish`` installs no logging handler (so no
+    ``RateLimitFilter``); the counting is ``logging_setup.RateLimiter``'s.
+    """
 
     def __init__(self, interval_seconds: float = 10.0) -> None:
-        self.interval = interval_seconds
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._limiter = RateLimiter(interval_seconds)
 
     def warning(self, reason: str, message: str, *args: object) -> None:
         self.log(logging.WARNING, reason, message, *args)
 
     def log(self, level: int, reason: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(reason, -1e9) < self.interval:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+        suppressed = self._limiter.check(reason)
+        if suppressed is None:
             return
-        suppressed = self._suppressed.pop(reason, 0)
-        self._last[reason] = now
         if suppressed:
             message += f" ({suppressed} similar messages suppressed)"
         log.log(level, message, *args)
