@@ -207,7 +207,6 @@ class Pipeline:
         self.correlator = correlator
         self.signal_ledger = signal_ledger
         self._enriching: set[asyncio.Task[None]] = set()
-        self._signal_in_flight: dict[SignalTag | IncidentTag, AnyEvent] = {}
         self.counts: Counter[str] = Counter()
         self._states = {
             source.name: _SourceState(
@@ -224,7 +223,8 @@ class Pipeline:
         self._queue = asyncio.Queue(self.settings.queue_records)
         self._stopping = asyncio.Event()
         self._processed = asyncio.Event()
-        self._in_flight: dict[KernelTag, OomEvent] = {}
+        # Submitted events by delivery tag, until the sink reports their outcome.
+        self._in_flight: dict[KernelTag | SignalTag | IncidentTag, AnyEvent] = {}
         self._readers_left = len(self._states)
         if not self._states:
             self._queue.put_nowait(None)  # signals only: no kernel records will come
@@ -444,57 +444,48 @@ class Pipeline:
             assert isinstance(correlated, K8sEvent)
             signal = correlated
         tag = SignalTag(source.name, signal.event_id)
-        self._signal_in_flight[tag] = signal
+        self._in_flight[tag] = signal
         self.counts["signals_submitted"] += 1
         await self.sink.submit(signal, [tag])
 
     async def _submit_incident(self, incident: IncidentEvent) -> None:
         tag = IncidentTag(incident.incident_id)
-        self._signal_in_flight[tag] = incident
+        self._in_flight[tag] = incident
         self.counts["incidents_submitted"] += 1
         await self.sink.submit(incident, [tag])
 
-    def _settle_signal(self, tag: SignalTag | IncidentTag, result: DeliveryResult) -> None:
-        event = self._signal_in_flight.pop(tag, None)
-        if result.status is DeliveryStatus.FAILED and (event is None or not self._spool_event(event, result)):
+    def on_delivery(self, result: DeliveryResult) -> None:
+        """The sink's delivery callback (pass it as ``on_delivery`` when building the sink)."""
+        ok = result.status is not DeliveryStatus.FAILED
+        self._last_delivery_ok = ok
+        for position in result.positions:
+            if isinstance(position, SpoolTag):
+                self._spool_settled(position.number, ok=ok)
+            elif isinstance(position, KernelTag | SignalTag | IncidentTag):
+                self._settle(position, result, ok=ok)
+
+    def _settle(self, tag: KernelTag | SignalTag | IncidentTag, result: DeliveryResult, *, ok: bool) -> None:
+        """One submitted event's outcome: published, or failed and spooled (durable either way),
+        or failed for good (a kernel event stays owed so the checkpoint cannot pass it; a signal
+        stays unrecorded, and a Kafka input keeps its record uncommitted)."""
+        event = self._in_flight.pop(tag, None)
+        if ok:
+            self.counts["events_acknowledged"] += 1
+            if event is not None and self.on_published is not None:
+                self.on_published(event, result)
+        elif event is None or not self._spool_event(event, result):
             self.counts["events_failed"] += 1
-            return  # not durable: a Kafka input keeps this record uncommitted
-        self.counts["events_acknowledged"] += 1
-        if event is not None and result.status is not DeliveryStatus.FAILED and self.on_published is not None:
-            self.on_published(event, result)
-        if isinstance(tag, SignalTag):
+            return
+        if isinstance(tag, KernelTag):
+            state = self._states.get(tag.source)
+            if state is not None:
+                state.tracker.acknowledged(tag.origin)
+        elif isinstance(tag, SignalTag):
             if self.signal_ledger is not None:
                 self.signal_ledger.add(tag.event_id, time.time())
             source = self.signal_sources.get(tag.source)
             if source is not None and isinstance(event, K8sEvent):
                 source.acknowledged(event)
-
-    def on_delivery(self, result: DeliveryResult) -> None:
-        """The sink's delivery callback (pass it as ``on_delivery`` when building the sink)."""
-        self._last_delivery_ok = result.status is not DeliveryStatus.FAILED
-        for position in result.positions:
-            if isinstance(position, SignalTag | IncidentTag):
-                self._settle_signal(position, result)
-                continue
-            if isinstance(position, SpoolTag):
-                self._spool_settled(position.number, ok=result.status is not DeliveryStatus.FAILED)
-                continue
-            if not isinstance(position, KernelTag):
-                continue
-            event = self._in_flight.pop(position, None)
-            state = self._states.get(position.source)
-            if state is None:
-                continue
-            if result.status is DeliveryStatus.FAILED:
-                if event is None or not self._spool_event(event, result):
-                    # Not durable anywhere: keep it owed so the checkpoint cannot pass it.
-                    self.counts["events_failed"] += 1
-                    continue
-            else:
-                self.counts["events_acknowledged"] += 1
-                if event is not None and self.on_published is not None:
-                    self.on_published(event, result)
-            state.tracker.acknowledged(position.origin)
 
     def _spool_event(self, event: AnyEvent, result: DeliveryResult) -> bool:
         if self.spool is None:
