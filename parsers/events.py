@@ -243,8 +243,7 @@ def make_event_id(
         key = f"v1|h={host or ''}|w={round(wall_time * 1_000_000)}|p={pid_part}"
     else:
         key = f"v1|h={host or ''}|s={fallback or ''}|p={pid_part}"
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
-    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+    return _uuid_shaped_digest(key)
 
 
 def event_to_json(event: AnyEvent) -> bytes:
@@ -254,6 +253,11 @@ def event_to_json(event: AnyEvent) -> bytes:
 def make_signal_id(*parts: object) -> str:
     """A deterministic id for a non-kernel event from the facts that identify it."""
     key = "v1|" + "|".join("" if part is None else str(part) for part in parts)
+    return _uuid_shaped_digest(key)
+
+
+def _uuid_shaped_digest(key: str) -> str:
+    """A 128-bit blake2b digest of ``key``, written like a UUID (8-4-4-4-12 hex)."""
     digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
 
