@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from parsers.framing import FORMATS
+from streamer.config import ENV_BOOTSTRAP_ALIAS
 from streamer.errors import CliError
 from streamer.inputs import InputError, ScanOptions, check_inputs, iter_log_events, resolve_tz
 from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError, SinkConfigError
 from streamer.sinks.kafka import COMPRESSION_PACKAGES, KafkaSink, KafkaSinkConfig
 
-BOOTSTRAP_ENV = "OOMSTREAM_KAFKA_BOOTSTRAP"
 PROGRESS_INTERVAL_SECONDS = 0.1
 EXIT_DELIVERY_PROBLEMS = 1
 
@@ -89,12 +89,13 @@ class PublishOutcome:
 
 def kafka_config_from_args(args: argparse.Namespace, command: str) -> KafkaSinkConfig:
     """--bootstrap / env, the named flags and the -o KEY=VALUE options, as one typed config."""
-    bootstrap = args.bootstrap or os.environ.get(BOOTSTRAP_ENV)
+    bootstrap = args.bootstrap or os.environ.get(ENV_BOOTSTRAP_ALIAS)
     if not bootstrap:
         raise CliError(
-            f"no Kafka bootstrap servers: pass --bootstrap HOST:PORT[,HOST:PORT...] or set {BOOTSTRAP_ENV}"
+            "no Kafka bootstrap servers: pass --bootstrap HOST:PORT[,HOST:PORT...] "
+            f"or set {ENV_BOOTSTRAP_ALIAS}"
         )
-    origin = f"oomstream {command} options" + ("" if args.bootstrap else f" and {BOOTSTRAP_ENV}")
+    origin = f"oomstream {command} options" + ("" if args.bootstrap else f" and {ENV_BOOTSTRAP_ALIAS}")
     base: dict[str, Any] = {"bootstrap_servers": bootstrap}
     for attribute, key in (
         ("topic", "events_topic"),
@@ -192,7 +193,7 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap",
         default=None,
         metavar="HOST:PORT[,...]",
-        help=f"Kafka bootstrap servers (default: ${BOOTSTRAP_ENV})",
+        help=f"Kafka bootstrap servers (default: ${ENV_BOOTSTRAP_ALIAS})",
     )
     parser.add_argument("--topic", default=None, help="events topic (default: oomstream.events.v1)")
     parser.add_argument(
