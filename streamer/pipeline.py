@@ -117,11 +117,11 @@ class SignalLedger:
         return len(self._published)
 
     def add(self, event_id: str, now: float) -> None:
-        self._published[event_id] = now
+        published = self._published
+        published[event_id] = now
         self.dirty = True
-        if len(self._published) > self.max_ids:
-            for old in list(self._published)[: len(self._published) - self.max_ids]:
-                del self._published[old]
+        while len(published) > self.max_ids:  # oldest first: dicts keep insertion order
+            del published[next(iter(published))]
 
     def to_json(self, now: float) -> dict[str, Any]:
         horizon = now - self.max_age_seconds
