@@ -36,10 +36,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
+from streamer.config import DEFAULT_LABEL_ALLOWLIST
 from streamer.enrich.quantity import parse_quantity
 
 __all__ = [
-    "DEFAULT_LABEL_ALLOWLIST",
     "ContainerInfo",
     "PodCache",
     "PodInfo",
@@ -50,16 +50,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LABEL_ALLOWLIST: Final = (
-    "app.kubernetes.io/name",
-    "app.kubernetes.io/instance",
-    "app.kubernetes.io/component",
-    "app.kubernetes.io/part-of",
-    "app.kubernetes.io/version",
-    "app",
-    "k8s-app",
-    "team",
-)
 CONFIG_HASH_ANNOTATION: Final = "kubernetes.io/config.hash"
 CONFIG_MIRROR_ANNOTATION: Final = "kubernetes.io/config.mirror"
 MAX_PREVIOUS_IDS: Final = 8  # per container: a crash-looping container would otherwise grow without bound
