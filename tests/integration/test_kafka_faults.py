@@ -24,7 +24,6 @@ from tests.integration.kafka_broker import (
     consume_all,
     duplicates,
     make_events,
-    missing_prerequisite,
     unique_topic,
 )
 
@@ -32,9 +31,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def _cluster(name: str, nodes: int, port: int) -> Iterator[LocalCluster]:
-    reason = missing_prerequisite()
-    if reason is not None:
-        pytest.skip(f"cannot start a local Kafka cluster: {reason}")
     cluster = LocalCluster(name, nodes=nodes, port=port)
     try:
         cluster.start()
@@ -44,12 +40,12 @@ def _cluster(name: str, nodes: int, port: int) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="module")
-def single_for_kill() -> Iterator[LocalCluster]:
+def single_for_kill(local_cluster_prerequisites: None) -> Iterator[LocalCluster]:
     yield from _cluster("oomstream-it-kill", 1, 29292)
 
 
 @pytest.fixture(scope="module")
-def trio() -> Iterator[LocalCluster]:
+def trio(local_cluster_prerequisites: None) -> Iterator[LocalCluster]:
     yield from _cluster("oomstream-it-trio", 3, 29492)
 
 

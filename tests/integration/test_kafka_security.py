@@ -22,7 +22,6 @@ from tests.integration.kafka_broker import (
     LocalCluster,
     consume_all,
     make_events,
-    missing_prerequisite,
     run_tools,
 )
 
@@ -44,10 +43,7 @@ allow.everyone.if.no.acl.found=false"""
 
 
 @pytest.fixture(scope="module")
-def secured() -> Iterator[LocalCluster]:
-    reason = missing_prerequisite()
-    if reason is not None:
-        pytest.skip(f"cannot start a local Kafka cluster: {reason}")
+def secured(local_cluster_prerequisites: None) -> Iterator[LocalCluster]:
     cluster = LocalCluster("oomstream-it-sasl", port=PORT, extra_properties=EXTRA)
     try:
         cluster.start()

@@ -6,25 +6,15 @@ controller, no readable /dev/kmsg).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from eventschema import validate
-from oomlab import KmsgTail, can_cause_oom, cgroupfs_parts, container_id, memcg, pod_uid, run_oom
+from oomlab import KmsgTail, cgroupfs_parts, container_id, memcg, pod_uid, run_oom
 
 from parsers.events import OomEvent, event_to_dict
 from parsers.framing import Framer
 from parsers.oom import Assembler
 
-pytestmark = pytest.mark.kernel
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernel_allows_oom() -> None:
-    ok, why = can_cause_oom()
-    if not ok:
-        pytest.skip(f"cannot cause a real OOM kill here: {why}")
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_allows_oom")]
 
 
 def parse_raw(raw_records: list[bytes]) -> list[OomEvent]:

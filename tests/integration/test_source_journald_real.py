@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from oomlab import JournaldStatus, can_cause_oom, memcg, private_journald, run_oom
+from oomlab import JournaldStatus, memcg, private_journald, run_oom
 
 from parsers.oom import Assembler
 from parsers.records import KernelRecord
@@ -88,10 +88,9 @@ async def test_follow_marks_user_space_kmsg_lines_untrusted(journald: JournaldSt
     assert record.time_source == "journal_receive"
 
 
-async def test_real_oom_kill_same_facts_as_kmsg_and_cursor_resume(journald: JournaldStatus) -> None:
-    ok, why = can_cause_oom()
-    if not ok:
-        pytest.skip(f"cannot cause a real OOM kill here: {why}")
+async def test_real_oom_kill_same_facts_as_kmsg_and_cursor_resume(
+    journald: JournaldStatus, kernel_allows_oom: None
+) -> None:
     name = f"srcjd-{uuid.uuid4().hex[:10]}"
     killed: list[int] = []
 
