@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,23 +27,16 @@ import pytest
 from k8sfake.client import write_kubeconfig
 from k8sfake.objects import ContainerSpec, make_event, make_pod, terminated
 from k8sfake.server import FakeApiServer
-from oomlab import can_cause_oom, cgroupfs_parts, container_id, memcg, pod_uid, run_oom
+from oomlab import cgroupfs_parts, container_id, memcg, pod_uid, run_oom
 
 from tests.eventschema import validate, validate_incident, validate_k8s_event
 from tests.integration.kafka_broker import consume_all, unique_topic
+from tests.integration.service import kafka_settings, start_oomstream
 
-pytestmark = [pytest.mark.kernel, pytest.mark.kafka]
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.kernel, pytest.mark.kafka, pytest.mark.usefixtures("kernel_allows_oom")]
 NODE = "node-e2e"
 TOKEN = "e2e-" + secrets.token_hex(8)
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernel_allows_oom() -> None:
-    ok, why = can_cause_oom()
-    if not ok:
-        pytest.skip(f"cannot cause a real OOM kill here: {why}")
 
 
 class ThreadedApi:
@@ -85,27 +76,16 @@ def api() -> Iterator[ThreadedApi]:
 
 
 def start_service(tmp: Path, bootstrap: str, topic: str, kubeconfig: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env.update(
+    return start_oomstream(
+        tmp,
+        **kafka_settings(bootstrap, topic),
         NODE_NAME=NODE,
-        OOMSTREAM_KAFKA_BOOTSTRAP=bootstrap,
-        OOMSTREAM_KAFKA_EVENTS_TOPIC=topic,
-        OOMSTREAM_KAFKA_DEADLETTER_TOPIC=topic + ".dlq",
-        OOMSTREAM_STATE_DIRECTORY=str(tmp / "state"),
-        OOMSTREAM_SPOOL_DIRECTORY=str(tmp / "spool"),
-        OOMSTREAM_METRICS_LISTEN_ADDRESS="127.0.0.1:0",
-        OOMSTREAM_SOURCE_KIND="kmsg",
         OOMSTREAM_SOURCE_KMSG_START="end",
-        OOMSTREAM_PIPELINE_LINGER_SECONDS="0.5",
         OOMSTREAM_KUBERNETES_MODE="kubeconfig",
         OOMSTREAM_KUBERNETES_KUBECONFIG_PATH=str(kubeconfig),
         OOMSTREAM_KUBERNETES_POD_WAIT_SECONDS="10",
         OOMSTREAM_KUBERNETES_INCIDENT_WINDOW_SECONDS="6",
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--log-format", "text"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
 
 
 def records(bootstrap: str, topic: str) -> list[dict[str, Any]]:

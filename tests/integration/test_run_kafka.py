@@ -5,45 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from oomlab import can_cause_oom, cgroupfs_parts, container_id, memcg, pod_uid, run_oom
+from oomlab import cgroupfs_parts, container_id, memcg, pod_uid, run_oom
 
 from tests.integration.kafka_broker import consume_all, unique_topic
+from tests.integration.service import kafka_settings, start_oomstream
 
-pytestmark = [pytest.mark.kernel, pytest.mark.kafka]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernel_allows_oom() -> None:
-    ok, why = can_cause_oom()
-    if not ok:
-        pytest.skip(f"cannot cause a real OOM kill here: {why}")
+pytestmark = [pytest.mark.kernel, pytest.mark.kafka, pytest.mark.usefixtures("kernel_allows_oom")]
 
 
-def start(tmp: Path, bootstrap: str, topic: str) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env.update(
-        OOMSTREAM_KAFKA_BOOTSTRAP=bootstrap,
-        OOMSTREAM_KAFKA_EVENTS_TOPIC=topic,
-        OOMSTREAM_KAFKA_DEADLETTER_TOPIC=topic + ".dlq",
-        OOMSTREAM_STATE_DIRECTORY=str(tmp / "state"),
-        OOMSTREAM_SPOOL_DIRECTORY=str(tmp / "spool"),
-        OOMSTREAM_METRICS_LISTEN_ADDRESS="127.0.0.1:0",
-        OOMSTREAM_SOURCE_KIND="kmsg",
-        OOMSTREAM_PIPELINE_LINGER_SECONDS="0.5",
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--log-format", "text"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+def start(tmp: Path, bootstrap: str, topic: str, **env: str) -> subprocess.Popen[str]:
+    return start_oomstream(tmp, **kafka_settings(bootstrap, topic), **env)
 
 
 def records_for(bootstrap: str, topic: str) -> list[dict[str, object]]:
@@ -100,15 +77,15 @@ def test_kafka_outage_spools_the_kill_and_drains_it_when_kafka_returns(
     cluster = LocalCluster("oomstream-it-outage", port=29792)
     bootstrap = cluster.start()
     topic = unique_topic("outage")
-    env_extra = {
-        "OOMSTREAM_KAFKA_DELIVERY_TIMEOUT_SECONDS": "4",
-        "OOMSTREAM_KAFKA_REQUEST_TIMEOUT_SECONDS": "2",
-    }
-    saved = {key: os.environ.get(key) for key in env_extra}
-    os.environ.update(env_extra)
     proc: subprocess.Popen[str] | None = None
     try:
-        proc = start(tmp_path, bootstrap, topic)
+        proc = start(
+            tmp_path,
+            bootstrap,
+            topic,
+            OOMSTREAM_KAFKA_DELIVERY_TIMEOUT_SECONDS="4",
+            OOMSTREAM_KAFKA_REQUEST_TIMEOUT_SECONDS="2",
+        )
         time.sleep(4.0)  # connected, topic created, ring backlog published
         cluster.stop()
         uid, cid = pod_uid(), container_id()
@@ -140,10 +117,5 @@ def test_kafka_outage_spools_the_kill_and_drains_it_when_kafka_returns(
         if proc is not None:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=60)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         cluster.stop()
         cluster.clean()

@@ -7,42 +7,21 @@ with the reason where the machine does not allow a real OOM kill.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from oomlab import can_cause_oom, container_id, memcg, pod_uid, run_oom, systemd_parts
+from oomlab import container_id, memcg, pod_uid, run_oom, systemd_parts
 
-pytestmark = pytest.mark.kernel
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.service import start_oomstream
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _kernel_allows_oom() -> None:
-    ok, why = can_cause_oom()
-    if not ok:
-        pytest.skip(f"cannot cause a real OOM kill here: {why}")
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_allows_oom")]
 
 
-def start_service(tmp: Path, *extra: str) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env.update(
-        OOMSTREAM_STATE_DIRECTORY=str(tmp / "state"),
-        OOMSTREAM_SPOOL_DIRECTORY=str(tmp / "spool"),
-        OOMSTREAM_OUTPUT_SINK="file",
-        OOMSTREAM_OUTPUT_PATH=str(tmp / "events.jsonl"),
-        OOMSTREAM_METRICS_LISTEN_ADDRESS="127.0.0.1:0",
-        OOMSTREAM_SOURCE_KIND="kmsg",
-        OOMSTREAM_PIPELINE_LINGER_SECONDS="0.5",
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamer.cli", "run", "--log-format", "text", *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+def start_service(tmp: Path) -> subprocess.Popen[str]:
+    return start_oomstream(tmp, OOMSTREAM_OUTPUT_SINK="file", OOMSTREAM_OUTPUT_PATH=str(tmp / "events.jsonl"))
 
 
 def read_events(path: Path) -> list[dict[str, object]]:
