@@ -12,7 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,6 @@ class LocalCluster:
     port: int | None = None
     bootstrap: str = ""
     started_here: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
     extra_properties: str = ""  # server.properties lines (KAFKA_EXTRA_PROPERTIES), e.g. a SASL listener
 
     def _env(self) -> dict[str, str] | None:
@@ -81,9 +80,7 @@ class LocalCluster:
         if self.port is not None:
             args += ["--port", str(self.port)]
         self.started_here = not self.running()
-        began = time.monotonic()
         self.bootstrap = kafka_sh(*args, env=self._env())
-        self.timings["start"] = time.monotonic() - began
         return self.bootstrap
 
     def stop(self) -> None:
@@ -96,9 +93,7 @@ class LocalCluster:
         kafka_sh("kill-node", str(node), "--name", self.name)
 
     def start_node(self, node: int) -> None:
-        began = time.monotonic()
         kafka_sh("start-node", str(node), "--name", self.name, env=self._env())
-        self.timings[f"start-node-{node}"] = time.monotonic() - began
 
 
 def run_tools(*commands: Sequence[str], timeout: float = 120) -> None:
@@ -203,7 +198,7 @@ _POD = "1f2e3d4c_5b6a_7980_a1b2_{:012d}"
 _CID = "{:064x}"
 
 
-def oom_report(i: int, *, pod: int, complete: bool = True, host_tasks: int = 3) -> str:
+def oom_report(i: int, *, pod: int, complete: bool = True) -> str:
     """A cgroup v2 memcg OOM report of a Kubernetes container as dmesg prints it (kernel 5.15)."""
     t = 1000.0 + i * 0.5
     scope = (
@@ -222,7 +217,7 @@ def oom_report(i: int, *, pod: int, complete: bool = True, host_tasks: int = 3) 
         f"[{t:.6f}] Tasks state (memory values in pages):",
         f"[{t:.6f}] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name",
     ]
-    for task in range(host_tasks):
+    for task in range(3):
         tpid = pid - task
         lines.append(
             f"[{t:.6f}] [{tpid:7d}]     0 {tpid:5d}   100000    {65000 - task:5d}   600000        0           984 worker"
@@ -237,9 +232,9 @@ def oom_report(i: int, *, pod: int, complete: bool = True, host_tasks: int = 3) 
     return "\n".join(lines) + "\n"
 
 
-def oom_log(count: int, *, pods: int = 50, partial_every: int = 0, start: int = 0) -> bytes:
+def oom_log(count: int, *, pods: int = 50, partial_every: int = 0) -> bytes:
     parts = []
-    for i in range(start, start + count):
+    for i in range(count):
         partial = bool(partial_every) and i % partial_every == partial_every - 1
         parts.append(oom_report(i, pod=i % pods, complete=not partial))
     return "".join(parts).encode()
@@ -249,7 +244,7 @@ _PARSED: dict[tuple[int, int, str], list[OomEvent]] = {}
 
 
 def make_events(
-    count: int, *, pods: int = 50, partial_every: int = 0, host: str = "node-it", start: int = 0
+    count: int, *, pods: int = 50, partial_every: int = 0, host: str = "node-it"
 ) -> list[OomEvent]:
     """``count`` distinct normalized events (unique deterministic ids).
 
@@ -265,7 +260,7 @@ def make_events(
         )
         _PARSED[cache_key] = parsed
     out: list[OomEvent] = []
-    for n in range(start, start + count):
+    for n in range(count):
         event = parsed[n % len(parsed)]
         round_ = n // len(parsed)
         if round_ == 0:
