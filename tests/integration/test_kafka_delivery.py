@@ -134,11 +134,15 @@ async def test_other_compressions_deliver(kafka_bootstrap: str, compression: str
     assert sorted(orjson.loads(r.value)["event_id"] for r in records) == sorted(e.event_id for e in events)
 
 
-def _command(module: object, argv: list[str]) -> argparse.Namespace:
+def _command(module: object, argv: list[str]) -> tuple[str, str]:
+    """Run one `oomstream` subcommand in process; it must exit 0. Returns (stdout, stderr)."""
     parser = argparse.ArgumentParser(prog="oomstream")
     sub = parser.add_subparsers(dest="command", required=True)
     module.add_parser(sub)  # type: ignore[attr-defined]
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    out, err = io.StringIO(), io.StringIO()
+    assert args.handler(args, out, err) == 0, err.getvalue()
+    return out.getvalue(), err.getvalue()
 
 
 def test_publish_and_tail_commands(
@@ -148,23 +152,10 @@ def test_publish_and_tail_commands(
     log.write_bytes(oom_log(120, pods=7, partial_every=40))
     topic, dead = unique_topic("cli"), unique_topic("cli.dl")
     monkeypatch.setenv("OOMSTREAM_KAFKA_BOOTSTRAP", kafka_bootstrap)  # bootstrap from the environment
-    args = _command(
+    _, summary = _command(
         publish,
-        [
-            "publish",
-            str(log),
-            "--topic",
-            topic,
-            "--dead-letter-topic",
-            dead,
-            "--host",
-            "node-cli",
-            "--no-progress",
-        ],
+        ["publish", str(log), "--topic", topic, "--dead-letter-topic", dead, "--host", "node-cli", "--no-progress"],
     )
-    out, err = io.StringIO(), io.StringIO()
-    assert args.handler(args, out, err) == 0
-    summary = err.getvalue()
     assert "120 events" in summary and "120 sent (3 partial, also dead-lettered)" in summary, summary
     assert "0 dead-lettered instead, 0 failed" in summary
 
@@ -172,50 +163,22 @@ def test_publish_and_tail_commands(
     assert len(records) == 120
     assert all(orjson.loads(r.value)["host"] == "node-cli" for r in records)
 
-    tail_args = _command(
-        tail,
-        [
-            "tail",
-            "--topic",
-            topic,
-            "--from-beginning",
-            "--json",
-            "--max-events",
-            "120",
-            "--timeout-seconds",
-            "20",
-        ],
+    out, _ = _command(
+        tail, ["tail", "--topic", topic, "--from-beginning", "--json", "--max-events", "120", "--timeout-seconds", "20"]
     )
-    out = io.StringIO()
-    assert tail_args.handler(tail_args, out, io.StringIO()) == 0
-    lines = out.getvalue().splitlines()
+    lines = out.splitlines()
     assert sorted(orjson.loads(x)["event_id"] for x in lines) == sorted(
         orjson.loads(r.value)["event_id"] for r in records
     )
 
     group = unique_topic("group")
-    pretty_args = _command(
-        tail,
-        [
-            "tail",
-            "--topic",
-            topic,
-            "--group",
-            group,
-            "--from-beginning",
-            "--pretty",
-            "--timeout-seconds",
-            "5",
-        ],
-    )
-    out = io.StringIO()
-    assert pretty_args.handler(pretty_args, out, io.StringIO()) == 0
-    pretty = out.getvalue().splitlines()
+    pretty_argv = ["tail", "--topic", topic, "--group", group, "--from-beginning", "--pretty", "--timeout-seconds", "5"]
+    out, _ = _command(tail, pretty_argv)
+    pretty = out.splitlines()
     assert len(pretty) == 120
     complete = next(line for line in pretty if "[partial" not in line)
     assert "node-cli pod 1f2e3d4c-5b6a-7980-a1b2-" in complete and "killed worker(" in complete
     assert "anon-rss=" in complete and "scope=container memcg=256.0MiB/256.0MiB" in complete
     # The group committed its offsets: a second run of the same group has nothing new.
-    out = io.StringIO()
-    assert pretty_args.handler(pretty_args, out, io.StringIO()) == 0
-    assert out.getvalue() == ""
+    out, _ = _command(tail, pretty_argv)
+    assert out == ""
