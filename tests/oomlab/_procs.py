@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ._cgroup import MEMCG_V1_ROOT, cgroup_kernel_path, read_memcg_int
 
@@ -241,7 +241,25 @@ def run_oom_detailed(
     python: str = DEFAULT_PYTHON,
     root: Path = MEMCG_V1_ROOT,
 ) -> OomRun:
-    """Like :func:`run_oom` but returns every child's pid, role, comm and return code."""
+    """Run allocating process(es) inside ``cgroup_dir`` until the OOM killer kills them; return every
+    child's pid, role, comm and return code (:func:`run_oom` returns just the killed pids).
+
+    Each child is forked, writes its own pid to ``cgroup.procs`` and sets
+    ``/proc/self/oom_score_adj`` (then optionally drops to ``uid``/gid ``uid``) *before* exec;
+    the exec'd Python refuses to allocate unless ``/proc/self/cgroup`` shows it in that memcg,
+    renames itself with ``prctl(PR_SET_NAME)`` to ``comm`` (any bytes but NUL; UTF-8 is cut at
+    15 bytes exactly as the kernel does, possibly mid-character) and appends ``chunk_bytes``
+    fully written chunks until it dies.
+
+    ``nprocs`` allocators run in parallel. ``idle`` extra siblings are started first; each holds
+    ``idle_bytes`` of anonymous memory and sleeps, so the report's task table lists several
+    processes and the kernel picks the victim (give a sibling ``idle_oom_score_adj=1000`` to
+    make the victim differ from the task that triggered the OOM). ``idle_comm`` and
+    ``idle_oom_score_adj`` take one value for all siblings or a sequence with one per sibling.
+
+    Note: lowering ``oom_score_adj`` below 0 needs ``CAP_SYS_RESOURCE``; without it the write
+    fails with EACCES and the spawn raises ``subprocess.SubprocessError``.
+    """
     cg = Path(cgroup_dir)
     kpath = cgroup_kernel_path(cg, root)
     limit = read_memcg_int(cg, "memory.limit_in_bytes")
@@ -319,57 +337,15 @@ def run_oom_detailed(
     return run
 
 
-def run_oom(
-    cgroup_dir: Path | str,
-    *,
-    comm: str | bytes = "oomtest",
-    oom_score_adj: int | None = None,
-    nprocs: int = 1,
-    idle: int = 0,
-    idle_bytes: int = 8 << 20,
-    idle_comm: str | bytes | Sequence[str | bytes] | None = None,
-    idle_oom_score_adj: int | Sequence[int | None] | None = None,
-    uid: int | None = None,
-    chunk_bytes: int = 1 << 20,
-    timeout: float = 60.0,
-    python: str = DEFAULT_PYTHON,
-) -> list[int]:
-    """Run allocating process(es) inside ``cgroup_dir`` until the OOM killer kills them.
-
-    Each child is forked, writes its own pid to ``cgroup.procs`` and sets
-    ``/proc/self/oom_score_adj`` (then optionally drops to ``uid``/gid ``uid``) *before* exec;
-    the exec'd Python refuses to allocate unless ``/proc/self/cgroup`` shows it in that memcg,
-    renames itself with ``prctl(PR_SET_NAME)`` to ``comm`` (any bytes but NUL; UTF-8 is cut at
-    15 bytes exactly as the kernel does, possibly mid-character) and appends ``chunk_bytes``
-    fully written chunks until it dies.
-
-    ``nprocs`` allocators run in parallel. ``idle`` extra siblings are started first; each holds
-    ``idle_bytes`` of anonymous memory and sleeps, so the report's task table lists several
-    processes and the kernel picks the victim (give a sibling ``idle_oom_score_adj=1000`` to
-    make the victim differ from the task that triggered the OOM). ``idle_comm`` and
-    ``idle_oom_score_adj`` take one value for all siblings or a sequence with one per sibling.
-
-    Note: lowering ``oom_score_adj`` below 0 needs ``CAP_SYS_RESOURCE``; without it the write
-    fails with EACCES and the spawn raises ``subprocess.SubprocessError``.
+def run_oom(cgroup_dir: Path | str, **options: Any) -> list[int]:
+    """Run allocating process(es) inside ``cgroup_dir`` until the OOM killer kills them; ``options``
+    are those of :func:`run_oom_detailed`.
 
     Returns the pids that died of SIGKILL (returncode -9) - the helper itself only ever sends
     SIGTERM, so these are the OOM killer's victims. Use :func:`run_oom_detailed` for roles,
     comms and return codes of all children.
     """
-    return run_oom_detailed(
-        cgroup_dir,
-        comm=comm,
-        oom_score_adj=oom_score_adj,
-        nprocs=nprocs,
-        idle=idle,
-        idle_bytes=idle_bytes,
-        idle_comm=idle_comm,
-        idle_oom_score_adj=idle_oom_score_adj,
-        uid=uid,
-        chunk_bytes=chunk_bytes,
-        timeout=timeout,
-        python=python,
-    ).killed_pids
+    return run_oom_detailed(cgroup_dir, **options).killed_pids
 
 
 @dataclass

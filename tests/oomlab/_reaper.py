@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._cgroup import MEMCG_V1_ROOT, cgroup_kernel_path
-from ._procs import DEFAULT_PYTHON, comm_bytes
+from ._procs import DEFAULT_PYTHON, _preexec, comm_bytes
 
 __all__ = ["BLKIO_V1_ROOT", "StuckVictim", "block_device_of", "stuck_victim"]
 
@@ -124,20 +124,6 @@ def stuck_victim(
         blkcg.mkdir()
         (blkcg / "blkio.throttle.read_bps_device").write_text(f"{dev} 4096")
         memcg_procs = str(cg / "cgroup.procs")
-
-        def _pre() -> None:
-            fd = os.open(memcg_procs, os.O_WRONLY)
-            try:
-                os.write(fd, str(os.getpid()).encode())
-            finally:
-                os.close(fd)
-            if oom_score_adj is not None:
-                fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-                try:
-                    os.write(fd, str(oom_score_adj).encode())
-                finally:
-                    os.close(fd)
-
         proc = subprocess.Popen(
             [
                 python,
@@ -155,7 +141,7 @@ def stuck_victim(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd="/",
-            preexec_fn=_pre,
+            preexec_fn=lambda: _preexec(memcg_procs, oom_score_adj, None, None),
         )
         assert proc.stdout is not None
         ready = proc.stdout.readline()
