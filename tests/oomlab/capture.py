@@ -481,6 +481,19 @@ def sc_victim_not_trigger() -> Acct:
     return acct
 
 
+def _one_kill_per_comm(comms: tuple[bytes, ...]) -> Acct:
+    """One pod, one container (and kill) per comm, sequentially."""
+    u = pod_uid()
+    acct = Acct("cgroupfs", "/kubepods/burstable/pod<uid>/<64hex> (one container per comm)")
+    for comm in comms:
+        with memcg(cgroupfs_parts("burstable", u, container_id()), 48 * MiB) as cg:
+            acct.add_cgroup(cg, 48 * MiB, "container")
+            acct.add_run(run_oom_detailed(cg, comm=comm, uid=_k8s_uid()))
+    acct.commands.append(CHILD_CMD + "; one kill per comm, sequentially")
+    acct.extra["comms_requested"] = [comm_text(c) for c in comms]
+    return acct
+
+
 ODD_COMMS: tuple[bytes, ...] = (
     b"Plex Media Serv",
     b"a(b) c",
@@ -494,15 +507,8 @@ ODD_COMMS: tuple[bytes, ...] = (
 
 
 def sc_odd_comms() -> Acct:
-    u = pod_uid()
-    acct = Acct("cgroupfs", "/kubepods/burstable/pod<uid>/<64hex> (one container per comm)")
-    for comm in ODD_COMMS:
-        with memcg(cgroupfs_parts("burstable", u, container_id()), 48 * MiB) as cg:
-            acct.add_cgroup(cg, 48 * MiB, "container")
-            acct.add_run(run_oom_detailed(cg, comm=comm, uid=_k8s_uid()))
-    acct.commands.append(CHILD_CMD + "; one kill per comm, sequentially")
+    acct = _one_kill_per_comm(ODD_COMMS)
     acct.notes.append("comm is set with prctl(PR_SET_NAME); the kernel keeps at most 15 bytes")
-    acct.extra["comms_requested"] = [comm_text(c) for c in ODD_COMMS]
     return acct
 
 
@@ -514,19 +520,12 @@ BROKEN_COMMS: tuple[bytes, ...] = (
 
 
 def sc_utf8_comms() -> Acct:
-    u = pod_uid()
-    acct = Acct("cgroupfs", "/kubepods/burstable/pod<uid>/<64hex> (one container per comm)")
-    for comm in BROKEN_COMMS:
-        with memcg(cgroupfs_parts("burstable", u, container_id()), 48 * MiB) as cg:
-            acct.add_cgroup(cg, 48 * MiB, "container")
-            acct.add_run(run_oom_detailed(cg, comm=comm, uid=_k8s_uid()))
-    acct.commands.append(CHILD_CMD + "; one kill per comm, sequentially")
+    acct = _one_kill_per_comm(BROKEN_COMMS)
     acct.notes.append(
         "the kernel cuts comm at 15 *bytes*: 'ääääääää' becomes 7 x 'ä' plus a lone 0xc3 byte, i.e. "
         "invalid UTF-8 (journalctl -o json then emits MESSAGE as an array of byte values and the short "
         "formats print '[N blob data]')"
     )
-    acct.extra["comms_requested"] = [comm_text(c) for c in BROKEN_COMMS]
     return acct
 
 
@@ -534,19 +533,12 @@ CONTROL_COMMS: tuple[bytes, ...] = (b"tab\there", b"nl\nfake: line", b"back\\sla
 
 
 def sc_control_comms() -> Acct:
-    u = pod_uid()
-    acct = Acct("cgroupfs", "/kubepods/burstable/pod<uid>/<64hex> (one container per comm)")
-    for comm in CONTROL_COMMS:
-        with memcg(cgroupfs_parts("burstable", u, container_id()), 48 * MiB) as cg:
-            acct.add_cgroup(cg, 48 * MiB, "container")
-            acct.add_run(run_oom_detailed(cg, comm=comm, uid=_k8s_uid()))
-    acct.commands.append(CHILD_CMD + "; one kill per comm, sequentially")
+    acct = _one_kill_per_comm(CONTROL_COMMS)
     acct.notes.append(
         "comm containing TAB, LF and backslash: /dev/kmsg escapes them as \\x09 \\x0a \\x5c; dmesg "
         "unescapes and prints the LF raw (the record spans two output lines); /proc/kmsg (rsyslog "
         "imklog) splits the record into separate lines"
     )
-    acct.extra["comms_requested"] = [comm_text(c) for c in CONTROL_COMMS]
     return acct
 
 
