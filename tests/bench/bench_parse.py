@@ -125,6 +125,13 @@ def best_of_interleaved(
     return (best[0], counts[0]), (best[1], counts[1])
 
 
+def rates(runs: int, lines: int, baseline: Callable[[], int], subject: Callable[[], int]) -> tuple[float, float]:
+    """Lines/s of each (best of interleaved runs); both must have counted ``lines``."""
+    (base_s, base_n), (subject_s, subject_n) = best_of_interleaved(runs, baseline, subject)
+    assert base_n == subject_n == lines, (base_n, subject_n)
+    return base_n / base_s, subject_n / subject_s
+
+
 def raw_read(path: str) -> int:
     count = 0
     with open(path, "rb", buffering=1 << 20) as handle:
@@ -197,22 +204,16 @@ def main() -> None:
         write_journal(journal, args.json_lines)
         size_mb = os.path.getsize(dmesg) / 1e6
 
-        (raw_s, raw_n), (parse_s, parse_n) = best_of_interleaved(
-            args.runs, lambda: raw_read(dmesg), lambda: oomstream_parse(dmesg)
-        )
-        assert raw_n == parse_n == args.lines, (raw_n, parse_n)
-        raw_rate, parse_rate = raw_n / raw_s, parse_n / parse_s
+        raw_rate, parse_rate = rates(args.runs, args.lines, lambda: raw_read(dmesg), lambda: oomstream_parse(dmesg))
         print(f"plain text (dmesg, 1% OOM-report lines): {args.lines} lines, {size_mb:.0f} MB")
         print(f"  raw line read        {raw_rate / 1e6:8.2f} M lines/s")
         print(f"  oomstream parse      {parse_rate / 1e6:8.2f} M lines/s   (target >= 1.50)")
         print(f"  ratio parse/raw      {parse_rate / raw_rate:8.2f}           (target >= 0.25)")
         breakdown(dmesg, tmp, args.runs)
 
-        (loads_s, loads_n), (jparse_s, jparse_n) = best_of_interleaved(
-            args.runs, lambda: orjson_only(journal), lambda: oomstream_parse(journal)
+        loads_rate, jparse_rate = rates(
+            args.runs, args.json_lines, lambda: orjson_only(journal), lambda: oomstream_parse(journal)
         )
-        assert loads_n == jparse_n == args.json_lines, (loads_n, jparse_n)
-        loads_rate, jparse_rate = loads_n / loads_s, jparse_n / jparse_s
         print(f"journald JSON export (1% OOM-report lines): {args.json_lines} lines")
         print(f"  orjson.loads alone   {loads_rate / 1e6:8.2f} M lines/s")
         print(f"  oomstream parse      {jparse_rate / 1e6:8.2f} M lines/s")
