@@ -231,11 +231,9 @@ class Assembler:
             header = L.parse_header(line)
             if header is not None:
                 self._finish(out)
-                self._open(record, line)
-                report = self._report
-                assert report is not None
-                report.header = header
-                report.header_record = record
+                opened = self._open(record, line)
+                opened.header = header
+                opened.header_record = record
                 self.counts["headers"] += 1
                 return True
         if L.KILLED_MARK in line:
@@ -282,9 +280,7 @@ class Assembler:
                 if report is None or report.kills:
                     # The summary belongs to dump_header(): a new report whose header was lost.
                     self._finish(out)
-                    self._open(record, line)
-                    report = self._report
-                    assert report is not None
+                    report = self._open(record, line)
                 report.summary = summary
                 return True
         if line.startswith("Tasks in "):
@@ -292,9 +288,7 @@ class Assembler:
             if match is not None:
                 report = self._report
                 if report is None:
-                    self._open(record, line)
-                    report = self._report
-                    assert report is not None
+                    report = self._open(record, line)
                 report.group_path = match.group(1)
                 self.counts["group_kill_notices"] += 1
                 return True
@@ -304,9 +298,7 @@ class Assembler:
                 report = self._report
                 if report is None or report.kills:
                     self._finish(out)
-                    self._open(record, line)
-                    report = self._report
-                    assert report is not None
+                    report = self._open(record, line)
                 report.task_in = (match.group(1), match.group(2))
                 return True
         return False
@@ -445,9 +437,7 @@ class Assembler:
         if report is None or report.kills:
             # A kill with no open report: the header was rate-limited (OOM storm) or lost.
             self._finish(out)
-            self._open(kill.record, line)
-            report = self._report
-            assert report is not None
+            report = self._open(kill.record, line)
             self.counts["bare_kills"] += 1
         kill.line_index = report.lines
         report.kills.append(kill)
@@ -476,10 +466,10 @@ class Assembler:
         self.counts["reaped_unmatched"] += 1
 
     # -- report lifecycle ------------------------------------------------------------------
-    def _open(self, record: KernelRecord, line: str) -> None:
-        self._report = _Report(first=record, opened_tick=self._tick)
-        self._report.raw.append(line)
-        self._report.lines = 1
+    def _open(self, record: KernelRecord, line: str) -> _Report:
+        report = self._report = _Report(first=record, opened_tick=self._tick, lines=1)
+        report.raw.append(line)
+        return report
 
     def _finish(self, out: list[OomEvent]) -> None:
         report = self._report
