@@ -252,7 +252,7 @@ class Assembler:
                     pid=int(match.group(2)), comm=match.group(3), record=record, message=match.group(1),
                     score=int(match.group(4)), awaiting_killed=True,
                 )  # fmt: skip
-                self._add_kill(kill, line, out, group_member=False)
+                self._add_kill(kill, line, out)
                 return True
         if "OOM victim " in line:
             match = L.VICTIM_EXITING.match(line)
@@ -266,7 +266,7 @@ class Assembler:
                     pid=int(match.group(2)), comm=match.group(3), record=record,
                     message=match.group(1), exiting=True,
                 )  # fmt: skip
-                self._add_kill(kill, line, out, group_member=False)
+                self._add_kill(kill, line, out)
                 return True
         if line.startswith("oom_reaper: "):
             match = L.REAPED.match(line)
@@ -430,9 +430,9 @@ class Assembler:
                 report.kills.append(member)
                 return
         kill = _Kill(killed.pid, killed.comm, record, message=killed.message, killed=killed)
-        self._add_kill(kill, line, out, group_member=False)
+        self._add_kill(kill, line, out)
 
-    def _add_kill(self, kill: _Kill, line: str, out: list[OomEvent], *, group_member: bool) -> None:
+    def _add_kill(self, kill: _Kill, line: str, out: list[OomEvent]) -> None:
         report = self._report
         if report is None or report.kills:
             # A kill with no open report: the header was rate-limited (OOM storm) or lost.
