@@ -241,7 +241,7 @@ class Framer:
         usec = int(match.group(3))
         facility = prio >> 3
         position = SourcePosition(
-            kind=position.kind if position.kind != "file" else "file",
+            kind=position.kind,
             offset=position.offset,
             seq=seq,
             path=position.path,
@@ -509,7 +509,7 @@ class Framer:
             return None
         cursor = entry.get("__CURSOR")
         position = SourcePosition(
-            kind=position.kind if position.kind != "file" else "file",
+            kind=position.kind,
             offset=position.offset,
             cursor=cursor if isinstance(cursor, str) else None,
             path=position.path,
