@@ -75,6 +75,7 @@ from parsers.events import (
     format_time,
     make_signal_id,
 )
+from parsers.k8s import parse_container_id
 
 __all__ = ["KILL_SIGNAL_TYPES", "VERDICTS", "Correlator"]
 
@@ -144,12 +145,8 @@ def _dict(value: object) -> dict[str, Any] | None:
 
 def _bare_id(value: object) -> str | None:
     """A container id without its ``<runtime>://`` prefix, lowercase."""
-    text = _str(value)
-    if text is None:
-        return None
-    if "://" in text:
-        text = text.split("://", 1)[1].strip()
-    return text.lower() or None
+    bare = parse_container_id(_str(value))[1]
+    return _str(bare.lower()) if bare is not None else None
 
 
 def _uid(value: object) -> str | None:

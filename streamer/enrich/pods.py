@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
+from parsers.k8s import parse_container_id
 from streamer.config import DEFAULT_LABEL_ALLOWLIST
 from streamer.enrich.quantity import parse_quantity
 
@@ -116,10 +117,9 @@ class PodMatch:
 
 def bare_container_id(value: object) -> str | None:
     """``containerd://<64 hex>`` -> ``<64 hex>``; None for anything else (empty, waiting containers)."""
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         return None
-    _, sep, rest = value.rpartition("://")
-    bare = (rest if sep else value).strip().lower()
+    bare = (parse_container_id(value)[1] or "").strip().lower()
     return bare if _HEX64_RE.fullmatch(bare) is not None else None
 
 
