@@ -110,10 +110,8 @@ _LIMIT_SCOPE_VERDICT = {
     "kubepods": "node_allocatable",
     "global": "node_oom",
 }
+# What the summary's `kubernetes` holds (parsers/schema/incident.v1.json), taken from the members.
 _KUBE_KEYS = ("namespace", "pod", "pod_uid", "container", "container_id", "workload")
-# What the summary's `kubernetes` holds: parsers/schema/incident.v1.json has no container_id there
-# (additionalProperties false), so the container id only helps pick the best-enriched member.
-_SUMMARY_KEYS = ("namespace", "pod", "pod_uid", "container", "container_id", "workload")
 _MAX_MEMBERS = 1000  # signals per incident; a longer chain opens a new incident
 _MAX_HISTORY = 100_000  # remembered kill incidents for workload_kills_in_window
 
@@ -299,7 +297,6 @@ class _Incident:
     incident_id: str
     last_activity: float  # `now` of the latest signal: the window closes window_seconds after it
     members: list[_Facts] = field(default_factory=list)
-    event_ids: set[str] = field(default_factory=set)
     profile: _Profile = field(default_factory=_Profile)
     first_time: float = math.inf
     last_time: float = -math.inf
@@ -308,7 +305,6 @@ class _Incident:
 
     def add(self, facts: _Facts) -> None:
         self.members.append(facts)
-        self.event_ids.add(facts.event_id)
         self.profile = self.profile + facts.profile
         self.first_time = min(self.first_time, facts.time)
         self.last_time = max(self.last_time, facts.time)
@@ -364,9 +360,9 @@ def _kubernetes(members: Iterable[_Facts]) -> dict[str, Any] | None:
             filled = sum(1 for value in values.values() if value not in (None, ""))
             candidates.append((filled, priority, -order, values))
     candidates.sort(key=lambda item: item[:3], reverse=True)
-    result: dict[str, Any] = dict.fromkeys(_SUMMARY_KEYS)
+    result: dict[str, Any] = dict.fromkeys(_KUBE_KEYS)
     for _, _, _, values in candidates:
-        for key in _SUMMARY_KEYS:
+        for key in _KUBE_KEYS:
             value = values.get(key)
             if result[key] is None and (key == "workload" or _str(value) is not None):
                 result[key] = value if key == "workload" else _str(value)
@@ -462,8 +458,8 @@ class Correlator:
         self._by_report: dict[tuple[str, ...], set[int]] = {}
         self._by_workload: dict[_WorkloadKey, set[int]] = {}
         self._pending: deque[IncidentEvent] = deque()  # closed early (max_open), out with the next tick
-        # Closed kill incidents, for workload_kills_in_window: (closed at `now`, kill time, key) in
-        # closing order, and per key the kill times in the same order (so both prune from the left).
+        # Closed kill incidents, for workload_kills_in_window: (closed at `now`, key) in closing
+        # order, and per key the kill times in the same order (so both prune from the left).
         self._history: deque[tuple[float, _WorkloadKey]] = deque()
         self._history_by_key: dict[_WorkloadKey, deque[float]] = {}
 
@@ -655,10 +651,7 @@ class Correlator:
         hosts = [m.event.host for m in members if m.type == EVENT_TYPE_OOM_KILL] + [
             m.event.host for m in members
         ]
-        signal_ids: list[str] = []
-        for m in members:
-            if m.event_id not in signal_ids:
-                signal_ids.append(m.event_id)
+        signal_ids = list(dict.fromkeys(m.event_id for m in members))
         victims = [
             {"pid": _int(getattr(m.event.victim, "pid", None)), "comm": _comm(m.event.victim)}
             for m in members
