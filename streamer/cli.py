@@ -10,9 +10,15 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from parsers.events import event_to_json
-from parsers.framing import FORMATS
 from streamer.errors import CliError
-from streamer.inputs import InputError, ScanOptions, ScanStats, check_inputs, iter_log_events, resolve_tz
+from streamer.inputs import (
+    InputError,
+    ScanStats,
+    add_scan_arguments,
+    check_inputs,
+    iter_log_events,
+    scan_options_from_args,
+)
 
 EXIT_USAGE = 2
 
@@ -21,15 +27,7 @@ def cmd_parse(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     paths: list[str] = args.files or ["-"]
     try:
         check_inputs(paths)
-        options = ScanOptions(
-            format=args.format,
-            host=args.host,
-            boot_id=args.boot_id,
-            year=args.year,
-            tz=resolve_tz(args.tz),
-            max_tasks=args.max_tasks,
-            max_line_bytes=args.max_line_bytes,
-        )
+        options = scan_options_from_args(args)
         stats = ScanStats()
         out = stdout.buffer if hasattr(stdout, "buffer") else None
         events = 0
@@ -79,26 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="parse kernel logs (files, gzip, or - for stdin) and print one JSON event per line",
     )
     parse.add_argument("files", nargs="*", metavar="FILE", help="log files (gzip ok); - or none for stdin")
-    parse.add_argument(
-        "--format", default="auto", choices=FORMATS, help="input format (default: detect per line)"
-    )
-    parse.add_argument("--host", default=None, help="host name for records that do not carry one")
-    parse.add_argument("--boot-id", default=None, help="boot id for records that do not carry one")
-    parse.add_argument(
-        "--year",
-        type=int,
-        default=None,
-        help="year for syslog/journalctl dates that omit it (default: this year)",
-    )
-    parse.add_argument(
-        "--tz", default=None, help="time zone of dates printed without one (dmesg -T, syslog); default: local"
-    )
-    parse.add_argument(
-        "--max-tasks", type=int, default=20, help="task table rows kept per event (largest RSS)"
-    )
-    parse.add_argument(
-        "--max-line-bytes", type=int, default=1 << 20, help="longer lines are truncated and counted"
-    )
+    add_scan_arguments(parse)
     parse.set_defaults(handler=cmd_parse)
 
     # Imported here: the Kafka commands pull in aiokafka, which `parse` does not need.

@@ -6,6 +6,7 @@ report split by a log rotation joins up), counts kept for the end-of-run summary
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import os
 import sys
@@ -18,7 +19,7 @@ from typing import BinaryIO
 from dateutil import tz as dateutil_tz
 
 from parsers.events import OomEvent
-from parsers.framing import Framer
+from parsers.framing import FORMATS, Framer
 from parsers.oom import Assembler
 from parsers.scan import LogScanner
 
@@ -62,6 +63,43 @@ def resolve_tz(name: str | None) -> tzinfo:
     if zone is None:
         raise InputError(f"--tz {name!r}: unknown time zone (use e.g. UTC, Europe/Berlin, local)")
     return zone
+
+
+def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
+    """The parse options shared by ``parse`` and ``publish``; ``scan_options_from_args`` reads them."""
+    parser.add_argument(
+        "--format", default="auto", choices=FORMATS, help="input format (default: detect per line)"
+    )
+    parser.add_argument("--host", default=None, help="host name for records that do not carry one")
+    parser.add_argument("--boot-id", default=None, help="boot id for records that do not carry one")
+    parser.add_argument(
+        "--year",
+        type=int,
+        default=None,
+        help="year for syslog/journalctl dates that omit it (default: this year)",
+    )
+    parser.add_argument(
+        "--tz", default=None, help="time zone of dates printed without one (dmesg -T, syslog); default: local"
+    )
+    parser.add_argument(
+        "--max-tasks", type=int, default=20, help="task table rows kept per event (largest RSS)"
+    )
+    parser.add_argument(
+        "--max-line-bytes", type=int, default=1 << 20, help="longer lines are truncated and counted"
+    )
+
+
+def scan_options_from_args(args: argparse.Namespace) -> ScanOptions:
+    """The options of ``add_scan_arguments``; InputError for an unknown ``--tz``."""
+    return ScanOptions(
+        format=args.format,
+        host=args.host,
+        boot_id=args.boot_id,
+        year=args.year,
+        tz=resolve_tz(args.tz),
+        max_tasks=args.max_tasks,
+        max_line_bytes=args.max_line_bytes,
+    )
 
 
 def open_log(path: str) -> tuple[BinaryIO, int | None]:

@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from parsers.framing import FORMATS
 from streamer.config import ENV_BOOTSTRAP_ALIAS
 from streamer.errors import CliError
-from streamer.inputs import InputError, ScanOptions, check_inputs, iter_log_events, resolve_tz
+from streamer.inputs import (
+    InputError,
+    ScanOptions,
+    add_scan_arguments,
+    check_inputs,
+    iter_log_events,
+    scan_options_from_args,
+)
 from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError, SinkConfigError
 from streamer.sinks.kafka import COMPRESSION_PACKAGES, KafkaSink, KafkaSinkConfig
 
@@ -147,21 +153,12 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     paths: list[str] = args.files
     try:
         check_inputs(paths)
-        zone = resolve_tz(args.tz)
+        options = scan_options_from_args(args)
     except InputError as error:
         raise CliError(str(error)) from None
     if paths.count("-") > 1:
         raise CliError("stdin (-) can be read only once")
     config = kafka_config_from_args(args, "publish")
-    options = ScanOptions(
-        format=args.format,
-        host=args.host,
-        boot_id=args.boot_id,
-        year=args.year,
-        tz=zone,
-        max_tasks=args.max_tasks,
-        max_line_bytes=args.max_line_bytes,
-    )
     total = 0
     for path in paths:
         if path != "-":
@@ -245,15 +242,5 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="progress bar on stderr (default: when stderr is a terminal)",
     )
-    parser.add_argument(
-        "--format", default="auto", choices=FORMATS, help="input format (default: detect per line)"
-    )
-    parser.add_argument("--host", default=None, help="host name for records that do not carry one")
-    parser.add_argument("--boot-id", default=None, help="boot id for records that do not carry one")
-    parser.add_argument("--year", type=int, default=None, help="year for dates that omit it")
-    parser.add_argument("--tz", default=None, help="time zone of dates printed without one (default: local)")
-    parser.add_argument("--max-tasks", type=int, default=20, help="task table rows kept per event")
-    parser.add_argument(
-        "--max-line-bytes", type=int, default=1 << 20, help="longer lines are truncated and counted"
-    )
+    add_scan_arguments(parser)
     parser.set_defaults(handler=cmd_publish)
