@@ -256,10 +256,7 @@ class SignalTracker:
                 self.counts["skipped_kind"] += 1
                 return []
             raise _BadObject
-        except _BadObject:
-            self.counts["bad_object"] += 1
-            return []
-        except Exception:  # never raise on input: garbage in, nothing out
+        except Exception:  # _BadObject, or anything else: never raise on input, garbage in, nothing out
             self.counts["bad_object"] += 1
             return []
 
