@@ -202,9 +202,6 @@ class _Lru:
     def __contains__(self, key: object) -> bool:
         return key in self._data
 
-    def __len__(self) -> int:
-        return len(self._data)
-
 
 # --------------------------------------------------------------------------- the tracker
 
@@ -213,7 +210,6 @@ class SignalTracker:
     """Turns Kubernetes objects (as dicts, as the API returns them) into K8sEvent, once per real signal."""
 
     def __init__(self, *, max_keys: int = 50_000, max_backfill: int = 100) -> None:
-        self.max_keys = max_keys
         self.max_backfill = max(1, max_backfill)
         self.counts: Counter[str] = Counter()
         self._seen = _Lru(max_keys)  # event ids of pod-status signals already emitted
