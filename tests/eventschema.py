@@ -8,7 +8,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "parsers" / "schema" / "oom-event.v1.json").read_text())
+_SCHEMA_DIR = Path(__file__).resolve().parents[1] / "parsers" / "schema"
+SCHEMA = json.loads((_SCHEMA_DIR / "oom-event.v1.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA)
 
 
@@ -16,7 +17,6 @@ def validate(event: dict[str, Any]) -> None:
     VALIDATOR.validate(event)
 
 
-_SCHEMA_DIR = Path(__file__).resolve().parents[1] / "parsers" / "schema"
 K8S_EVENT_SCHEMA = json.loads((_SCHEMA_DIR / "k8s-event.v1.json").read_text())
 K8S_EVENT_VALIDATOR = Draft202012Validator(K8S_EVENT_SCHEMA)
 INCIDENT_SCHEMA = json.loads((_SCHEMA_DIR / "incident.v1.json").read_text())
