@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gzip
 import logging
 import time
@@ -63,6 +64,43 @@ CHECKPOINT_COUNTS: dict[str, tuple[str, str]] = {
     "saves": ("oomstream_checkpoint_saves", "Checkpoint files written"),
     "corrupt": ("oomstream_checkpoint_corrupt", "Checkpoint files unreadable at load (treated as absent)"),
 }
+# (kind, name, help, SpoolStats field or "max_bytes") of the spool metrics, read at scrape time.
+SPOOL_FAMILIES: tuple[tuple[Callable[..., Metric], str, str, str], ...] = (
+    (GaugeMetricFamily, "oomstream_spool_bytes", "Bytes of spool segment files on disk", "bytes"),
+    (GaugeMetricFamily, "oomstream_spool_max_bytes", "Spool size bound", "max_bytes"),
+    (GaugeMetricFamily, "oomstream_spool_events", "Events in the spool, not yet acknowledged", "events"),
+    (GaugeMetricFamily, "oomstream_spool_segments", "Spool segment files", "segments"),
+    (
+        CounterMetricFamily,
+        "oomstream_spool_appended_events",
+        "Events written to the spool",
+        "appended_events",
+    ),
+    (
+        CounterMetricFamily,
+        "oomstream_spool_acked_events",
+        "Spooled events acknowledged by the sink",
+        "acked_events",
+    ),
+    (
+        CounterMetricFamily,
+        "oomstream_spool_dropped_events",
+        "Unsent events deleted because the spool was full (oldest first)",
+        "dropped_events",
+    ),
+    (
+        CounterMetricFamily,
+        "oomstream_spool_rejected_events",
+        "Events too large for the spool, refused",
+        "rejected_events",
+    ),
+    (
+        CounterMetricFamily,
+        "oomstream_spool_torn_records",
+        "Torn or corrupt records cut off when the spool was opened",
+        "torn_records",
+    ),
+)
 
 
 class _Queue(Protocol):
@@ -162,42 +200,10 @@ class _LiveCollector(Collector):
 
     @staticmethod
     def _spool_families(stats: SpoolStats | None = None, max_bytes: int = 0) -> Iterator[Metric]:
-        def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, help_text, value=value)
-
-        def counter(name: str, help_text: str, value: float) -> CounterMetricFamily:
-            return CounterMetricFamily(name, help_text, value=value)
-
-        s = stats
-        yield gauge("oomstream_spool_bytes", "Bytes of spool segment files on disk", s.bytes if s else 0)
-        yield gauge("oomstream_spool_max_bytes", "Spool size bound", max_bytes)
-        yield gauge(
-            "oomstream_spool_events", "Events in the spool, not yet acknowledged", s.events if s else 0
-        )
-        yield gauge("oomstream_spool_segments", "Spool segment files", s.segments if s else 0)
-        yield counter(
-            "oomstream_spool_appended_events", "Events written to the spool", s.appended_events if s else 0
-        )
-        yield counter(
-            "oomstream_spool_acked_events",
-            "Spooled events acknowledged by the sink",
-            s.acked_events if s else 0,
-        )
-        yield counter(
-            "oomstream_spool_dropped_events",
-            "Unsent events deleted because the spool was full (oldest first)",
-            s.dropped_events if s else 0,
-        )
-        yield counter(
-            "oomstream_spool_rejected_events",
-            "Events too large for the spool, refused",
-            s.rejected_events if s else 0,
-        )
-        yield counter(
-            "oomstream_spool_torn_records",
-            "Torn or corrupt records cut off when the spool was opened",
-            s.torn_records if s else 0,
-        )
+        values = dataclasses.asdict(stats) if stats is not None else {}
+        values["max_bytes"] = max_bytes
+        for family, name, help_text, key in SPOOL_FAMILIES:
+            yield family(name, help_text, value=values.get(key, 0))
 
 
 class Metrics:
