@@ -5,7 +5,7 @@ bookmarks -> on a normal end of the watch (``timeoutSeconds``) re-watch from the
 seen (events and BOOKMARKs both advance it) without relisting -> on 410 Gone (in the stream or as the
 HTTP status) relist -> on a dropped connection, a stalled stream (no byte for ``stall_timeout_seconds``;
 bookmarks keep a healthy watch talking) or any retriable error, re-watch from the last resourceVersion
-after an exponential backoff with jitter (tenacity), reset once a request succeeds again.
+after an exponential backoff with jitter, reset once a request succeeds again.
 
 The first list asks for ``resourceVersion=0`` (served from the API server's watch cache: cheap when one
 watcher runs per node); a relist after 410 asks for the most recent state (unset resourceVersion), as
@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import orjson
-import tenacity
 
 from streamer.kube.api import KubeApi, KubeApiError
 
@@ -116,12 +115,8 @@ class ListWatcher:
         self._watch_timeout = watch_timeout_seconds
         self._stall_timeout = stall_timeout_seconds
         self._page_size = page_size
+        self._backoff_initial = backoff_initial_seconds
         self._backoff_max = backoff_max_seconds
-        # initial * 2^(n-1), capped, plus up to `initial` of jitter (spreads reconnects of many nodes).
-        self._wait = tenacity.wait_exponential(
-            multiplier=backoff_initial_seconds, max=backoff_max_seconds, exp_base=2
-        ) + tenacity.wait_random(0, backoff_initial_seconds)
-        self._retrying = tenacity.AsyncRetrying(wait=self._wait)
         self._failures = 0
         self._throttle = _Throttle(log_interval_seconds)
         self._progress = False
@@ -187,9 +182,10 @@ class ListWatcher:
 
     async def _backoff(self, error: KubeApiError | None, what: str) -> None:
         self._failures += 1
-        state = tenacity.RetryCallState(self._retrying, None, (), {})
-        state.attempt_number = self._failures
-        delay = min(float(self._wait(state)), self._backoff_max)
+        # initial * 2^(n-1), capped, plus up to `initial` of jitter (spreads reconnects of many nodes).
+        exponential = self._backoff_initial * 2.0 ** min(self._failures - 1, 64)
+        jitter = random.uniform(0, self._backoff_initial)
+        delay = min(min(exponential, self._backoff_max) + jitter, self._backoff_max)
         if error is not None and error.retry_after:
             delay = max(delay, min(error.retry_after, self._backoff_max))
         self.state = "backoff"
