@@ -125,7 +125,6 @@ class ListWatcher:
         self.resource_version: str | None = None
         self.counts: collections.Counter[str] = collections.Counter()
         self.state = "idle"  # listing | watching | backoff | failed
-        self.last_error: str | None = None
 
     # ------------------------------------------------------------------ loop
 
@@ -156,7 +155,6 @@ class ListWatcher:
                     else:
                         await self._backoff(None, "watch ended at once without data")
                 except KubeApiError as e:
-                    self.last_error = str(e)
                     self.counts[f"errors_{error_class(e)}"] += 1
                     if self._progress:
                         self._failures = 0
