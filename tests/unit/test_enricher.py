@@ -153,7 +153,7 @@ async def test_ok_by_container_id(web: dict[str, Any]) -> None:
         "labels": {"app.kubernetes.io/name": "checkout", "team": "payments"},
         "annotations": {},
         "owner": {"kind": "ReplicaSet", "name": web["metadata"]["ownerReferences"][0]["name"]},
-        "workload": k["workload"],
+        "workload": {"kind": "Deployment", "name": "checkout"},
         "image": "registry.k8s.io/e2e-test-images/agnhost:2.47",
         "memory_request_bytes": 96 * MI,
         "memory_limit_bytes": 128 * MI,
