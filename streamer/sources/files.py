@@ -48,6 +48,10 @@ CHUNK_BYTES = 256 << 10
 _GZIP_MAGIC = b"\x1f\x8b"
 _POSITION_LAST = KernelRecord._fields[-1] == "position"
 
+FileIdentity = tuple[int, int]  # (device, inode) of a file read; None for stdin
+# A chunk's complete lines, each with the stream offset just past it, and the file they are from.
+LineBatch = tuple[list[tuple[bytes, int]], FileIdentity | None]
+
 
 class LineSplitter:
     """Split a byte stream into lines with the stream offset just past each line's newline.
@@ -141,6 +145,10 @@ class _OpenFile:
             # closefd=False: the fd is ours to close, GzipFile only borrows it.
             raw = io.FileIO(fd, "rb", closefd=False)
             self.gz = gzip.GzipFile(fileobj=raw, mode="rb")
+
+    @property
+    def identity(self) -> FileIdentity:
+        return self.device, self.inode
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
@@ -248,24 +256,34 @@ class FileSource(FramedSource):
 
     # -- records -------------------------------------------------------------------------------
     async def records(self) -> AsyncIterator[KernelRecord]:
+        # A batch per chunk: one async generator hop per record, not three.
+        async with contextlib.aclosing(self.lines()) as batches:
+            async for lines, identity in batches:
+                for record in self._frame_lines(lines, identity):
+                    yield record
+
+    async def lines(self) -> AsyncGenerator[LineBatch, None]:
+        """The input's complete lines, unframed, a chunk at a time, read (and followed across
+        rotation and truncation) exactly as for ``records()``; for inputs that are not kernel logs
+        (``streamer.sources.k8s_objects``). Counts ``bytes`` and ``long_lines_truncated``."""
         if self.stdin:
-            gen = self._stdin_records()
+            gen = self._stdin_lines()
         elif self.follow:
-            gen = self._follow_records()
+            gen = self._follow_lines()
         else:
-            gen = self._backfill_records()
+            gen = self._backfill_lines()
         try:
-            # The modes yield a list per chunk: one async generator hop per record, not three.
             async with contextlib.aclosing(gen) as batches:
                 async for batch in batches:
-                    for record in batch:
-                        yield record
+                    yield batch
         finally:
             for opened in self._files:
                 opened.close()
             self._files.clear()
 
-    def _frame_lines(self, lines: list[tuple[bytes, int]], opened: _OpenFile | None) -> list[KernelRecord]:
+    def _frame_lines(
+        self, lines: list[tuple[bytes, int]], identity: FileIdentity | None
+    ) -> list[KernelRecord]:
         counts = self.counts
         counts["lines"] += len(lines)
         frame = self._framer.frame
@@ -276,15 +294,14 @@ class FileSource(FramedSource):
                 counts["skipped"] += 1
                 continue
             position = record.position
-            if opened is not None and position is not None:
+            if identity is not None and position is not None:
                 position = SourcePosition(
                     position.kind,
                     end,
                     position.seq,
                     position.cursor,
                     position.path,
-                    opened.device,
-                    opened.inode,
+                    *identity,
                 )
                 # Positional construction: 3-4x cheaper than two _replace() calls per line.
                 record = (
@@ -301,21 +318,21 @@ class FileSource(FramedSource):
             self.counts["long_lines_truncated"] += splitter.truncated
             splitter.truncated = 0
 
-    async def _drain(self, opened: _OpenFile, *, final: bool) -> AsyncGenerator[list[KernelRecord], None]:
-        """Read ``opened`` to its current end; ``final`` also frames an unterminated last line."""
+    async def _drain(self, opened: _OpenFile, *, final: bool) -> AsyncGenerator[LineBatch, None]:
+        """Read ``opened`` to its current end; ``final`` also yields an unterminated last line."""
         while not self._closed:
             data = await opened.read(self._chunk)
             if not data:
                 break
             self.counts["bytes"] += len(data)
-            records = self._frame_lines(opened.lines.feed(data), opened)
+            lines = opened.lines.feed(data)
             self._note_truncated(opened.lines)
-            yield records
+            yield lines, opened.identity
         if final and not self._closed:
             tail = opened.lines.finish()
             self._note_truncated(opened.lines)
             if tail is not None:
-                yield self._frame_lines([tail], opened)
+                yield [tail], opened.identity
 
     # -- opening and start positions ------------------------------------------------------------
     def _open(self, path: str) -> _OpenFile:
@@ -400,7 +417,7 @@ class FileSource(FramedSource):
         return rotated
 
     # -- modes ---------------------------------------------------------------------------------
-    async def _backfill_records(self) -> AsyncGenerator[list[KernelRecord], None]:
+    async def _backfill_lines(self) -> AsyncGenerator[LineBatch, None]:
         try:
             files = await self._open_at_start(self.path)
         except FileNotFoundError as exc:
@@ -437,7 +454,7 @@ class FileSource(FramedSource):
             return False  # renamed away, successor not created yet: keep reading the old one
         return (st.st_dev, st.st_ino) != (opened.device, opened.inode)
 
-    async def _follow_records(self) -> AsyncGenerator[list[KernelRecord], None]:
+    async def _follow_lines(self) -> AsyncGenerator[LineBatch, None]:
         files = await self._wait_for_file(first=True)
         if not files:
             return
@@ -479,7 +496,7 @@ class FileSource(FramedSource):
                 continue
             await self._sleep(self._poll)
 
-    async def _stdin_records(self) -> AsyncGenerator[list[KernelRecord], None]:
+    async def _stdin_lines(self) -> AsyncGenerator[LineBatch, None]:
         if isinstance(self._start, SourcePosition):
             self.counts["checkpoint_mismatch"] += 1
         if self._start != "beginning":
@@ -515,14 +532,14 @@ class FileSource(FramedSource):
         if not self._closed:
             tail = splitter.finish()
             if tail is not None:
-                yield self._frame_lines([tail], None)
+                yield [tail], None
         self._note_truncated(splitter)
 
-    def _stdin_chunk(self, splitter: LineSplitter, data: bytes) -> list[KernelRecord]:
+    def _stdin_chunk(self, splitter: LineSplitter, data: bytes) -> LineBatch:
         self.counts["bytes"] += len(data)
-        records = self._frame_lines(splitter.feed(data), None)
+        lines = splitter.feed(data)
         self._note_truncated(splitter)
-        return records
+        return lines, None
 
 
 def _line_boundary(fd: int, offset: int) -> bool:

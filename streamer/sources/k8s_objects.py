@@ -20,29 +20,25 @@ parsed), valid objects of no known shape as ``skipped_unrecognized``; each is lo
 at most once per ``LOG_INTERVAL_SECONDS`` per reason, with how many were held back.
 
 Reading, following (rotation, truncation, a file that does not exist yet), gzip backfill and stdin
-(pipe or redirected file) are ``streamer.sources.files.FileSource``'s: a private subclass feeds
-its complete lines here instead of to the kernel-log framer.
+(pipe or redirected file) are ``streamer.sources.files.FileSource``'s: its ``lines()`` come here
+instead of to the kernel-log framer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter, deque
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import orjson
 
 from parsers.events import K8sEvent, Source
 from parsers.k8s import SignalTracker
-from parsers.records import KernelRecord
 from streamer.logging_setup import RateLimiter
 from streamer.sources.base import ClosingSource
-from streamer.sources.files import MAX_LINE_BYTES, FileSource
-
-if TYPE_CHECKING:
-    from streamer.sources.files import _OpenFile
+from streamer.sources.files import MAX_LINE_BYTES, FileIdentity, FileSource
 
 log = logging.getLogger("oomstream.sources.k8s_objects")
 
@@ -207,20 +203,6 @@ class ObjectLineDecoder:
         )  # fmt: skip
 
 
-_MARK = KernelRecord("", FORMAT)  # "signals are waiting": the only record the line reader yields
-
-
-class _LineReader(FileSource):
-    """FileSource whose complete lines go to the owner's decoder rather than the kernel framer."""
-
-    def __init__(self, owner: K8sObjectLinesSource, path: str, **kwargs: Any) -> None:
-        super().__init__(path, **kwargs)
-        self._owner = owner
-
-    def _frame_lines(self, lines: list[tuple[bytes, int]], opened: _OpenFile | None) -> list[KernelRecord]:
-        return [_MARK] if self._owner._take_lines(lines, opened) else []
-
-
 class K8sObjectLinesSource(ClosingSource):
     """Signals from Kubernetes objects as JSON lines in a file, or stdin with ``path="-"``.
 
@@ -252,9 +234,9 @@ class K8sObjectLinesSource(ClosingSource):
         self.endless = follow
         self.kind = "k8s_stdin" if self.stdin else "k8s_file"
         # One byte more than the limit is kept, so a line over it is recognizable as such.
-        self._reader = _LineReader(
-            self, path, follow=follow, poll_seconds=poll_seconds,
-            max_line_bytes=max_line_bytes + 1, stdin_fd=stdin_fd,
+        self._reader = FileSource(
+            path, follow=follow, poll_seconds=poll_seconds, max_line_bytes=max_line_bytes + 1,
+            stdin_fd=stdin_fd,
         )  # fmt: skip
         self.path = "-" if self.stdin else self._reader.path
         self.name = "k8s-stdin" if self.stdin else f"k8s-file:{self.path}"
@@ -263,8 +245,7 @@ class K8sObjectLinesSource(ClosingSource):
         self._decoder = ObjectLineDecoder(
             self.name, self.counts, tracker=tracker, node=node, max_line_bytes=max_line_bytes
         )
-        self._pending: deque[K8sEvent] = deque()
-        self._file_key: tuple[int, int] | None = None
+        self._file_key: FileIdentity | None = None
         self._line = 0
         self._last_end = -1
         self._iterated = False
@@ -277,14 +258,10 @@ class K8sObjectLinesSource(ClosingSource):
         if self._iterated:
             raise RuntimeError(f"{self.name}: signals() can be iterated only once")
         self._iterated = True
-        pending = self._pending
-        records = cast(AsyncGenerator[KernelRecord, None], self._reader.records())  # a generator
-        async with contextlib.aclosing(records) as marks:
-            async for _mark in marks:
-                while pending:
-                    yield pending.popleft()
-        while pending:
-            yield pending.popleft()
+        async with contextlib.aclosing(self._reader.lines()) as batches:
+            async for lines, identity in batches:
+                for signal in self._take_lines(lines, identity):
+                    yield signal
 
     def acknowledged(self, event: K8sEvent) -> None:
         """Nothing to commit: files are reread from their start, and rereading is harmless
@@ -294,12 +271,12 @@ class K8sObjectLinesSource(ClosingSource):
         await self._reader.aclose()
 
     # -- lines -----------------------------------------------------------------------------------
-    def _take_lines(self, lines: list[tuple[bytes, int]], opened: _OpenFile | None) -> bool:
-        """Decode a chunk's lines into pending signals; True when some are pending."""
+    def _take_lines(self, lines: list[tuple[bytes, int]], identity: FileIdentity | None) -> list[K8sEvent]:
+        """The signals of a chunk's lines."""
         self.counts["lines"] += len(lines)
-        key = None if opened is None else (opened.device, opened.inode)
-        if key != self._file_key:
-            self._file_key, self._line, self._last_end = key, 0, -1
+        if identity != self._file_key:
+            self._file_key, self._line, self._last_end = identity, 0, -1
+        signals: list[K8sEvent] = []
         decoder = self._decoder
         for line, end in lines:
             if end <= self._last_end:  # the file was truncated and is read again from its start
@@ -313,5 +290,5 @@ class K8sObjectLinesSource(ClosingSource):
                     kind=self.kind, format=FORMAT,
                     position={"path": self.path, "offset": end, "line": self._line},
                 )  # fmt: skip
-                self._pending.extend(decoder.signals(objects, source, where))
-        return bool(self._pending)
+                signals.extend(decoder.signals(objects, source, where))
+        return signals
