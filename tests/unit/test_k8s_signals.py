@@ -20,6 +20,7 @@ from parsers.events import (
     K8sEvent,
     Source,
     any_event_from_dict,
+    event_to_json,
     make_signal_id,
 )
 from parsers.k8s import (
@@ -916,7 +917,6 @@ def test_k8s_schema_rejects_unknown_details_and_types() -> None:
 
 def test_signals_and_incidents_survive_the_spool_round_trip() -> None:
     """The pipeline spools failed events as JSON and rebuilds them by type when Kafka returns."""
-    from parsers.events import IncidentEvent, any_event_from_dict, event_to_json
     from streamer.enrich.incidents import Correlator
 
     tracker = SignalTracker()
