@@ -4,12 +4,12 @@ gives the process its node name and never runs two pods on one node."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from k8sfake.client import write_kubeconfig
 
 from parsers.k8s import SignalTracker
 from streamer.enrich.pods import PodCache
@@ -42,13 +42,7 @@ def granted(role: dict[str, Any], group: str, resource: str) -> set[str]:
 
 def watch_source(tmp_path: Path, **kw: Any) -> KubeWatchSource:
     """Built with the defaults the service uses; the API object is never opened (dummy server)."""
-    cfg = tmp_path / "kubeconfig"
-    cfg.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": "https://192.0.2.1:6443"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}], "current-context": "x",
-    }))  # fmt: skip
+    cfg = write_kubeconfig(tmp_path / "kubeconfig", "https://192.0.2.1:6443")
     api = KubeApi(KubeApiConfig(mode="kubeconfig", kubeconfig_path=str(cfg)))
     return KubeWatchSource(api, node="node-a", cache=PodCache(), tracker=SignalTracker(), **kw)
 
