@@ -172,14 +172,18 @@ class KmsgSource(FramedSource):
         if self._closed:
             return
         self._closed = True
+        self._release_fd()
+        self._flush_loss_log(force=True)
+        self._wakeup.set()
+
+    def _release_fd(self) -> None:
+        """Stop watching and close the device (a no-op when it is not open)."""
         fd, self._fd = self._fd, None
         if fd is not None:
             if self._loop is not None:
                 with contextlib.suppress(Exception):
                     self._loop.remove_reader(fd)
             os.close(fd)
-        self._flush_loss_log(force=True)
-        self._wakeup.set()
 
     def start_position(self) -> SourcePosition | None:
         return self._start if isinstance(self._start, SourcePosition) else None
@@ -314,11 +318,7 @@ class KmsgSource(FramedSource):
         else:
             message = f"read from {self.path} failed: {exc}"
         self._error = SourceError(message)
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(fd)
-            os.close(fd)
+        self._release_fd()
         self._wakeup.set()
 
     # -- consumer ----------------------------------------------------------------------------------
