@@ -191,7 +191,7 @@ class _Change:
     prev: dict[str, Any] | None
 
 
-def _field_value(resource: _Resource, obj: dict[str, Any], label: str) -> str:
+def _field_value(obj: dict[str, Any], label: str) -> str:
     # core Event's "source" is the one label whose name is not its JSON path
     path = ["source", "component"] if label == "source" else label.split(".")
     cur: Any = obj
@@ -269,7 +269,7 @@ class _Filter:
             elif label == "metadata.namespace":
                 actual = str(meta.get("namespace", ""))
             else:
-                actual = _field_value(self.resource, obj, label)
+                actual = _field_value(obj, label)
             if not req.matches(actual):
                 return False
         obj_labels = meta.get("labels") or {}
