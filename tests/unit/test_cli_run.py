@@ -7,8 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg")
+# `oomstream run` over the sample kernel log to stdout, ending at the end of the file
+RUN_SAMPLE = (
+    "run", "--output-sink", "stdout", "--source-kind", "file", "--no-source-follow", "--source-files", SAMPLE,
+)  # fmt: skip
 
 
 def oomstream(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -18,6 +24,19 @@ def oomstream(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         [sys.executable, "-m", "streamer.cli", *args],
         capture_output=True, text=True, cwd=ROOT, env=clean, timeout=60, check=False,
     )  # fmt: skip
+
+
+def quiet_env(tmp_path: Path) -> dict[str, str]:
+    """State and spool in ``tmp_path``, no metrics server."""
+    return {
+        "OOMSTREAM_STATE_DIRECTORY": str(tmp_path / "s"),
+        "OOMSTREAM_SPOOL_DIRECTORY": str(tmp_path / "p"),
+        "OOMSTREAM_METRICS_ENABLED": "false",
+    }
+
+
+def events_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def test_check_config_masks_secrets_and_shows_the_file_values(tmp_path: Path) -> None:
@@ -61,14 +80,12 @@ def test_run_without_bootstrap_says_how_to_set_it(tmp_path: Path) -> None:
 def test_run_with_unreachable_kafka_fails_clearly_in_bounded_time(tmp_path: Path) -> None:
     result = oomstream(
         "run",
-        "--source-kind", "file", "--source-files", str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"),
+        "--source-kind", "file", "--source-files", SAMPLE,
         env={
             "OOMSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1",
             "OOMSTREAM_KAFKA_CONNECT_TIMEOUT_SECONDS": "3",
             "OOMSTREAM_KAFKA_REQUEST_TIMEOUT_SECONDS": "3",
-            "OOMSTREAM_STATE_DIRECTORY": str(tmp_path / "s"),
-            "OOMSTREAM_SPOOL_DIRECTORY": str(tmp_path / "p"),
-            "OOMSTREAM_METRICS_ENABLED": "false",
+            **quiet_env(tmp_path),
         },
     )  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
@@ -76,17 +93,9 @@ def test_run_with_unreachable_kafka_fails_clearly_in_bounded_time(tmp_path: Path
 
 
 def test_run_file_source_to_stdout_sink(tmp_path: Path) -> None:
-    result = oomstream(
-        "run", "--output-sink", "stdout", "--source-kind", "file", "--no-source-follow",
-        "--source-files", str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"),
-        env={
-            "OOMSTREAM_STATE_DIRECTORY": str(tmp_path / "s"),
-            "OOMSTREAM_SPOOL_DIRECTORY": str(tmp_path / "p"),
-            "OOMSTREAM_METRICS_ENABLED": "false",
-        },
-    )  # fmt: skip
+    result = oomstream(*RUN_SAMPLE, env=quiet_env(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    events = events_of(result)
     assert [e["victim"]["pid"] for e in events if e["victim"]] and all(not e["partial"] for e in events)
     assert list((tmp_path / "s").iterdir()), "no checkpoint written at the end of input"
 
@@ -129,18 +138,12 @@ def test_run_correlates_kernel_kills_with_kubernetes_objects_from_a_file(tmp_pat
         json.dumps({"type": "MODIFIED", "object": pod}) + "\nnot json at all\n" + json.dumps(npd) + "\n"
     )
     result = oomstream(
-        "run", "--output-sink", "stdout", "--source-kind", "file", "--no-source-follow",
-        "--source-files", str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"),
-        "--kubernetes-mode", "off", "--kubernetes-objects-files", str(objects),
+        *RUN_SAMPLE, "--kubernetes-mode", "off", "--kubernetes-objects-files", str(objects),
         "--no-kubernetes-objects-follow", "--log-format", "text",
-        env={
-            "OOMSTREAM_STATE_DIRECTORY": str(tmp_path / "s"),
-            "OOMSTREAM_SPOOL_DIRECTORY": str(tmp_path / "p"),
-            "OOMSTREAM_METRICS_ENABLED": "false",
-        },
+        env=quiet_env(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    events = events_of(result)
     by_type: dict[str, list[dict[str, object]]] = {}
     for event in events:
         by_type.setdefault(str(event["type"]), []).append(event)
@@ -162,9 +165,7 @@ def test_run_correlates_kernel_kills_with_kubernetes_objects_from_a_file(tmp_pat
 def test_run_names_a_missing_kubeconfig(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-kubeconfig"
     result = oomstream(
-        "run", "--output-sink", "stdout", "--source-kind", "file", "--no-source-follow",
-        "--source-files", str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"),
-        "--kubernetes-mode", "kubeconfig", "--kubernetes-kubeconfig-path", str(missing),
+        *RUN_SAMPLE, "--kubernetes-mode", "kubeconfig", "--kubernetes-kubeconfig-path", str(missing),
         env={"OOMSTREAM_STATE_DIRECTORY": str(tmp_path / "s"), "OOMSTREAM_METRICS_ENABLED": "false"},
     )  # fmt: skip
     assert result.returncode == 2
@@ -189,14 +190,12 @@ def test_backfill_ends_at_end_of_input_while_the_api_is_unreachable(tmp_path: Pa
         )
     )
     result = oomstream(
-        "run", "--output-sink", "stdout", "--source-kind", "file", "--no-source-follow",
-        "--source-files", str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"),
-        "--kubernetes-mode", "kubeconfig", "--kubernetes-kubeconfig-path", str(kubeconfig),
+        *RUN_SAMPLE, "--kubernetes-mode", "kubeconfig", "--kubernetes-kubeconfig-path", str(kubeconfig),
         "--kubernetes-pod-wait-seconds", "1", "--log-format", "text",
         env={"OOMSTREAM_STATE_DIRECTORY": str(tmp_path / "s"), "OOMSTREAM_METRICS_ENABLED": "false"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    events = events_of(result)
     (kill,) = [e for e in events if e["type"] == "oom_kill"]
     assert kill["enrichment"]["status"] == "pod_not_found" and kill["kubernetes"] is None
     assert "cannot read node" in result.stderr  # the unreachable API is reported, not hidden
