@@ -54,6 +54,13 @@ async def read_all(source: FileSource) -> list[KernelRecord]:
     return [record async for record in source.records()]
 
 
+async def checkpoint_after(path: Path, index: int) -> SourcePosition:
+    """The position of record ``index`` of a first full read of ``path`` (what a checkpoint holds)."""
+    position = (await read_all(FileSource(str(path))))[index].position
+    assert position is not None
+    return position
+
+
 def messages(records: list[KernelRecord]) -> list[str]:
     return [r.message for r in records]
 
@@ -92,9 +99,7 @@ async def test_resume_at_every_position_never_repeats(tmp_path: Path) -> None:
 async def test_checkpoint_other_inode_starts_over(tmp_path: Path) -> None:
     path = tmp_path / "kern.log"
     path.write_bytes(b"".join(dmesg(i) for i in range(3)))
-    records = await read_all(FileSource(str(path)))
-    checkpoint = records[1].position
-    assert checkpoint is not None
+    checkpoint = await checkpoint_after(path, 1)
     # Replaced by a new file. Filesystems reuse a freed inode at once, so (device, inode)
     # may well match: the offset must also sit just past a newline in the new file.
     path.unlink()
@@ -107,9 +112,8 @@ async def test_checkpoint_other_inode_starts_over(tmp_path: Path) -> None:
 async def test_checkpoint_at_eof_of_unterminated_line(tmp_path: Path) -> None:
     path = tmp_path / "kern.log"
     path.write_bytes(dmesg(0) + b"[    1.000000] tail")
-    records = await read_all(FileSource(str(path)))
-    checkpoint = records[-1].position
-    assert checkpoint is not None and checkpoint.offset == path.stat().st_size
+    checkpoint = await checkpoint_after(path, -1)
+    assert checkpoint.offset == path.stat().st_size
     source = FileSource(str(path), start=checkpoint)
     assert await read_all(source) == []
     assert source.counts["checkpoint_mismatch"] == 0
@@ -118,9 +122,7 @@ async def test_checkpoint_at_eof_of_unterminated_line(tmp_path: Path) -> None:
 async def test_checkpoint_beyond_size_starts_over(tmp_path: Path) -> None:
     path = tmp_path / "kern.log"
     path.write_bytes(b"".join(dmesg(i) for i in range(3)))
-    records = await read_all(FileSource(str(path)))
-    checkpoint = records[2].position
-    assert checkpoint is not None
+    checkpoint = await checkpoint_after(path, 2)
     with open(path, "r+b") as fh:  # same inode, truncated and rewritten shorter
         fh.truncate(0)
         fh.write(dmesg(9))
@@ -132,9 +134,7 @@ async def test_checkpoint_beyond_size_starts_over(tmp_path: Path) -> None:
 async def test_checkpoint_in_rotated_file_is_finished_first(tmp_path: Path) -> None:
     path = tmp_path / "kern.log"
     path.write_bytes(b"".join(dmesg(i) for i in range(3)))
-    records = await read_all(FileSource(str(path)))
-    checkpoint = records[0].position
-    assert checkpoint is not None
+    checkpoint = await checkpoint_after(path, 0)
     path.rename(tmp_path / "kern.log.1")  # logrotate with delaycompress
     path.write_bytes(dmesg(3))
     source = FileSource(str(path), start=checkpoint)
@@ -299,9 +299,7 @@ async def test_follow_waits_for_missing_file(tmp_path: Path, start: str) -> None
 async def test_follow_checkpoint_then_new_lines(tmp_path: Path) -> None:
     path = tmp_path / "kern.log"
     path.write_bytes(dmesg(0) + dmesg(1) + dmesg(2))
-    records = await read_all(FileSource(str(path)))
-    checkpoint = records[0].position
-    assert checkpoint is not None
+    checkpoint = await checkpoint_after(path, 0)
     it = Iter(FileSource(str(path), follow=True, start=checkpoint, poll_seconds=POLL))
     try:
         assert messages(await it.take(2)) == ["msg 1", "msg 2"]
