@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 from parsers.events import K8sEvent, Source
-from streamer.sinks.kafka import classify_kafka_error
+from streamer.sinks.kafka import classify_kafka_error, describe_kafka_error
 from streamer.sources.base import ClosingSource, SourceError
 from streamer.sources.files import MAX_LINE_BYTES
 from streamer.sources.k8s_objects import FORMAT, ObjectLineDecoder, ObjectTracker
@@ -75,11 +75,6 @@ class _Partition:
         if self.pending:
             return next(iter(self.pending))
         return self.next_offset
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class KafkaObjectsSource(ClosingSource):
@@ -165,7 +160,7 @@ class KafkaObjectsSource(ClosingSource):
                     )
                     raise KafkaSourceError(
                         f"{self.name}: cannot consume topic {self.topic!r} as group {self.group_id!r} "
-                        f"from Kafka at {self.servers} ({klass.reason}, {verdict}): {_describe(error)}",
+                        f"from Kafka at {self.servers} ({klass.reason}, {verdict}): {describe_kafka_error(error)}",
                         retriable=klass.retriable,
                         reason=klass.reason,
                     ) from error
