@@ -1034,7 +1034,8 @@ class KafkaSink(Sink):
 
     def _enqueue_retry(self, record: _Record, error: BaseException) -> None:
         if record.waiter is not None and not record.waiter.done():
-            record.waiter.set_exception(_BatchTooLarge(describe_kafka_error(error)))  # the retry loop resends it alone
+            # The retry loop resends it alone.
+            record.waiter.set_exception(_BatchTooLarge(describe_error(error)))
         else:
             self._enqueue(record)
 
@@ -1157,7 +1158,7 @@ class KafkaSink(Sink):
             klass.reason,
             record.topic,
             ",".join(self.config.bootstrap_servers),
-            describe_kafka_error(error),
+            describe_error(error),
         )
 
     def _record_ok(self, record: _Record, metadata: tuple[str, int, int]) -> None:
@@ -1180,7 +1181,7 @@ class KafkaSink(Sink):
         if unit.finished:
             return
         self.metrics.events_failed.labels(self.name, klass.reason).inc()
-        message = describe_kafka_error(error)
+        message = describe_error(error)
         refusable = (
             not klass.retriable
             and record.dead_letter_reason is None
@@ -1308,7 +1309,7 @@ class KafkaSink(Sink):
         try:
             await asyncio.wait_for(producer.stop(), timeout=min(10.0, self.config.close_timeout_seconds))
         except Exception as error:
-            log.warning("%s sink: producer did not stop cleanly: %s", self.name, describe_kafka_error(error))
+            log.warning("%s sink: producer did not stop cleanly: %s", self.name, describe_error(error))
 
     async def _prepare_topics(self) -> None:
         """Check or create the topics before the first event, with errors that name the setting."""
@@ -1369,7 +1370,7 @@ class KafkaSink(Sink):
             try:
                 await asyncio.wait_for(admin.close(), timeout=5)
             except Exception as error:
-                log.debug("admin client close: %s", describe_kafka_error(error))
+                log.debug("admin client close: %s", describe_error(error))
 
     async def _connect(self, admin: Any) -> None:
         """Bootstrap within connect_timeout_seconds, retrying refused connections (Kafka starting).
@@ -1392,7 +1393,7 @@ class KafkaSink(Sink):
                 fatal = [c for c in causes if c[2] in ("authentication", "tls")]
                 if fatal or remaining <= 0.05:
                     raise self._startup_error("connect", error, causes) from None
-                log.info("%s sink: Kafka not reachable yet (%s); retrying", self.name, describe_kafka_error(error))
+                log.info("%s sink: Kafka not reachable yet (%s); retrying", self.name, describe_error(error))
                 await asyncio.sleep(min(backoff, remaining))
                 backoff = min(2.0, backoff * 2)
 
@@ -1424,7 +1425,7 @@ class KafkaSink(Sink):
                     timeout,
                 )
             except Exception as error:
-                causes.append((server, describe_kafka_error(error), _failure_kind(error)))
+                causes.append((server, describe_error(error), _failure_kind(error)))
             else:
                 conn.close()
                 causes.append((server, "connected", "ok"))
@@ -1443,7 +1444,7 @@ class KafkaSink(Sink):
                 try:
                     await asyncio.wait_for(stop(), 5)
                 except Exception as stop_error:
-                    log.debug("cleanup after failed %s: %s", what, describe_kafka_error(stop_error))
+                    log.debug("cleanup after failed %s: %s", what, describe_error(stop_error))
             raise self._startup_error(what, error, []) from None
 
     def _startup_error(
@@ -1455,7 +1456,7 @@ class KafkaSink(Sink):
         klass = classify_kafka_error(error, topic_creation=config.topic_creation)
         kinds = {kind for _, _, kind in causes}
         detail = "; ".join(f"{server}: {text}" for server, text, kind in causes if kind != "ok")
-        detail = detail or describe_kafka_error(error)
+        detail = detail or describe_error(error)
         if "authentication" in kinds or klass.reason == "authentication_failed":
             if config.security_protocol.startswith("SASL_"):
                 return FatalSinkError(
@@ -1506,7 +1507,7 @@ class KafkaSink(Sink):
         task.add_done_callback(self._tasks.discard)
 
 
-def describe_kafka_error(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     """An error as one line: its text, prefixed by its class name unless the text has it."""
     text = str(error).strip()
     name = type(error).__name__

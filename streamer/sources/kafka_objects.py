@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 from parsers.events import K8sEvent, Source
-from streamer.sinks.kafka import classify_kafka_error, describe_kafka_error
+from streamer.sinks.kafka import classify_kafka_error, describe_error
 from streamer.sources.base import ClosingSource, SourceError
 from streamer.sources.files import MAX_LINE_BYTES
 from streamer.sources.k8s_objects import FORMAT, ObjectLineDecoder, ObjectTracker
@@ -160,7 +160,7 @@ class KafkaObjectsSource(ClosingSource):
                     )
                     raise KafkaSourceError(
                         f"{self.name}: cannot consume topic {self.topic!r} as group {self.group_id!r} "
-                        f"from Kafka at {self.servers} ({klass.reason}, {verdict}): {describe_kafka_error(error)}",
+                        f"from Kafka at {self.servers} ({klass.reason}, {verdict}): {describe_error(error)}",
                         retriable=klass.retriable,
                         reason=klass.reason,
                     ) from error
@@ -214,11 +214,11 @@ class KafkaObjectsSource(ClosingSource):
         try:
             await asyncio.wait_for(self._commit(consumer), CLOSE_TIMEOUT_SECONDS)
         except Exception as error:
-            log.warning("%s: final commit failed: %s", self.name, _describe(error))
+            log.warning("%s: final commit failed: %s", self.name, describe_error(error))
         try:
             await asyncio.wait_for(consumer.stop(), CLOSE_TIMEOUT_SECONDS)
         except Exception as error:
-            log.warning("%s: stopping the consumer failed: %s", self.name, _describe(error))
+            log.warning("%s: stopping the consumer failed: %s", self.name, describe_error(error))
         self._partitions.clear()
 
     async def __aenter__(self) -> Self:
@@ -250,11 +250,11 @@ class KafkaObjectsSource(ClosingSource):
                 if not klass.retriable:
                     raise KafkaSourceError(
                         f"{self.name}: consuming {self.topic!r} from {self.servers} failed "
-                        f"({klass.reason}): {_describe(error)}",
+                        f"({klass.reason}): {describe_error(error)}",
                         retriable=False,
                         reason=klass.reason,
                     ) from error
-                log.warning("%s: fetch failed (%s); retrying", self.name, _describe(error))
+                log.warning("%s: fetch failed (%s); retrying", self.name, describe_error(error))
                 await asyncio.sleep(backoff)
                 backoff = min(5.0, backoff * 2)
                 continue
@@ -336,7 +336,7 @@ class KafkaObjectsSource(ClosingSource):
                 try:
                     await self._commit(consumer)
                 except Exception as error:  # logged and counted in _commit; the loop goes on
-                    log.debug("%s: commit: %s", self.name, _describe(error))
+                    log.debug("%s: commit: %s", self.name, describe_error(error))
 
     async def _commit(self, consumer: Any, partitions: Sequence[int] | None = None) -> None:
         """Commit the settled watermark of ``partitions`` (default: all) where it moved."""
@@ -369,7 +369,7 @@ class KafkaObjectsSource(ClosingSource):
                     {tp.partition: offset for tp, offset in offsets.items()},
                     klass.reason,
                     ", will retry" if klass.retriable else "",
-                    _describe(error),
+                    describe_error(error),
                 )
                 raise
             for _, state, offset in moved:
@@ -384,7 +384,7 @@ class KafkaObjectsSource(ClosingSource):
             try:
                 await asyncio.wait_for(self._commit(consumer, mine), CLOSE_TIMEOUT_SECONDS)
             except Exception as error:
-                log.warning("%s: commit on revocation failed: %s", self.name, _describe(error))
+                log.warning("%s: commit on revocation failed: %s", self.name, describe_error(error))
         for partition in mine:
             state = self._partitions.pop(partition, None)
             if state is not None and state.pending:
