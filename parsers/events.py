@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from parsers.cgroup import identify
+
 SCHEMA_VERSION = 1
 EVENT_TYPE_OOM_KILL = "oom_kill"
 # Signals Kubernetes itself gives about memory (parsers/k8s.py builds them; schema/k8s-event.v1.json).
@@ -69,6 +71,32 @@ class CgroupInfo:
     limit_scope: str | None = None
     source: str = "none"  # report | pid_index | memory_events | none
     oom_group: str | None = None  # "Tasks in <path> are going to be killed due to memory.oom.group set"
+
+    @classmethod
+    def identified(
+        cls,
+        identity_path: str | None,
+        *,
+        task_memcg: str | None,
+        oom_memcg: str | None,
+        limit_scope: str | None,
+        source: str,
+        oom_group: str | None = None,
+    ) -> CgroupInfo:
+        """The cgroup facts with the pod/container identity read from ``identity_path``."""
+        identity = identify(identity_path)
+        return cls(
+            task_memcg=task_memcg,
+            oom_memcg=oom_memcg,
+            pod_uid=identity.pod_uid,
+            container_id=identity.container_id,
+            runtime=identity.runtime,
+            qos_class=identity.qos_class,
+            driver=identity.driver,
+            limit_scope=limit_scope,
+            source=source,
+            oom_group=oom_group,
+        )
 
 
 @dataclass(frozen=True)

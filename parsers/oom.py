@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from parsers import oom_lines as L
-from parsers.cgroup import identify, limit_scope
+from parsers.cgroup import limit_scope
 from parsers.events import (
     CgroupInfo,
     MemcgUsage,
@@ -629,17 +629,11 @@ class Assembler:
             and oom_memcg is None
         ):
             global_oom = True  # the kernel prints this message only when no memcg limit fired
-        identity = identify(identity_path)
-        scope = limit_scope(identity_path, oom_memcg, global_oom=global_oom)
-        cgroup = CgroupInfo(
+        cgroup = CgroupInfo.identified(
+            identity_path,
             task_memcg=task_memcg,
             oom_memcg=oom_memcg,
-            pod_uid=identity.pod_uid,
-            container_id=identity.container_id,
-            runtime=identity.runtime,
-            qos_class=identity.qos_class,
-            driver=identity.driver,
-            limit_scope=scope,
+            limit_scope=limit_scope(identity_path, oom_memcg, global_oom=global_oom),
             source="report" if identity_path is not None else "none",
             oom_group=report.group_path,
         )

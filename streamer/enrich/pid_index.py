@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from parsers.cgroup import identify, limit_scope
+from parsers.cgroup import limit_scope
 from parsers.events import CgroupInfo, OomEvent
 
 log = logging.getLogger(__name__)
@@ -214,16 +214,11 @@ class PidIndex:
 
     @staticmethod
     def _with_cgroup(event: OomEvent, path: str, source: str) -> OomEvent:
-        identity = identify(path)
         old = event.cgroup
-        cgroup = CgroupInfo(
+        cgroup = CgroupInfo.identified(
+            path,
             task_memcg=path,
             oom_memcg=old.oom_memcg,
-            pod_uid=identity.pod_uid,
-            container_id=identity.container_id,
-            runtime=identity.runtime,
-            qos_class=identity.qos_class,
-            driver=identity.driver,
             limit_scope=old.limit_scope
             if old.limit_scope is not None
             else limit_scope(path, old.oom_memcg, global_oom=False),

@@ -15,7 +15,7 @@ import pytest
 from eventschema import validate, validate_k8s_event
 from k8sfake.objects import ContainerSpec, make_pod, terminated
 
-from parsers.cgroup import identify, limit_scope
+from parsers.cgroup import limit_scope
 from parsers.events import (
     EVENT_TYPE_K8S_OOM_KILLED,
     CgroupInfo,
@@ -39,15 +39,10 @@ MI = 2**20
 def cgroup_for(
     task_memcg: str | None, oom_memcg: str | None = None, *, global_oom: bool = False
 ) -> CgroupInfo:
-    identity = identify(task_memcg)
-    return CgroupInfo(
+    return CgroupInfo.identified(
+        task_memcg,
         task_memcg=task_memcg,
         oom_memcg=oom_memcg,
-        pod_uid=identity.pod_uid,
-        container_id=identity.container_id,
-        runtime=identity.runtime,
-        qos_class=identity.qos_class,
-        driver=identity.driver,
         limit_scope=limit_scope(task_memcg, oom_memcg, global_oom=global_oom)
         if task_memcg or global_oom
         else None,
