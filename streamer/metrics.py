@@ -59,7 +59,6 @@ SOURCE_COUNTS: dict[str, tuple[str, str]] = {
     "gaps": ("oomstream_source_gaps", "Discontinuities in a source's sequence (rotation, truncation)"),
     "restarts": ("oomstream_source_restarts", "Times a source reopened its input after an error"),
 }
-SOURCE_KEY_ALIASES = {"lines_read": "lines"}  # the Source protocol's docstring says lines_read
 CHECKPOINT_COUNTS: dict[str, tuple[str, str]] = {
     "saves": ("oomstream_checkpoint_saves", "Checkpoint files written"),
     "corrupt": ("oomstream_checkpoint_corrupt", "Checkpoint files unreadable at load (treated as absent)"),
@@ -160,8 +159,7 @@ class _LiveCollector(Collector):
         for source, counts in sorted(self.sources.items()):
             for key in SOURCE_COUNTS:
                 named[key][source] = 0
-            for raw_key, count in sorted(list(counts.items())):
-                key = SOURCE_KEY_ALIASES.get(raw_key, raw_key)
+            for key, count in sorted(list(counts.items())):
                 if key in named:
                     named[key][source] += count
                 else:

@@ -26,7 +26,7 @@ class Source(Protocol):
     """What the pipeline needs from a source."""
 
     name: str  # unique per pipeline, used as the checkpoint key, e.g. "kmsg", "journald", "file:/var/log/x"
-    counts: Counter[str]  # telemetry: lines_read, records, lost, gaps, restarts, ...
+    counts: Counter[str]  # telemetry: lines, records, lost, gaps, restarts, ...
 
     def records(self) -> AsyncIterator[KernelRecord]:
         """Yield records in log order until closed (follow mode) or end of input."""

@@ -96,7 +96,7 @@ def test_tallies_are_read_at_scrape_time(tmp_path: Path) -> None:
     metrics.track_queue("records", queue)
     metrics.track_queue("events", lambda: 3)
     kmsg.update(lines=1000, records=990, lost=7, untrusted=2, epipe=3)
-    files: Counter[str] = Counter(lines_read=5)
+    files: Counter[str] = Counter(lines=5)
     metrics.track_source("file:/x", files)
     formats_a["kmsg"] += 5
     formats_b["kmsg"] += 2
