@@ -145,6 +145,8 @@ async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
         checkpoint_boot_id=boot_id,
         kmsg_path=source.kmsg_path,
         journal_directory=source.journald_directory,
+        journal_since=source.journald_since,
+        kmsg_start=source.kmsg_start,
         host=host,
     )
     return [chosen]

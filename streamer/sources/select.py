@@ -93,25 +93,33 @@ async def auto_select(
     kmsg_path: str = "/dev/kmsg",
     journalctl: str = "journalctl",
     journal_directory: str | None = None,
+    journal_since: str | None = None,
+    kmsg_start: str = "checkpoint",
     host: str | None = None,
 ) -> KmsgSource | JournaldSource:
     """The source to follow on this machine, resuming from ``checkpoint`` when it fits.
 
     Order: the checkpoint's own kind if it still works, then kmsg, then journald. Raises
     SourceError naming everything tried and how to configure a source explicitly.
+    ``kmsg_start`` and ``journal_since`` mean what they mean for an explicit source.
     """
     kmsg_problem = probe_kmsg(kmsg_path)
     journald_problem: str | None = None
     want = checkpoint.kind if checkpoint is not None else None
 
     def kmsg() -> KmsgSource:
-        if checkpoint is not None and checkpoint.kind == "kmsg":
+        if kmsg_start == "checkpoint" and checkpoint is not None and checkpoint.kind == "kmsg":
             return KmsgSource(kmsg_path, start=checkpoint, checkpoint_boot_id=checkpoint_boot_id, host=host)
-        return KmsgSource(kmsg_path, start="oldest", host=host)
+        return KmsgSource(kmsg_path, start="end" if kmsg_start == "end" else "oldest", host=host)
 
     def journald() -> JournaldSource:
         cursor = checkpoint.cursor if checkpoint is not None and checkpoint.kind == "journald" else None
-        return JournaldSource(after_cursor=cursor, directory=journal_directory, journalctl=journalctl)
+        return JournaldSource(
+            after_cursor=cursor,
+            directory=journal_directory,
+            journalctl=journalctl,
+            since=None if cursor else journal_since,
+        )
 
     if want == "journald" or kmsg_problem is not None:
         journald_problem = await probe_journald(journalctl, directory=journal_directory)

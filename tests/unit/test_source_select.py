@@ -82,3 +82,16 @@ async def test_failing_journalctl_reports_its_stderr(tmp_path: Path) -> None:
     script.chmod(0o755)
     with pytest.raises(SourceError, match="Permission denied"):
         await auto_select(kmsg_path=os.devnull + "-missing", journalctl=str(script))
+
+
+async def test_start_options_apply_to_the_chosen_source(tmp_path: Path) -> None:
+    """source.kmsg_start and source.journald_since mean the same under auto as when explicit."""
+    checkpoint = SourcePosition(kind="kmsg", seq=5, cursor="boot")
+    source = await auto_select(
+        checkpoint=checkpoint, kmsg_path=READABLE_KMSG, kmsg_start="end", journalctl=fake_journalctl(tmp_path)
+    )
+    assert isinstance(source, KmsgSource) and source._start == "end"
+    source = await auto_select(
+        kmsg_path=str(tmp_path / "kmsg"), journal_since="-1h", journalctl=fake_journalctl(tmp_path)
+    )
+    assert isinstance(source, JournaldSource) and source._since == "-1h"
