@@ -38,6 +38,7 @@ from streamer.pipeline import (
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
 from streamer.sinks.file import FileSink
 from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig, connection_kwargs
+from streamer.sinks.kafka import Secret as SinkSecret
 from streamer.sinks.stdout import StdoutSink
 from streamer.sources.base import Source, SourceError
 from streamer.sources.files import FileSource
@@ -213,8 +214,7 @@ async def build_kubernetes(
         if not config.kafka.configured:
             raise CliError("kubernetes.objects_kafka_topic needs kafka.bootstrap_servers")
         # The same brokers and security settings (TLS, SASL) as the sink.
-        sink_config = KafkaSinkConfig.from_mapping(config.kafka.sink_options(), "configuration")
-        security = connection_kwargs(sink_config)
+        security = connection_kwargs(kafka_sink_config(config))
         for key in ("bootstrap_servers", "client_id", "request_timeout_ms"):
             security.pop(key, None)
         sources.append(
@@ -239,6 +239,17 @@ async def build_kubernetes(
     return KubernetesParts(enricher, sources, correlator, watch, mode)
 
 
+def kafka_sink_config(config: Config) -> KafkaSinkConfig:
+    """The sink's view of [kafka], with a literal ``kafka.sasl_password`` carried over
+    (``sink_options`` leaves it out: the sink takes no secret values from a mapping)."""
+    literal = config.kafka.sasl_password
+    return KafkaSinkConfig.from_mapping(
+        config.kafka.sink_options(),
+        "configuration",
+        sasl_password=None if literal is None else SinkSecret(literal.reveal()),
+    )
+
+
 def build_sink(config: Config, metrics: Metrics, pipeline_ref: list[Pipeline]) -> Sink:
     def on_delivery(result: DeliveryResult) -> None:
         pipeline_ref[0].on_delivery(result)
@@ -249,7 +260,7 @@ def build_sink(config: Config, metrics: Metrics, pipeline_ref: list[Pipeline]) -
     if output.sink == "file":
         assert output.path is not None
         return FileSink(output.path, on_delivery=on_delivery, registry=metrics.registry)
-    sink_config = KafkaSinkConfig.from_mapping(config.kafka.sink_options(), "configuration")
+    sink_config = kafka_sink_config(config)
     # Shutdown must end in bounded time even with every broker gone: whatever is still unsent
     # then is reported failed, so the pipeline spools it and does not checkpoint past it.
     sink_config = dataclasses.replace(

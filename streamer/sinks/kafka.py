@@ -174,6 +174,9 @@ class KafkaSinkConfig:
     sasl_username: str | None = None
     sasl_password_file: str | None = None
     sasl_password_env: str | None = None
+    # A literal password from the service's own config (kafka.sasl_password); never accepted from
+    # a mapping (see SECRET_KEYS), only set by the caller that holds it.
+    sasl_password: Secret | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
@@ -226,14 +229,14 @@ class KafkaSinkConfig:
         if sasl:
             if not self.sasl_username:
                 raise bad("sasl_username", f"required with security_protocol={self.security_protocol!r}")
-            if not (self.sasl_password_file or self.sasl_password_env):
+            if not (self.sasl_password_file or self.sasl_password_env or self.sasl_password):
                 raise bad(
                     "sasl_password_file",
                     f"security_protocol={self.security_protocol!r} needs sasl_password_file or "
                     "sasl_password_env",
                 )
         else:
-            for key in ("sasl_username", "sasl_password_file", "sasl_password_env"):
+            for key in ("sasl_username", "sasl_password_file", "sasl_password_env", "sasl_password"):
                 if getattr(self, key):
                     raise bad(key, f"is set but security_protocol={self.security_protocol!r} uses no SASL")
         if not tls:
@@ -255,8 +258,11 @@ class KafkaSinkConfig:
         return self.topic_policy == "create"
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], source_name: str) -> KafkaSinkConfig:
-        """Build from a TOML table / dict; unknown keys, wrong types and literal secrets are errors."""
+    def from_mapping(
+        cls, mapping: Mapping[str, Any], source_name: str, *, sasl_password: Secret | None = None
+    ) -> KafkaSinkConfig:
+        """Build from a TOML table / dict; unknown keys, wrong types and literal secrets are errors.
+        ``sasl_password``: a literal the caller already holds as a secret (the service config's)."""
         specs = _field_specs()
         values: dict[str, Any] = {}
         for key, value in mapping.items():
@@ -266,7 +272,7 @@ class KafkaSinkConfig:
             raise SinkConfigError(
                 f"bootstrap_servers: required (in {source_name})", setting="bootstrap_servers"
             )
-        return cls(**values, origin=source_name)
+        return cls(**values, origin=source_name, sasl_password=sasl_password)
 
     @classmethod
     def from_strings(
@@ -424,7 +430,9 @@ def connection_kwargs(config: KafkaSinkConfig, environ: Mapping[str, str] | None
         "retry_backoff_ms": config.retry_backoff_ms,
     }
     if config.security_protocol.startswith("SASL_"):
-        password = read_secret(config, "sasl_password_file", "sasl_password_env", environ)
+        password = config.sasl_password or read_secret(
+            config, "sasl_password_file", "sasl_password_env", environ
+        )
         assert password is not None  # __post_init__ requires a source
         kwargs["sasl_mechanism"] = config.sasl_mechanism
         kwargs["sasl_plain_username"] = config.sasl_username

@@ -199,3 +199,21 @@ def test_backfill_ends_at_end_of_input_while_the_api_is_unreachable(tmp_path: Pa
     (kill,) = [e for e in events if e["type"] == "oom_kill"]
     assert kill["enrichment"]["status"] == "pod_not_found" and kill["kubernetes"] is None
     assert "cannot read node" in result.stderr  # the unreachable API is reported, not hidden
+
+
+def test_a_literal_sasl_password_reaches_the_kafka_client() -> None:
+    """kafka.sasl_password as a value (masked everywhere) must be the password the client uses;
+    sink_options() leaves it out, so the service hands it over itself."""
+    from streamer.commands.run import kafka_sink_config
+    from streamer.config import load_config
+    from streamer.sinks.kafka import connection_kwargs
+
+    env = {
+        "OOMSTREAM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+        "OOMSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "OOMSTREAM_KAFKA_SASL_USERNAME": "oom",
+        "OOMSTREAM_KAFKA_SASL_PASSWORD": "s3cret",
+    }
+    sink_config = kafka_sink_config(load_config(None, env, {}))
+    assert "s3cret" not in repr(sink_config)
+    assert connection_kwargs(sink_config)["sasl_plain_password"] == "s3cret"
