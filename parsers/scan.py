@@ -16,7 +16,7 @@ from parsers.oom import Assembler
 
 # Every line that can open a report or touch a finished one holds one of these (see
 # parsers/oom_lines.py): "oom" is in the header, the oom-kill: summary, the reaper and the
-# oom.group notice; "emory" is in every kill message prefix ("Out of memory", "Memory cgroup out of
+# oom.group notice; "of memory" is in every kill message prefix ("Out of memory", "Memory cgroup out of
 # memory"). The only exception, the unprefixed "Killed process" line before 5.1, always follows
 # a prefixed "Kill process" line, after which the assembler asks for every line again.
 KEYWORD_TEXTS: tuple[str, ...] = ("oom", "of memory")
