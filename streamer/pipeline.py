@@ -157,24 +157,11 @@ class PipelineSettings:
     max_tasks: int = 20
 
 
-def position_to_checkpoint(position: SourcePosition, boot_id: str | None) -> dict[str, Any]:
-    data = position.to_json()
-    data["kind"] = position.kind
-    if boot_id is not None:
-        data["boot_id"] = boot_id
-    return data
-
-
-def checkpoint_to_position(data: dict[str, Any]) -> SourcePosition:
-    return SourcePosition.from_json(str(data.get("kind", "")), data)
-
-
 @dataclass
 class _SourceState:
     source: Source
     assembler: Assembler
     tracker: AckTracker = field(default_factory=AckTracker)
-    boot_id: str | None = None
     done: bool = False
 
 
@@ -283,8 +270,6 @@ class Pipeline:
         source = state.source
         try:
             async for record in source.records():
-                if record.boot_id is not None:
-                    state.boot_id = record.boot_id
                 await self._queue.put((source.name, record))
         except Exception:
             log.exception("source %s failed; the pipeline goes on without it", source.name)
@@ -537,7 +522,7 @@ class Pipeline:
             if safe is None or safe == state.tracker.last_saved:
                 continue
             try:
-                self.checkpoints.save(name, position_to_checkpoint(safe, state.boot_id))
+                self.checkpoints.save(state.source.checkpoint_key, state.source.checkpoint_data(safe))
             except OSError:
                 log.exception("checkpoint of %s failed", name)
                 self.counts["checkpoint_errors"] += 1

@@ -9,14 +9,13 @@ import dataclasses
 import logging
 import os
 import signal
-import sys
 from typing import Any, TextIO
 
 import orjson
 
 from parsers.events import AnyEvent, event_to_dict
 from parsers.k8s import SignalTracker
-from parsers.records import SourcePosition
+from streamer import registry
 from streamer.checkpoint import CheckpointStore
 from streamer.commands.tail import format_event_line
 from streamer.config import Config, ConfigError, add_cli_arguments, load_config, overrides_from_args
@@ -28,33 +27,21 @@ from streamer.errors import CliError
 from streamer.kube.api import KubeApi, KubeApiConfig, KubeApiError
 from streamer.logging_setup import setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
-from streamer.pipeline import (
-    SIGNAL_LEDGER_NAME,
-    Pipeline,
-    PipelineSettings,
-    SignalLedger,
-    checkpoint_to_position,
-)
+from streamer.pipeline import SIGNAL_LEDGER_NAME, Pipeline, PipelineSettings, SignalLedger
+from streamer.registry import BuildContext
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
-from streamer.sinks.file import FileSink
-from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig, connection_kwargs
-from streamer.sinks.kafka import Secret as SinkSecret
-from streamer.sinks.stdout import StdoutSink
+from streamer.sinks.kafka import KafkaSinkConfig, connection_kwargs
+from streamer.sinks.kafka_component import KafkaConfig, sink_config
 from streamer.sources.base import Source, SourceError
-from streamer.sources.files import FileSource
-from streamer.sources.journald import JournaldSource
 from streamer.sources.k8s_objects import K8sObjectLinesSource
 from streamer.sources.k8s_watch import KubeWatchSource
 from streamer.sources.kafka_objects import KafkaObjectsSource
-from streamer.sources.kmsg import KmsgSource
-from streamer.sources.select import auto_select
 from streamer.sources.signals import SignalSource
 from streamer.spool import Spool
 
 log = logging.getLogger("oomstream.run")
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
-
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -67,9 +54,9 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_check_config(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     config = _load(args)
     stdout.write(orjson.dumps(config.redacted(), option=orjson.OPT_INDENT_2).decode() + "\n")
-    if not config.kafka.configured and config.output.sink == "kafka":
+    if "kafka" in config.sinks.enabled and not config.options("sinks.kafka", KafkaConfig).configured:
         stderr.write(
-            "note: kafka.bootstrap_servers is not set (OOMSTREAM_KAFKA_BOOTSTRAP); "
+            "note: sinks.kafka.bootstrap_servers is not set (OOMSTREAM_KAFKA_BOOTSTRAP); "
             "`make run` starts a local broker and sets it\n"
         )
     return 0
@@ -78,79 +65,40 @@ def cmd_check_config(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     config = _load(args)
     setup_logging(config.log.level, config.log.format, rate_limit_seconds=config.log.rate_limit_seconds)
-    if config.output.sink == "kafka" and not config.kafka.configured:
+    if "kafka" in config.sinks.enabled and not config.options("sinks.kafka", KafkaConfig).configured:
         raise CliError(
-            "kafka.bootstrap_servers is not set: set OOMSTREAM_KAFKA_BOOTSTRAP, --kafka-bootstrap-servers "
-            "or [kafka] bootstrap_servers (`make run` starts a local broker and sets it), "
-            "or choose output.sink = stdout|file"
+            "sinks.kafka.bootstrap_servers is not set: set OOMSTREAM_KAFKA_BOOTSTRAP, "
+            "--sinks-kafka-bootstrap-servers or [sinks.kafka] bootstrap_servers (`make run` starts a "
+            "local broker and sets it), or choose sinks.enabled = stdout|file"
         )
     try:
         return asyncio.run(run_service(config, stdout, print_events=not args.quiet))
-    except (SourceError, SinkError, KubeApiError) as error:
+    except (SourceError, SinkError, KubeApiError, ConfigError) as error:
         raise CliError(str(error)) from None
 
 
-def _start_position(store: CheckpointStore, name: str) -> tuple[SourcePosition | None, str | None]:
-    saved = store.load(name)
-    if not saved:
-        return None, None
-    return checkpoint_to_position(saved), saved.get("boot_id")
+async def build_sources(context: BuildContext) -> list[Source]:
+    """Every enabled source component, built by its registered ``build``."""
+    config = context.config
+    sources: list[Source] = []
+    for name in config.sources.enabled:
+        table = f"sources.{name}"
+        sources.extend(await registry.component(table).build(config.components[table], context))
+    names = [source.checkpoint_key for source in sources]
+    duplicated = sorted({key for key in names if names.count(key) > 1})
+    if duplicated:
+        raise SourceError(f"sources.enabled: two sources would read {', '.join(duplicated)}; enable one")
+    return sources
 
 
-async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
-    source = config.source
-    host = config.resolved_node_name(os.environ)
-    kind = source.kind
-    if kind == "auto" and source.files:
-        kind = "file"
-    if kind == "file" or kind == "stdin":
-        paths = list(source.files) if kind == "file" else ["-"]
-        if not paths:
-            raise SourceError("source.kind = file needs source.files (a list of log files)")
-        built: list[Source] = []
-        for path in paths:
-            name = "stdin" if path == "-" else f"file:{os.path.abspath(path)}"
-            position, _ = _start_position(store, name)
-            built.append(
-                FileSource(
-                    path,
-                    follow=source.follow,
-                    start=position if position is not None else "beginning",
-                    fmt=source.file_format,
-                    host=host,
-                )
-            )
-        return built
-    if kind == "kmsg":
-        position, boot_id = _start_position(store, "kmsg")
-        start: Any = source.kmsg_start
-        if start == "checkpoint":
-            start = position if position is not None else "oldest"
-        return [KmsgSource(source.kmsg_path, start=start, checkpoint_boot_id=boot_id, host=host)]
-    if kind == "journald":
-        position, _ = _start_position(store, "journald")
-        cursor = position.cursor if position is not None else None
-        return [
-            JournaldSource(
-                after_cursor=cursor,
-                directory=source.journald_directory,
-                since=None if cursor else source.journald_since,
-            )
-        ]
-    # auto: the kind of an existing checkpoint first, then kmsg, then journald
-    position, boot_id = _start_position(store, "kmsg")
-    if position is None:
-        position, boot_id = _start_position(store, "journald")
-    chosen = await auto_select(
-        checkpoint=position,
-        checkpoint_boot_id=boot_id,
-        kmsg_path=source.kmsg_path,
-        journal_directory=source.journald_directory,
-        journal_since=source.journald_since,
-        kmsg_start=source.kmsg_start,
-        host=host,
-    )
-    return [chosen]
+async def build_sink(context: BuildContext) -> Sink:
+    """The enabled sink component, built by its registered ``build``."""
+    config = context.config
+    if len(config.sinks.enabled) != 1:
+        raise CliError(f"sinks.enabled: one sink at a time for now, got {list(config.sinks.enabled)!r}")
+    table = f"sinks.{config.sinks.enabled[0]}"
+    sink: Sink = await registry.component(table).build(config.components[table], context)
+    return sink
 
 
 @dataclasses.dataclass
@@ -172,8 +120,10 @@ async def build_kubernetes(
     environ = dict(os.environ) if env is None else env
     node = config.resolved_node_name(environ)
     mode = kube.resolved_mode(environ)
-    if config.source.kind == "stdin" and "-" in kube.objects_files:
-        raise CliError("kubernetes.objects_files names stdin (-), but source.kind = stdin reads it already")
+    if "stdin" in config.sources.enabled and "-" in kube.objects_files:
+        raise CliError(
+            "kubernetes.objects_files names stdin (-), but sources.enabled has stdin, which reads it"
+        )
     if mode == "kubeconfig" and kube.kubeconfig_path and not os.path.isfile(kube.kubeconfig_path):
         raise CliError(f"kubernetes.kubeconfig_path = {kube.kubeconfig_path!r}: no such file")
     tracker = SignalTracker()
@@ -211,22 +161,23 @@ async def build_kubernetes(
     for path in kube.objects_files:
         sources.append(K8sObjectLinesSource(path, follow=kube.objects_follow, node=node, tracker=tracker))
     if kube.objects_kafka_topic:
-        if not config.kafka.configured:
-            raise CliError("kubernetes.objects_kafka_topic needs kafka.bootstrap_servers")
+        kafka = config.options("sinks.kafka", KafkaConfig)
+        if not kafka.configured:
+            raise CliError("kubernetes.objects_kafka_topic needs sinks.kafka.bootstrap_servers")
         # The same brokers and security settings (TLS, SASL) as the sink.
-        security = connection_kwargs(kafka_sink_config(config))
+        security = connection_kwargs(sink_config(kafka))
         for key in ("bootstrap_servers", "client_id", "request_timeout_ms"):
             security.pop(key, None)
         sources.append(
             KafkaObjectsSource(
                 consumer_options=security,
-                bootstrap_servers=config.kafka.bootstrap_servers,
+                bootstrap_servers=kafka.bootstrap_servers,
                 topic=kube.objects_kafka_topic,
                 group_id=kube.objects_kafka_group,
                 node=node,
                 tracker=tracker,
                 auto_offset_reset=kube.objects_kafka_offset_reset,
-                client_id=config.kafka.client_id,
+                client_id=kafka.client_id,
             )
         )
     correlator = None
@@ -240,36 +191,8 @@ async def build_kubernetes(
 
 
 def kafka_sink_config(config: Config) -> KafkaSinkConfig:
-    """The sink's view of [kafka], with a literal ``kafka.sasl_password`` carried over
-    (``sink_options`` leaves it out: the sink takes no secret values from a mapping)."""
-    literal = config.kafka.sasl_password
-    return KafkaSinkConfig.from_mapping(
-        config.kafka.sink_options(),
-        "configuration",
-        sasl_password=None if literal is None else SinkSecret(literal.reveal()),
-    )
-
-
-def build_sink(config: Config, metrics: Metrics, pipeline_ref: list[Pipeline]) -> Sink:
-    def on_delivery(result: DeliveryResult) -> None:
-        pipeline_ref[0].on_delivery(result)
-
-    output = config.output
-    if output.sink == "stdout":
-        return StdoutSink(sys.stdout.buffer, on_delivery=on_delivery, registry=metrics.registry)
-    if output.sink == "file":
-        assert output.path is not None
-        return FileSink(output.path, on_delivery=on_delivery, registry=metrics.registry)
-    sink_config = kafka_sink_config(config)
-    # Shutdown must end in bounded time even with every broker gone: whatever is still unsent
-    # then is reported failed, so the pipeline spools it and does not checkpoint past it.
-    sink_config = dataclasses.replace(
-        sink_config,
-        close_timeout_seconds=min(
-            sink_config.close_timeout_seconds, config.pipeline.shutdown_timeout_seconds
-        ),
-    )
-    return KafkaSink(sink_config, on_delivery=on_delivery, registry=metrics.registry)
+    """The Kafka sink's settings for ``config`` (see ``streamer.sinks.kafka_component.sink_config``)."""
+    return sink_config(config.options("sinks.kafka", KafkaConfig))
 
 
 async def run_service(config: Config, stdout: TextIO, *, print_events: bool = True) -> int:
@@ -279,13 +202,26 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
     async with contextlib.AsyncExitStack() as stack:
         store = stack.enter_context(CheckpointStore(config.state.directory))
         spool: Spool | None = None
-        if config.spool.enabled and config.output.sink == "kafka":
+        if config.spool.enabled and "kafka" in config.sinks.enabled:
             spool = stack.enter_context(
                 Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_bytes)
             )
             metrics.track_spool(spool)
         metrics.track_checkpoints(store)
-        sources = await build_sources(config, store)
+        pipeline_ref: list[Pipeline] = []
+
+        def on_delivery(result: DeliveryResult) -> None:
+            pipeline_ref[0].on_delivery(result)
+
+        context = BuildContext(
+            config=config,
+            node_name=config.resolved_node_name(os.environ),
+            checkpoints=store,
+            metrics=metrics,
+            on_delivery=on_delivery,
+            state_directory=config.state.directory,
+        )
+        sources = await build_sources(context)
         for source in sources:
             metrics.track_source(source.name, source.counts)
         framer = getattr(sources[0], "framer", None) if len(sources) == 1 else None
@@ -296,12 +232,11 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
         pid_index = None
         if pipe_conf.pid_index_enabled:
             pid_index = PidIndex(refresh_seconds=pipe_conf.pid_index_refresh_seconds)
-        pipeline_ref: list[Pipeline] = []
-        sink = build_sink(config, metrics, pipeline_ref)
+        sink = await build_sink(context)
 
         def published(event: AnyEvent, result: DeliveryResult) -> None:
             metrics.observe_event(event)
-            if print_events and config.output.sink != "stdout":
+            if print_events and "stdout" not in config.sinks.enabled:
                 stdout.write(format_event_line(event_to_dict(event)) + "\n")
                 stdout.flush()
 
@@ -346,7 +281,7 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
             ",".join(source.name for source in sources),
             ",".join(s.name for s in kube.signal_sources) or "-",
             kube.mode,
-            config.output.sink,
+            ",".join(config.sinks.enabled),
             config.state.directory,
         )
         server: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()

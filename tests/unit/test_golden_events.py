@@ -39,9 +39,9 @@ REGENERATE = os.environ.get("OOMSTREAM_GOLDEN_REGENERATE") == "1"
 def run_args(files: list[Path]) -> list[str]:
     """The node service over ``files`` at once, to stdout, ending at the end of the files."""
     return [
-        "--source-kind", "file", "--no-source-follow",
-        *(arg for path in files for arg in ("--source-files", str(path))),
-        "--output-sink", "stdout",
+        "--sources-enabled", "files", "--no-sources-files-follow",
+        *(arg for path in files for arg in ("--sources-files-paths", str(path))),
+        "--sinks-enabled", "stdout",
         "--no-metrics-enabled", "--no-pipeline-pid-index-enabled", "--kubernetes-mode", "off",
         "--node-name", "golden-node", "--log-level", "ERROR",
     ]  # fmt: skip

@@ -28,6 +28,7 @@ def report(pid: int, t: float) -> list[str]:
 class ListSource:
     def __init__(self, lines: list[str], name: str = "file:test") -> None:
         self.name = name
+        self.checkpoint_key = name
         self.counts: Counter[str] = Counter()
         self._lines = lines
         self._framer = Framer()
@@ -43,6 +44,9 @@ class ListSource:
 
     def start_position(self) -> SourcePosition | None:
         return None
+
+    def checkpoint_data(self, position: SourcePosition) -> dict[str, Any]:
+        return {"kind": position.kind, **position.to_json()}
 
     async def aclose(self) -> None:
         return None
