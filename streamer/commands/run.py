@@ -195,100 +195,125 @@ def kafka_sink_config(config: Config) -> KafkaSinkConfig:
     return sink_config(config.options("sinks.kafka", KafkaConfig))
 
 
-async def run_service(config: Config, stdout: TextIO, *, print_events: bool = True) -> int:
+@dataclasses.dataclass
+class Service:
+    """Everything ``oomstream run`` builds from its configuration, before anything runs."""
+
+    config: Config
+    metrics: Metrics
+    store: CheckpointStore
+    spool: Spool | None
+    sources: list[Source]
+    sink: Sink
+    kube: KubernetesParts
+    pid_index: PidIndex | None
+    pipeline: Pipeline
+    server: MetricsServer | None
+
+
+async def build_service(
+    config: Config, stack: contextlib.AsyncExitStack, stdout: TextIO, *, print_events: bool = True
+) -> Service:
+    """Build every part from ``config``; what needs releasing is entered into ``stack``."""
     metrics = Metrics()
+    store = stack.enter_context(CheckpointStore(config.state.directory))
+    spool: Spool | None = None
+    if config.spool.enabled and "kafka" in config.sinks.enabled:
+        spool = stack.enter_context(
+            Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_bytes)
+        )
+        metrics.track_spool(spool)
+    metrics.track_checkpoints(store)
+    pipeline_ref: list[Pipeline] = []
+
+    def on_delivery(result: DeliveryResult) -> None:
+        pipeline_ref[0].on_delivery(result)
+
+    context = BuildContext(
+        config=config,
+        node_name=config.resolved_node_name(os.environ),
+        checkpoints=store,
+        metrics=metrics,
+        on_delivery=on_delivery,
+        state_directory=config.state.directory,
+    )
+    sources = await build_sources(context)
+    for source in sources:
+        metrics.track_source(source.name, source.counts)
+    framer = getattr(sources[0], "framer", None) if len(sources) == 1 else None
+    if framer is not None:
+        metrics.track_formats(framer.records_by_format)
+        metrics.track_parse_errors(framer.skipped)
+    pipe_conf = config.pipeline
+    pid_index = None
+    if pipe_conf.pid_index_enabled:
+        pid_index = PidIndex(refresh_seconds=pipe_conf.pid_index_refresh_seconds)
+    sink = await build_sink(context)
+
+    def published(event: AnyEvent, result: DeliveryResult) -> None:
+        metrics.observe_event(event)
+        if print_events and "stdout" not in config.sinks.enabled:
+            stdout.write(format_event_line(event_to_dict(event)) + "\n")
+            stdout.flush()
+
+    kube = await build_kubernetes(config, stack)
+    for signal_source in kube.signal_sources:
+        metrics.track_source(signal_source.name, signal_source.counts)
+    if kube.watch is not None:
+        for watcher in kube.watch.watchers:
+            metrics.track_source(watcher.name, watcher.counts)
+    metrics.track_source("enrichment", kube.enricher.counts)
+    ledger = SignalLedger()
+    ledger.load(store.load(SIGNAL_LEDGER_NAME))
+    pipeline = Pipeline(
+        sources,
+        sink,
+        checkpoints=store,
+        spool=spool,
+        pid_index=pid_index,
+        enrich=kube.enricher,
+        enrich_signal=kube.enricher.enrich_signal,
+        signal_sources=kube.signal_sources,
+        correlator=kube.correlator,
+        signal_ledger=ledger,
+        on_published=published,
+        settings=PipelineSettings(
+            queue_records=pipe_conf.queue_records,
+            linger_seconds=pipe_conf.linger_seconds,
+            report_timeout_seconds=pipe_conf.report_timeout_seconds,
+            checkpoint_interval_seconds=config.state.checkpoint_interval_seconds,
+            shutdown_timeout_seconds=pipe_conf.shutdown_timeout_seconds,
+            max_tasks=pipe_conf.max_tasks,
+        ),
+    )
+    pipeline_ref.append(pipeline)
+    metrics.track_queue("records", lambda: pipeline.queue_depth)
+    server = None
+    if config.metrics.enabled:
+        readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
+        server = MetricsServer(metrics, config.metrics.listen_address, readiness)
+    return Service(config, metrics, store, spool, sources, sink, kube, pid_index, pipeline, server)
+
+
+async def run_service(config: Config, stdout: TextIO, *, print_events: bool = True) -> int:
     # Everything opened here is released in reverse order however the run ends: the sink and
     # the metrics server first, then the Kubernetes API client, the spool, the state directory.
     async with contextlib.AsyncExitStack() as stack:
-        store = stack.enter_context(CheckpointStore(config.state.directory))
-        spool: Spool | None = None
-        if config.spool.enabled and "kafka" in config.sinks.enabled:
-            spool = stack.enter_context(
-                Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_bytes)
-            )
-            metrics.track_spool(spool)
-        metrics.track_checkpoints(store)
-        pipeline_ref: list[Pipeline] = []
-
-        def on_delivery(result: DeliveryResult) -> None:
-            pipeline_ref[0].on_delivery(result)
-
-        context = BuildContext(
-            config=config,
-            node_name=config.resolved_node_name(os.environ),
-            checkpoints=store,
-            metrics=metrics,
-            on_delivery=on_delivery,
-            state_directory=config.state.directory,
-        )
-        sources = await build_sources(context)
-        for source in sources:
-            metrics.track_source(source.name, source.counts)
-        framer = getattr(sources[0], "framer", None) if len(sources) == 1 else None
-        if framer is not None:
-            metrics.track_formats(framer.records_by_format)
-            metrics.track_parse_errors(framer.skipped)
-        pipe_conf = config.pipeline
-        pid_index = None
-        if pipe_conf.pid_index_enabled:
-            pid_index = PidIndex(refresh_seconds=pipe_conf.pid_index_refresh_seconds)
-        sink = await build_sink(context)
-
-        def published(event: AnyEvent, result: DeliveryResult) -> None:
-            metrics.observe_event(event)
-            if print_events and "stdout" not in config.sinks.enabled:
-                stdout.write(format_event_line(event_to_dict(event)) + "\n")
-                stdout.flush()
-
-        kube = await build_kubernetes(config, stack)
-        for signal_source in kube.signal_sources:
-            metrics.track_source(signal_source.name, signal_source.counts)
-        if kube.watch is not None:
-            for watcher in kube.watch.watchers:
-                metrics.track_source(watcher.name, watcher.counts)
-        metrics.track_source("enrichment", kube.enricher.counts)
-        ledger = SignalLedger()
-        ledger.load(store.load(SIGNAL_LEDGER_NAME))
-        pipeline = Pipeline(
-            sources,
-            sink,
-            checkpoints=store,
-            spool=spool,
-            pid_index=pid_index,
-            enrich=kube.enricher,
-            enrich_signal=kube.enricher.enrich_signal,
-            signal_sources=kube.signal_sources,
-            correlator=kube.correlator,
-            signal_ledger=ledger,
-            on_published=published,
-            settings=PipelineSettings(
-                queue_records=pipe_conf.queue_records,
-                linger_seconds=pipe_conf.linger_seconds,
-                report_timeout_seconds=pipe_conf.report_timeout_seconds,
-                checkpoint_interval_seconds=config.state.checkpoint_interval_seconds,
-                shutdown_timeout_seconds=pipe_conf.shutdown_timeout_seconds,
-                max_tasks=pipe_conf.max_tasks,
-            ),
-        )
-        pipeline_ref.append(pipeline)
-        metrics.track_queue("records", lambda: pipeline.queue_depth)
-
+        service = await build_service(config, stack, stdout, print_events=print_events)
+        pipeline = service.pipeline
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, pipeline.stop)
         log.info(
             "oomstream running: sources=%s signals=%s kubernetes=%s sink=%s state=%s",
-            ",".join(source.name for source in sources),
-            ",".join(s.name for s in kube.signal_sources) or "-",
-            kube.mode,
+            ",".join(source.name for source in service.sources),
+            ",".join(s.name for s in service.kube.signal_sources) or "-",
+            service.kube.mode,
             ",".join(config.sinks.enabled),
             config.state.directory,
         )
-        server: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
-        if config.metrics.enabled:
-            readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
-            server = MetricsServer(metrics, config.metrics.listen_address, readiness)
-        async with server, sink:
+        server: contextlib.AbstractAsyncContextManager[Any] = service.server or contextlib.nullcontext()
+        async with server, service.sink:
             await pipeline.run()
     log.info("oomstream stopped: %s", dict(pipeline.counts))
     if pipeline.counts["source_failures"]:
