@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from streamer.config import Config
     from streamer.metrics import Metrics
     from streamer.sinks.base import DeliveryCallback
+    from streamer.sinks.kafka_component import KafkaConfig
 
 ComponentKind = Literal["sources", "sinks"]
 OptionsT = TypeVar("OptionsT")
@@ -56,7 +57,7 @@ class Component(Generic[OptionsT, BuiltT]):
     """A registered component: its options class, how to build it, one line of help."""
 
     options: type[OptionsT]
-    build: Callable[[OptionsT, Any], Awaitable[BuiltT]]  # (options, BuildContext)
+    build: Callable[[OptionsT, BuildContext], Awaitable[BuiltT]]
     help: str
 
 
@@ -77,7 +78,7 @@ class BuildContext:
         """Another component's options (``auto`` reads those of kmsg, journald and files)."""
         return self.config.options(table, cls)
 
-    def kafka_client(self) -> Any:
+    def kafka_client(self) -> KafkaConfig | None:
         """The Kafka connection settings ([sinks.kafka]: brokers, TLS, SASL) when brokers are
         configured, else None; a Kafka input uses the same cluster and credentials as the sink."""
         from streamer.sinks.kafka_component import KafkaConfig

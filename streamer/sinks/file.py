@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from prometheus_client import CollectorRegistry
 
 from streamer.config import OptionError, option_help
-from streamer.registry import Component
+from streamer.registry import BuildContext, Component
 from streamer.sinks.base import (
     DeliveryCallback,
     DeliveryResult,
@@ -149,7 +149,7 @@ class FileSinkOptions:
             raise OptionError("path", f"is set but sinks.enabled = {list(enabled)!r} writes no file")
 
 
-async def build(options: FileSinkOptions, context: Any) -> FileSink:
+async def build(options: FileSinkOptions, context: BuildContext) -> FileSink:
     assert options.path is not None  # check_config
     return FileSink(options.path, on_delivery=context.on_delivery, registry=context.metrics.registry)
 

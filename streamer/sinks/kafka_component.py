@@ -24,7 +24,7 @@ from streamer.config import (
     _suggest,
 )
 from streamer.config import option_help as _help
-from streamer.registry import Component
+from streamer.registry import BuildContext, Component
 
 if TYPE_CHECKING:
     from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig
@@ -289,7 +289,7 @@ def sink_config(options: KafkaConfig) -> KafkaSinkConfig:
     )
 
 
-async def build(options: KafkaConfig, context: Any) -> KafkaSink:
+async def build(options: KafkaConfig, context: BuildContext) -> KafkaSink:
     from streamer.sinks.kafka import KafkaSink
 
     if not options.configured:

@@ -14,12 +14,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TextIO, cast
+from typing import BinaryIO, TextIO, cast
 
 from prometheus_client import CollectorRegistry
 
 from parsers.events import AnyEvent, OomEvent, event_to_json
-from streamer.registry import Component
+from streamer.registry import BuildContext, Component
 from streamer.sinks.base import (
     REASON_PARTIAL_REPORT,
     DeadLetter,
@@ -202,7 +202,7 @@ class StdoutOptions:
     """No options: one JSON object per line on standard output."""
 
 
-async def build(options: StdoutOptions, context: Any) -> StdoutSink:
+async def build(options: StdoutOptions, context: BuildContext) -> StdoutSink:
     return StdoutSink(sys.stdout.buffer, on_delivery=context.on_delivery, registry=context.metrics.registry)
 
 

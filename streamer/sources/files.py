@@ -39,7 +39,7 @@ from typing import Any, Literal
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
 from streamer.config import FileFormat, OptionError, option_help
-from streamer.registry import Component
+from streamer.registry import BuildContext, Component
 from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.files")
@@ -625,7 +625,7 @@ class FilesOptions:
             raise OptionError("paths", f"is set but sources.enabled = {list(enabled)!r} reads no files")
 
 
-def file_sources(options: FilesOptions, context: Any) -> list[FileSource]:
+def file_sources(options: FilesOptions, context: BuildContext) -> list[FileSource]:
     """One source per path, each resuming from its own checkpoint (``auto`` delegates here too)."""
     return [
         FileSource(
@@ -640,7 +640,7 @@ def file_sources(options: FilesOptions, context: Any) -> list[FileSource]:
     ]
 
 
-async def build(options: FilesOptions, context: Any) -> list[FileSource]:
+async def build(options: FilesOptions, context: BuildContext) -> list[FileSource]:
     return file_sources(options, context)
 
 
@@ -663,7 +663,7 @@ class StdinOptions:
             raise OptionError("max_line_bytes", f"must be > 0, got {self.max_line_bytes!r}")
 
 
-async def build_stdin(options: StdinOptions, context: Any) -> list[FileSource]:
+async def build_stdin(options: StdinOptions, context: BuildContext) -> list[FileSource]:
     start = FileSource.resume_point(context.checkpoints.load(FileSource.key_for("-")))
     return [
         FileSource(

@@ -41,7 +41,7 @@ import orjson
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
 from streamer.config import OptionError, option_help
-from streamer.registry import Component
+from streamer.registry import BuildContext, Component
 from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.journald")
@@ -342,7 +342,7 @@ def journald_source(
     )
 
 
-async def build(options: JournaldOptions, context: Any) -> list[JournaldSource]:
+async def build(options: JournaldOptions, context: BuildContext) -> list[JournaldSource]:
     return [journald_source(options, context.checkpoints.load("journald"))]
 
 

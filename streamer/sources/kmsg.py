@@ -38,7 +38,7 @@ from typing import Any, Literal, Self
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
 from streamer.config import OptionError, option_help
-from streamer.registry import Component
+from streamer.registry import BuildContext, Component
 from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.kmsg")
@@ -435,7 +435,7 @@ def kmsg_source(options: KmsgOptions, checkpoint: dict[str, Any] | None, *, host
     return KmsgSource(options.path, start=options.start, host=host)
 
 
-async def build(options: KmsgOptions, context: Any) -> list[KmsgSource]:
+async def build(options: KmsgOptions, context: BuildContext) -> list[KmsgSource]:
     return [kmsg_source(options, context.checkpoints.load("kmsg"), host=context.node_name)]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from streamer.registry import Component
+from streamer.registry import BuildContext, Component
 from streamer.sources.base import Source, SourceError
 from streamer.sources.files import FilesOptions, file_sources
 from streamer.sources.journald import JournaldOptions, JournaldSource, journald_source, resolve_journalctl
@@ -141,7 +141,7 @@ class AutoOptions:
     """No options of its own: it uses those of [sources.files], [sources.kmsg], [sources.journald]."""
 
 
-async def build(options: AutoOptions, context: Any) -> list[Source]:
+async def build(options: AutoOptions, context: BuildContext) -> list[Source]:
     """The files of sources.files.paths if any are set, else kmsg, else journald (probed)."""
     files = context.options("sources.files", FilesOptions)
     if files.paths:
