@@ -27,7 +27,7 @@ from streamer.errors import CliError
 from streamer.kube.api import KubeApi, KubeApiConfig, KubeApiError
 from streamer.logging_setup import setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
-from streamer.pipeline import SIGNAL_LEDGER_NAME, Pipeline, PipelineSettings, SignalLedger
+from streamer.pipeline import SIGNAL_LEDGER_NAME, Delivery, Pipeline, PipelineSettings, SignalLedger
 from streamer.registry import BuildContext
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
 from streamer.sinks.kafka import KafkaSinkConfig, connection_kwargs
@@ -224,17 +224,22 @@ async def build_service(
         )
         metrics.track_spool(spool)
     metrics.track_checkpoints(store)
-    pipeline_ref: list[Pipeline] = []
 
-    def on_delivery(result: DeliveryResult) -> None:
-        pipeline_ref[0].on_delivery(result)
+    def published(event: AnyEvent, result: DeliveryResult) -> None:
+        metrics.observe_event(event)
+        if print_events and "stdout" not in config.sinks.enabled:
+            stdout.write(format_event_line(event_to_dict(event)) + "\n")
+            stdout.flush()
 
+    # Built before the sink: the sink reports each event's outcome to it, which settles the
+    # event's ticket (and spools what failed).
+    delivery = Delivery(spool=spool, on_published=published)
     context = BuildContext(
         config=config,
         node_name=config.resolved_node_name(os.environ),
         checkpoints=store,
         metrics=metrics,
-        on_delivery=on_delivery,
+        on_delivery=delivery.on_result,
         state_directory=config.state.directory,
     )
     sources = await build_sources(context)
@@ -250,12 +255,6 @@ async def build_service(
         pid_index = PidIndex(refresh_seconds=pipe_conf.pid_index_refresh_seconds)
     sink = await build_sink(context)
 
-    def published(event: AnyEvent, result: DeliveryResult) -> None:
-        metrics.observe_event(event)
-        if print_events and "stdout" not in config.sinks.enabled:
-            stdout.write(format_event_line(event_to_dict(event)) + "\n")
-            stdout.flush()
-
     kube = await build_kubernetes(config, stack)
     for signal_source in kube.signal_sources:
         metrics.track_source(signal_source.name, signal_source.counts)
@@ -269,14 +268,13 @@ async def build_service(
         sources,
         sink,
         checkpoints=store,
-        spool=spool,
         pid_index=pid_index,
         enrich=kube.enricher,
         enrich_signal=kube.enricher.enrich_signal,
         signal_sources=kube.signal_sources,
         correlator=kube.correlator,
         signal_ledger=ledger,
-        on_published=published,
+        delivery=delivery,
         settings=PipelineSettings(
             queue_records=pipe_conf.queue_records,
             linger_seconds=pipe_conf.linger_seconds,
@@ -286,7 +284,6 @@ async def build_service(
             max_tasks=pipe_conf.max_tasks,
         ),
     )
-    pipeline_ref.append(pipeline)
     metrics.track_queue("records", lambda: pipeline.queue_depth)
     server = None
     if config.metrics.enabled:
