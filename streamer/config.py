@@ -293,7 +293,8 @@ class SinksConfig:
         default=("kafka",),
         metadata=_help(
             "where events go, each configured in its [sinks.<name>] table: kafka, stdout (JSON "
-            "lines) or file (JSON lines)",
+            "lines) or file (JSON lines); the first decides delivery (spool, checkpoints), the "
+            "others get copies and never hold it up",
             csv=True,
         ),
     )

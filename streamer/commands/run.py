@@ -30,6 +30,7 @@ from streamer.metrics import Metrics, MetricsServer, sink_readiness
 from streamer.pipeline import SIGNAL_LEDGER_NAME, Delivery, Pipeline, PipelineSettings, SignalLedger
 from streamer.registry import BuildContext
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
+from streamer.sinks.fanout import FanOutSink
 from streamer.sinks.kafka import KafkaSinkConfig, connection_kwargs
 from streamer.sinks.kafka_component import KafkaConfig, sink_config
 from streamer.sources.base import Source, SourceError
@@ -92,13 +93,25 @@ async def build_sources(context: BuildContext) -> list[Source]:
 
 
 async def build_sink(context: BuildContext) -> Sink:
-    """The enabled sink component, built by its registered ``build``."""
+    """The enabled sinks, built by their registered ``build``: the first decides delivery (its
+    results settle the tickets); the others get copies and can never block it (FanOutSink)."""
     config = context.config
-    if len(config.sinks.enabled) != 1:
-        raise CliError(f"sinks.enabled: one sink at a time for now, got {list(config.sinks.enabled)!r}")
-    table = f"sinks.{config.sinks.enabled[0]}"
-    sink: Sink = await registry.component(table).build(config.components[table], context)
-    return sink
+    built: list[Sink] = []
+    for name in config.sinks.enabled:
+        table = f"sinks.{name}"
+        # Only the first sink's results settle tickets; the others' are only counted by them.
+        own = context if not built else dataclasses.replace(context, on_delivery=_side_result)
+        built.append(await registry.component(table).build(config.components[table], own))
+    if len(built) == 1:
+        return built[0]
+    return FanOutSink(built[0], built[1:], registry=context.metrics.registry)
+
+
+def _side_result(result: DeliveryResult) -> None:
+    if not result.acknowledged:
+        log.warning(
+            "a side sink could not deliver event %s: %s", result.event_id, result.error or result.reason
+        )
 
 
 @dataclasses.dataclass
@@ -218,7 +231,7 @@ async def build_service(
     metrics = Metrics()
     store = stack.enter_context(CheckpointStore(config.state.directory))
     spool: Spool | None = None
-    if config.spool.enabled and "kafka" in config.sinks.enabled:
+    if config.spool.enabled and config.sinks.enabled[0] == "kafka":
         spool = stack.enter_context(
             Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_bytes)
         )

@@ -218,3 +218,15 @@ def test_a_literal_sasl_password_reaches_the_kafka_client() -> None:
     sink_config = kafka_sink_config(load_config(None, env, {}))
     assert "s3cret" not in repr(sink_config)
     assert connection_kwargs(sink_config)["sasl_plain_password"] == "s3cret"
+
+
+def test_two_sinks_at_once_the_second_gets_copies(tmp_path: Path) -> None:
+    copies = tmp_path / "copies.jsonl"
+    result = oomstream(
+        "run", "--sinks-enabled", "stdout,file", "--sinks-file-path", str(copies),
+        "--sources-enabled", "files", "--no-sources-files-follow", "--sources-files-paths", SAMPLE,
+        env=quiet_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = events_of(result)
+    assert printed and [json.loads(line) for line in copies.read_text().splitlines()] == printed
