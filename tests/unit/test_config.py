@@ -591,3 +591,20 @@ def test_every_registered_component_has_a_table_and_options() -> None:
         assert isinstance(Config().components[table], component.options)
     assert registry.names("sources") == ["auto", "kmsg", "journald", "files", "stdin"]
     assert registry.names("sinks") == ["kafka", "stdout", "file"]
+
+
+def test_reading_the_configuration_imports_no_client_library() -> None:
+    """Component modules are imported to read their options; their heavy client libraries must
+    wait for build(), so check-config and --help stay cheap as components are added."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from streamer.config import load_config, option_specs; "
+        "load_config(None, {}, {}); option_specs(); "
+        "print(sorted(m for m in ('aiokafka', 'kubernetes_asyncio', 'aiohttp') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
