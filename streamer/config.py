@@ -21,6 +21,7 @@ rotated secret file is read at (re)connect time and nothing secret sits in ``Con
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import math
 import os
@@ -537,10 +538,6 @@ class Config:
                 except OptionError as error:
                     raise ConfigError(f"{table}.{error.key}: {error}", key=f"{table}.{error.key}") from None
 
-    def enabled_tables(self) -> list[str]:
-        """The tables of the components that run: ``["sources.kmsg", "sinks.kafka"]``."""
-        return [f"sources.{n}" for n in self.sources.enabled] + [f"sinks.{n}" for n in self.sinks.enabled]
-
     def options(self, table: str, cls: type[OptionsT]) -> OptionsT:
         """The options of component ``table``, checked to be a ``cls``."""
         value = self.components[table]
@@ -1017,6 +1014,47 @@ def add_cli_arguments(parser: argparse.ArgumentParser, *, config_flag: bool = Tr
             group.add_argument(spec.flag, metavar="{" + ",".join(get_args(base)) + "}", **kwargs)
         else:
             group.add_argument(spec.flag, metavar=spec.name.rsplit("_", 1)[-1].upper(), **kwargs)
+    _add_renamed_flags(parser)
+
+
+def _flag_of(key: str) -> str:
+    return "--" + key.replace(".", "-").replace("_", "-")
+
+
+class _RenamedFlag(argparse.Action):
+    """A flag of the layout before issue 11: an error naming its replacement (``const``)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(f"{option_string}: {self.const}")
+
+
+def _add_renamed_flags(parser: argparse.ArgumentParser) -> None:
+    specs = _specs_by_key()
+    old_keys = [*RENAMED, *(f"kafka.{spec.name}" for spec in specs.values() if spec.section == "sinks.kafka")]
+    for old in old_keys:
+        new = (_new_key(old) or "").split(" ")[0]
+        spec = specs.get(new)
+        renamed = {_flag_of(old): f"renamed {spec.flag}" if spec is not None else str(_renamed(old))}
+        if spec is not None and _inner_types(spec.type)[0] is bool:
+            renamed[_flag_of(old).replace("--", "--no-", 1)] = "renamed " + spec.flag.replace(
+                "--", "--no-", 1
+            )
+        for flag, message in renamed.items():
+            with contextlib.suppress(argparse.ArgumentError):  # never shadow a current flag
+                parser.add_argument(
+                    flag,
+                    action=_RenamedFlag,
+                    nargs="?",
+                    const=message,
+                    help=argparse.SUPPRESS,
+                    dest=argparse.SUPPRESS,
+                )
 
 
 def _show_default(value: Any) -> str:

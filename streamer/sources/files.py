@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
-from streamer.config import FileFormat, OptionError, option_help
+from streamer.config import FileFormat, OptionError, option_help, require_positive
 from streamer.registry import BuildContext, Component
 from streamer.sources.base import FramedSource, SourceError
 
@@ -614,8 +614,7 @@ class FilesOptions:
     def __post_init__(self) -> None:
         if any(not path for path in self.paths):
             raise OptionError("paths", "contains an empty path")
-        if self.max_line_bytes < 1:
-            raise OptionError("max_line_bytes", f"must be > 0, got {self.max_line_bytes!r}")
+        require_positive(self, "max_line_bytes")
 
     def check_config(self, enabled: tuple[str, ...]) -> None:
         """``enabled``: sources.enabled. Paths are needed by ``files``, and read by no other."""
@@ -659,8 +658,7 @@ class StdinOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.max_line_bytes < 1:
-            raise OptionError("max_line_bytes", f"must be > 0, got {self.max_line_bytes!r}")
+        require_positive(self, "max_line_bytes")
 
 
 async def build_stdin(options: StdinOptions, context: BuildContext) -> list[FileSource]:

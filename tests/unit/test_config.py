@@ -608,3 +608,22 @@ def test_reading_the_configuration_imports_no_client_library() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]", result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--source-kind", "kmsg"], "--source-kind: renamed --sources-enabled"),
+        (["--no-source-follow"], "--no-source-follow: renamed --no-sources-files-follow"),
+        (["--output-path", "/x"], "--output-path: renamed --sinks-file-path"),
+        (["--kafka-linger-ms", "5"], "--kafka-linger-ms: renamed --sinks-kafka-linger-ms"),
+        (["--pipeline-queue-events", "5"], "pipeline.queue_events was removed"),
+    ],
+)
+def test_old_flags_name_the_new_flag(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parser().parse_args(argv)
+    assert message in capsys.readouterr().err
+    assert "--source-kind" not in parser().format_help()  # not offered, only explained
