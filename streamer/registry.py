@@ -59,6 +59,8 @@ class Component(Generic[OptionsT, BuiltT]):
     options: type[OptionsT]
     build: Callable[[OptionsT, BuildContext], Awaitable[BuiltT]]
     help: str
+    # Sinks: deliveries can fail for a while (a broker down), so failed events wait in the spool.
+    spools: bool = False
 
 
 @dataclass

@@ -66,12 +66,6 @@ def cmd_check_config(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     config = _load(args)
     setup_logging(config.log.level, config.log.format, rate_limit_seconds=config.log.rate_limit_seconds)
-    if "kafka" in config.sinks.enabled and not config.options("sinks.kafka", KafkaConfig).configured:
-        raise CliError(
-            "sinks.kafka.bootstrap_servers is not set: set OOMSTREAM_KAFKA_BOOTSTRAP, "
-            "--sinks-kafka-bootstrap-servers or [sinks.kafka] bootstrap_servers (`make run` starts a "
-            "local broker and sets it), or choose sinks.enabled = stdout|file"
-        )
     try:
         return asyncio.run(run_service(config, stdout, print_events=not args.quiet))
     except (SourceError, SinkError, KubeApiError, ConfigError) as error:
@@ -231,7 +225,8 @@ async def build_service(
     metrics = Metrics()
     store = stack.enter_context(CheckpointStore(config.state.directory))
     spool: Spool | None = None
-    if config.spool.enabled and config.sinks.enabled[0] == "kafka":
+    # The spool holds what the first sink failed to deliver, for sinks whose failures pass.
+    if config.spool.enabled and registry.component(f"sinks.{config.sinks.enabled[0]}").spools:
         spool = stack.enter_context(
             Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_bytes)
         )

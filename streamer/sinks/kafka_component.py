@@ -307,4 +307,6 @@ async def build(options: KafkaConfig, context: BuildContext) -> KafkaSink:
     return KafkaSink(config, on_delivery=context.on_delivery, registry=context.metrics.registry)
 
 
-COMPONENT = Component(options=KafkaConfig, build=build, help="Apache Kafka (events and dead-letter topics)")
+COMPONENT = Component(
+    options=KafkaConfig, build=build, help="Apache Kafka (events and dead-letter topics)", spools=True
+)
