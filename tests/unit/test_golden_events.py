@@ -5,13 +5,18 @@ and committed on their own, so a refactor that changes one byte of one event fai
 paths are covered: ``oomstream parse`` over every file, and the node service (``oomstream run``
 with every file as a source, the stdout sink, enrichment with Kubernetes off, no pid index).
 
-Only what depends on the machine is normalized: the checkout path, and the device and inode
-numbers of file positions. Regenerate (after an intended change, saying why in the commit) with
+A third path covers the Kubernetes side: the bundled Kubernetes objects (tests/data/k8s) read as
+signals beside a kernel sample, correlated into incidents.
+
+Only what depends on the machine is normalized: the checkout path, the device and inode numbers
+of file positions, the temporary objects file, and the wall-clock times of incident summaries
+(taken when the incident opens). Regenerate (after an intended change, saying why in the commit) with
 ``OOMSTREAM_GOLDEN_REGENERATE=1 pytest tests/unit/test_golden_events.py``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -47,8 +52,14 @@ def run_args(files: list[Path]) -> list[str]:
     ]  # fmt: skip
 
 
+_INCIDENT_TIMES = re.compile(rb'"(time|first_seen|last_seen)":"[^"]*"')
+
+
 def _normalize(line: bytes) -> bytes:
-    return _DEVICE_INODE.sub(rb'"\1":0', line.replace(str(ROOT).encode(), b"<repo>"))
+    line = _DEVICE_INODE.sub(rb'"\1":0', line.replace(str(ROOT).encode(), b"<repo>"))
+    if b'"type":"incident"' in line:
+        line = _INCIDENT_TIMES.sub(rb'"\1":"<wall clock>"', line)
+    return line
 
 
 def _oomstream(*args: str, tmp: Path) -> bytes:
@@ -121,3 +132,23 @@ def test_service_output_is_unchanged(tmp_path: Path) -> None:
     events = _groups(_oomstream("run", *run_args(files), tmp=tmp_path))
     assert sum(map(len, events.values())) >= 200
     _check("run.jsonl", _joined(events))
+
+
+def test_kubernetes_signals_and_incidents_are_unchanged(tmp_path: Path) -> None:
+    objects = tmp_path / "objects.jsonl"
+    with objects.open("w") as out:
+        for path in sorted((ROOT / "tests" / "data" / "k8s").glob("*.json")):
+            out.write(json.dumps(json.loads(path.read_text()), separators=(",", ":")) + "\n")
+    sample = ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"
+    output = _oomstream(
+        "run", "--sources-enabled", "files", "--no-sources-files-follow", "--sources-files-paths", str(sample),
+        "--sinks-enabled", "stdout", "--no-metrics-enabled", "--no-pipeline-pid-index-enabled",
+        "--kubernetes-mode", "off", "--kubernetes-objects-files", str(objects), "--no-kubernetes-objects-follow",
+        "--node-name", "node-a", "--log-level", "ERROR",
+        tmp=tmp_path,
+    )  # fmt: skip
+    lines = [_normalize(line).replace(str(objects).encode(), b"<objects>") for line in output.splitlines()]
+    # Signals and kernel events arrive concurrently: ordered by type and id (both stable).
+    lines.sort(key=lambda line: (json.loads(line)["type"], json.loads(line)["event_id"]))
+    assert {json.loads(line)["type"] for line in lines} >= {"oom_kill", "incident", "k8s_oom_killed"}
+    _check("kubernetes.jsonl", b"".join(line + b"\n" for line in lines))
