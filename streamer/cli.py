@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from parsers.events import event_to_json
+from streamer import package_version
 from streamer.errors import CliError
 from streamer.inputs import (
     InputError,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="oomstream",
         description="Turn Linux OOM-killer reports into structured, pod-attributed events.",
     )
+    parser.add_argument("--version", action="version", version=f"oomstream {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     parse = sub.add_parser(

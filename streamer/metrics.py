@@ -28,7 +28,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Protocol, Self
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
@@ -37,6 +36,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from parsers.events import AnyEvent, IncidentEvent, K8sEvent
+from streamer import package_version
 from streamer.config import split_host_port
 from streamer.sinks.base import SinkMetrics, sink_metrics
 from streamer.spool import SpoolStats
@@ -102,6 +102,9 @@ SPOOL_FAMILIES: tuple[tuple[Callable[..., Metric], str, str, str], ...] = (
 )
 
 
+SINK_HEALTHY_HELP = "1 while the sink delivers; 0 after a delivery failed for good, until one succeeds"
+
+
 class _Queue(Protocol):
     maxsize: int
 
@@ -119,15 +122,23 @@ class _HasCounts(Protocol):
     def counts(self) -> Mapping[str, int]: ...
 
 
+WORKLOAD_LABELS = ["namespace", "workload_kind", "workload"]
+KILL_LABELS = ["constraint", "limit_scope", "limit_fired", *WORKLOAD_LABELS]
+
+
+def _workload_labels(kubernetes: Mapping[str, object] | None) -> tuple[str, str, str]:
+    """(namespace, workload kind, workload name) of an enriched event; empty strings when unknown."""
+    if not kubernetes:
+        return "", "", ""
+    workload = kubernetes.get("workload")
+    kind = name = ""
+    if isinstance(workload, Mapping):
+        kind, name = str(workload.get("kind") or ""), str(workload.get("name") or "")
+    return str(kubernetes.get("namespace") or ""), kind, name
+
+
 Readiness = tuple[bool, str]  # (ready, reason shown in the /readyz body)
 ReadinessCheck = Callable[[], Readiness]
-
-
-def _version() -> str:
-    try:
-        return metadata.version("oomstream")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class _LiveCollector(Collector):
@@ -139,6 +150,7 @@ class _LiveCollector(Collector):
         self.queues: dict[str, _Queue | Callable[[], int]] = {}
         self.spool: _HasStats | None = None
         self.checkpoints: list[Mapping[str, int]] = []
+        self.sink_healthy: Callable[[], bool] | None = None
 
     def describe(self) -> Iterable[Metric]:
         # Reserves the fixed names in the registry, so a clash fails at registration, not at scrape.
@@ -149,6 +161,7 @@ class _LiveCollector(Collector):
             yield CounterMetricFamily(name, help_text)
         yield GaugeMetricFamily("oomstream_queue_depth", "Items waiting in a queue", labels=["queue"])
         yield GaugeMetricFamily("oomstream_queue_capacity", "Queue bound (0: unbounded)", labels=["queue"])
+        yield GaugeMetricFamily("oomstream_sink_healthy", SINK_HEALTHY_HELP)
         yield from self._spool_families()
 
     def collect(self) -> Iterator[Metric]:
@@ -193,6 +206,9 @@ class _LiveCollector(Collector):
         yield capacity
         for key, (name, help_text) in CHECKPOINT_COUNTS.items():
             yield CounterMetricFamily(name, help_text, value=sum(c.get(key, 0) for c in self.checkpoints))
+        if self.sink_healthy is not None:
+            healthy = int(self.sink_healthy())
+            yield GaugeMetricFamily("oomstream_sink_healthy", SINK_HEALTHY_HELP, value=healthy)
         if self.spool is not None:
             yield from self._spool_families(self.spool.stats(), self.spool.max_bytes)
 
@@ -212,8 +228,23 @@ class Metrics:
         r = self.registry
         self.oom_events = Counter(
             "oomstream_oom_events",
-            "OOM kill events emitted (namespace is empty until Kubernetes enrichment fills it)",
-            ["constraint", "limit_scope", "namespace"],
+            "OOM kill events emitted (namespace and workload are empty until Kubernetes enrichment "
+            "fills them)",
+            KILL_LABELS,
+            registry=r,
+        )
+        # The last kill's figures per workload: the dashboard's "RSS vs limit at kill time". A node
+        # runs a bounded set of workloads, so the label sets stay small.
+        self.last_kill_rss = Gauge(
+            "oomstream_oom_last_kill_rss_bytes",
+            "Victim's RSS (anon + file + shmem) in the last OOM kill, per workload",
+            WORKLOAD_LABELS,
+            registry=r,
+        )
+        self.last_kill_limit = Gauge(
+            "oomstream_oom_last_kill_limit_bytes",
+            "Memory limit that fired in the last OOM kill, per workload (no sample for global OOMs)",
+            WORKLOAD_LABELS,
             registry=r,
         )
         self.partial_reports = Counter(
@@ -241,7 +272,7 @@ class Metrics:
         )
         self.ready = Gauge("oomstream_ready", "1 while /readyz answers 200", registry=r)
         self.build_info = Info("oomstream_build", "Version of this oomstream", registry=r)
-        self.build_info.info({"version": _version()})
+        self.build_info.info({"version": package_version()})
         self.sink: SinkMetrics = sink_metrics(r)
         self._live = _LiveCollector()
         r.register(self._live)
@@ -258,12 +289,19 @@ class Metrics:
             visible = "unknown" if seen is None else str(seen).lower()
             self.incidents.labels(event.verdict, visible).inc()
             return
-        namespace = ""
-        if event.kubernetes:
-            namespace = str(event.kubernetes.get("namespace") or "")
+        workload = _workload_labels(event.kubernetes)
+        analysis = event.analysis or {}
         self.oom_events.labels(
-            event.constraint or "unknown", event.cgroup.limit_scope or "unknown", namespace
+            event.constraint or "unknown",
+            event.cgroup.limit_scope or "unknown",
+            str(analysis.get("limit_fired") or "unknown"),
+            *workload,
         ).inc()
+        rss, limit = analysis.get("rss_bytes"), analysis.get("limit_bytes")
+        if isinstance(rss, int):
+            self.last_kill_rss.labels(*workload).set(rss)
+        if isinstance(limit, int):
+            self.last_kill_limit.labels(*workload).set(limit)
         if event.partial:
             self.partial_reports.labels(event.partial_reason or "unknown").inc()
         self.last_event_time.set(time.time())
@@ -301,6 +339,11 @@ class Metrics:
     def track_queue(self, name: str, queue: _Queue | Callable[[], int]) -> None:
         """Expose the depth (and bound) of an ``asyncio.Queue``, or of anything via a callable."""
         self._live.queues[name] = queue
+
+    def track_sink_health(self, healthy: Callable[[], bool]) -> None:
+        """``oomstream_sink_healthy``: 0 while the last delivery failed for good (Kafka unreachable,
+        events going to the spool), read at scrape time."""
+        self._live.sink_healthy = healthy
 
     def track_spool(self, spool: _HasStats) -> None:
         self._live.spool = spool

@@ -293,6 +293,7 @@ async def build_service(
         ),
     )
     metrics.track_queue("records", lambda: pipeline.queue_depth)
+    metrics.track_sink_health(lambda: pipeline.sink_healthy)
     server = None
     if config.metrics.enabled:
         readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)

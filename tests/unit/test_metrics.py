@@ -24,8 +24,16 @@ from streamer.spool import Spool
 
 
 def event(
-    *, constraint: str | None = "CONSTRAINT_MEMCG", partial: bool = False, namespace: str | None = None
+    *,
+    constraint: str | None = "CONSTRAINT_MEMCG",
+    partial: bool = False,
+    namespace: str | None = None,
+    workload: tuple[str, str] | None = None,
+    analysis: dict[str, object] | None = None,
 ) -> OomEvent:
+    kubernetes: dict[str, object] | None = {"namespace": namespace} if namespace else None
+    if kubernetes is not None and workload is not None:
+        kubernetes["workload"] = {"kind": workload[0], "name": workload[1]}
     return OomEvent(
         event_id="e1",
         time=None,
@@ -48,7 +56,8 @@ def event(
         memcg_stats=None,
         mem_info=None,
         source=Source(kind="kmsg", format="kmsg", position=None),
-        kubernetes={"namespace": namespace} if namespace else None,
+        kubernetes=kubernetes,
+        analysis=analysis,
     )
 
 
@@ -71,12 +80,28 @@ def test_event_metrics() -> None:
     metrics.observe_event(event())
     metrics.observe_event(event(partial=True, namespace="shop"))
     metrics.observe_event(event(constraint=None))
+    fired = {"limit_fired": "container_limit", "limit_bytes": 64 << 20, "rss_bytes": 63 << 20}
+    metrics.observe_event(event(namespace="shop", workload=("Deployment", "web"), analysis=fired))
     got = samples(metrics)
-    base = (("constraint", "CONSTRAINT_MEMCG"), ("limit_scope", "container"))
-    assert got[("oomstream_oom_events_total", (*base, ("namespace", "")))] == 1
-    assert got[("oomstream_oom_events_total", (*base, ("namespace", "shop")))] == 1
-    unknown = (("constraint", "unknown"), ("limit_scope", "container"), ("namespace", ""))
-    assert got[("oomstream_oom_events_total", unknown)] == 1
+
+    def kill(constraint: str, fired: str, namespace: str, kind: str, name: str) -> tuple[tuple[str, str], ...]:
+        return (
+            ("constraint", constraint), ("limit_fired", fired), ("limit_scope", "container"),
+            ("namespace", namespace), ("workload", name), ("workload_kind", kind),
+        )  # fmt: skip
+
+    assert got[("oomstream_oom_events_total", kill("CONSTRAINT_MEMCG", "unknown", "", "", ""))] == 1
+    assert got[("oomstream_oom_events_total", kill("CONSTRAINT_MEMCG", "unknown", "shop", "", ""))] == 1
+    assert got[("oomstream_oom_events_total", kill("unknown", "unknown", "", "", ""))] == 1
+    web = kill("CONSTRAINT_MEMCG", "container_limit", "shop", "Deployment", "web")
+    assert got[("oomstream_oom_events_total", web)] == 1
+    web_labels = (("namespace", "shop"), ("workload", "web"), ("workload_kind", "Deployment"))
+    assert got[("oomstream_oom_last_kill_rss_bytes", web_labels)] == 63 << 20
+    assert got[("oomstream_oom_last_kill_limit_bytes", web_labels)] == 64 << 20
+    # a kill without analysis figures sets neither gauge
+    assert not any(
+        name == "oomstream_oom_last_kill_rss_bytes" and labels != web_labels for name, labels in got
+    )
     assert got[("oomstream_partial_reports_total", (("reason", "timeout"),))] == 1
     assert got[("oomstream_last_event_timestamp_seconds", ())] > 1e9
 
@@ -111,7 +136,12 @@ def test_tallies_are_read_at_scrape_time(tmp_path: Path) -> None:
         store.save("kmsg", {"seq": 1})
         metrics.track_spool(spool)
         metrics.track_checkpoints(store)
+        healthy = [True]
+        metrics.track_sink_health(lambda: healthy[0])
+        assert samples(metrics)[("oomstream_sink_healthy", ())] == 1
+        healthy[0] = False
         got = samples(metrics)
+    assert got[("oomstream_sink_healthy", ())] == 0
     source = (("source", "kmsg"),)
     assert got[("oomstream_source_lines_read_total", source)] == 1000
     assert got[("oomstream_source_records_total", source)] == 990
