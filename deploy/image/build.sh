@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# build.sh - build oomstream's image from the repository's Containerfile with podman, on a machine
+# without a Docker engine or registry access.
+#
+#   deploy/image/build.sh [TAG]      default tag: localhost/oomstream:<version>; prints it last
+#
+# The base is made from Debian's packages with mmdebstrap (python3, python3-venv, ca-certificates)
+# and given to the Containerfile as BASE. Storage, the base tarball and podman's configuration live
+# under $OOMSTREAM_TOOLS (default: .tools/ in the repository, git-ignored) and are reused: only the
+# first run pays for the base (about a minute). Podman settings this machine needs: the chroot build
+# isolation, runc (crun refuses hybrid cgroups), explicit ulimits; the host's CA bundle is mounted
+# into the build so pip trusts the HTTPS proxy.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TOOLS=${OOMSTREAM_TOOLS:-$ROOT/.tools}
+SUITE=${OOMSTREAM_IMAGE_SUITE:-bookworm}
+MIRROR=${OOMSTREAM_IMAGE_MIRROR:-http://deb.debian.org/debian}
+BASE_PACKAGES=python3,python3-venv,ca-certificates
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml" | head -n1)
+TAG=${1:-localhost/oomstream:$VERSION}
+
+# shellcheck source=deploy/image/podman-env.sh
+source "$ROOT/deploy/image/podman-env.sh"
+
+for tool in podman mmdebstrap; do
+    command -v "$tool" >/dev/null || { echo "build.sh: $tool is not installed (make tools installs it)" >&2; exit 3; }
+done
+
+key=$(printf '%s %s %s' "$SUITE" "$BASE_PACKAGES" "$MIRROR" | sha1sum | cut -c1-12)
+base_tar=$TOOLS/image/base-$SUITE-$key.tar
+base_ref=localhost/oomstream-base:$SUITE-$key
+mkdir -p "$TOOLS/image"
+if ! podman image exists "$base_ref"; then
+    if [ ! -s "$base_tar" ]; then
+        echo "build.sh: making the base ($SUITE: $BASE_PACKAGES) with mmdebstrap" >&2
+        mmdebstrap --quiet --variant=apt --include="$BASE_PACKAGES" "$SUITE" "$base_tar.part" "$MIRROR" >&2
+        mv "$base_tar.part" "$base_tar"
+    fi
+    podman import --quiet "$base_tar" "$base_ref" >/dev/null
+fi
+
+ca_mount=()
+if [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+    ca_mount=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+fi
+revision=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+echo "build.sh: building $TAG from $ROOT/Containerfile (BASE=$base_ref)" >&2
+podman build --quiet --isolation chroot "${ca_mount[@]}" \
+    --build-arg BASE="$base_ref" --build-arg VERSION="$VERSION" --build-arg REVISION="$revision" \
+    -f "$ROOT/Containerfile" -t "$TAG" "$ROOT" >&2
+echo "$TAG"
