@@ -8,7 +8,15 @@ SAMPLES := $(wildcard streamer/samples/*)
 PYTEST_ARGS ?=
 KAFKA := deploy/local-kafka/kafka.sh
 
-.PHONY: install lint test run samples bench clean
+.PHONY: install lint test run samples bench clean tools helm crd-schemas image image-test manifests chart-test rules-test
+
+# Tools the deployment checks use, cached in git-ignored .tools/ (a second run is fast).
+TOOLS := $(CURDIR)/.tools
+HELM := $(TOOLS)/bin/helm
+HELM_VERSION := v4.3.2
+PROMETHEUS_OPERATOR_VERSION := v0.85.0
+GO_ENV := GOPATH=$(TOOLS)/go GOMODCACHE=$(TOOLS)/go/pkg/mod GOCACHE=$(TOOLS)/go-cache GOFLAGS=-modcacherw
+APT_TOOLS := podman buildah mmdebstrap runc prometheus
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python >= 3.11)"; exit 1; }
@@ -25,9 +33,55 @@ lint: install
 
 # The Kafka tests start the local broker themselves (tests/integration/conftest.py) unless
 # OOMSTREAM_KAFKA_BOOTSTRAP names one; fetching the jars first makes a download problem obvious.
-test: install lint
+# The image, chart, rule and dashboard tests need tools/helm/crd-schemas; where one cannot be
+# installed, the reason is printed and those tests skip with it while the rest of the suite runs.
+test: install lint tools helm crd-schemas
 	$(KAFKA) fetch
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+
+# apt packages: podman/buildah/runc/mmdebstrap (image), prometheus (server and promtool).
+tools:
+	@mkdir -p $(TOOLS); missing=$$(for p in $(APT_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing"; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $$missing \
+			|| { apt-get -o DPkg::Lock::Timeout=600 update -q && DEBIAN_FRONTEND=noninteractive \
+				apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $$missing; }; } \
+			>$(TOOLS)/apt.log 2>&1 \
+		|| echo "warning: could not install $$missing (see $(TOOLS)/apt.log); the image and Prometheus tests will skip"; \
+	fi
+
+# Helm v4 from the Go module proxy (about 4 minutes once; cached in .tools/bin).
+helm: $(HELM)
+$(HELM):
+	@mkdir -p $(TOOLS)/bin
+	@command -v go >/dev/null || { echo "warning: no go toolchain: helm not built, the chart tests will skip"; exit 0; }; \
+	echo "building helm $(HELM_VERSION) with go install (once; cached in $(TOOLS)/bin)"; \
+	$(GO_ENV) GOBIN=$(TOOLS)/bin go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) \
+		|| echo "warning: go install helm failed: the chart tests will skip"
+
+# The Prometheus Operator's CRD schemas (ServiceMonitor, PrometheusRule), from the Go module proxy.
+crd-schemas:
+	@ls -d $(TOOLS)/go/pkg/mod/github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) >/dev/null 2>&1 \
+		|| $(GO_ENV) go mod download github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) \
+		|| echo "warning: could not download the Prometheus Operator CRDs: their schema test will skip"
+
+# The container image from ./Containerfile (podman; base made with mmdebstrap), and its test.
+image: tools
+	deploy/image/build.sh
+
+image-test: install tools
+	$(BIN)/python -m pytest -q -rs tests/integration/test_image.py
+
+# deploy/kubernetes/oomstream.yaml, rendered from the Helm chart.
+manifests: helm
+	HELM=$(HELM) deploy/kubernetes/render.sh > deploy/kubernetes/oomstream.yaml
+
+chart-test: install helm crd-schemas
+	$(BIN)/python -m pytest -q -rs tests/unit/test_helm_chart.py
+
+rules-test: install tools
+	$(BIN)/python -m pytest -q -rs tests/unit/test_prometheus_rules.py tests/integration/test_prometheus_alerts.py
 
 RUN_STATE ?= $(CURDIR)/.state
 
