@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check parsers streamer tests
+	$(BIN)/ruff check parsers streamer tests deploy/grafana
 	$(BIN)/mypy --strict parsers streamer
 
 # The Kafka tests start the local broker themselves (tests/integration/conftest.py) unless

@@ -6,6 +6,7 @@ configuration loader, and deploy/kubernetes/oomstream.yaml equal to a fresh rend
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tomllib
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helmchart import CHART, FULL_VALUES, ROOT, RULES, helm, helm_binary, one, render
+from helmchart import CHART, DASHBOARD, FULL_VALUES, ROOT, RULES, helm, helm_binary, one, render
 
 from streamer import package_version
 from streamer.config import load_config
@@ -108,9 +109,13 @@ def test_servicemonitor_and_prometheusrule_match_the_operator_crds() -> None:
         assert not _unknown_fields(doc, schema, kind)
 
 
-def test_prometheusrule_carries_the_tested_rule_file() -> None:
-    rule = one(render(FULL_VALUES), "PrometheusRule")
+def test_prometheusrule_and_dashboard_carry_the_tested_files() -> None:
+    docs = render(FULL_VALUES)
+    rule = one(docs, "PrometheusRule")
     assert rule["spec"] == yaml.safe_load(RULES.read_text())
+    dashboard = one(docs, "ConfigMap", "-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["oomstream.json"]) == json.loads(DASHBOARD.read_text())
 
 
 def test_daemonset_security_settings(rendered: tuple[str, list[dict[str, Any]]]) -> None:
