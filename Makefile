@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check parsers streamer tests deploy/grafana
+	$(BIN)/ruff check parsers streamer tests deploy/grafana docs
 	$(BIN)/mypy --strict parsers streamer
 
 # The Kafka tests start the local broker themselves (tests/integration/conftest.py) unless
@@ -109,6 +109,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_pid_index.py
 	$(BIN)/python tests/bench/bench_pod_cache.py
 	$(BIN)/python tests/bench/bench_kafka.py
+	$(BIN)/python tests/bench/bench_footprint.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -35,3 +35,14 @@ def kafka_settings(bootstrap: str, topic: str) -> dict[str, str]:
         "OOMSTREAM_SINKS_KAFKA_EVENTS_TOPIC": topic,
         "OOMSTREAM_SINKS_KAFKA_DEADLETTER_TOPIC": topic + ".dlq",
     }
+
+
+def kube_settings(kubeconfig: Path, node: str) -> dict[str, str]:
+    """The environment of a service on node ``node`` reading new kmsg records only and enriching
+    from the API server that ``kubeconfig`` names (the fake one, in tests)."""
+    return {
+        "NODE_NAME": node,
+        "OOMSTREAM_SOURCE_KMSG_START": "end",
+        "OOMSTREAM_KUBERNETES_MODE": "kubeconfig",
+        "OOMSTREAM_KUBERNETES_KUBECONFIG_PATH": str(kubeconfig),
+    }

@@ -34,7 +34,7 @@ from k8sfake.objects import ContainerSpec, make_pod
 from oomlab import cgroupfs_parts, container_id, memcg, pod_uid, run_oom
 
 from tests.integration.kafka_broker import consume_all, unique_topic
-from tests.integration.service import kafka_settings, start_oomstream
+from tests.integration.service import kafka_settings, kube_settings, start_oomstream
 from tests.integration.test_k8s_end_to_end import TOKEN, ThreadedApi
 
 pytestmark = [
@@ -121,11 +121,8 @@ def running(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Running]:
     service = start_oomstream(
         tmp_path,
         **kafka_settings(kafka_bootstrap, topic),
-        NODE_NAME=NODE,
+        **kube_settings(kubeconfig, NODE),
         OOMSTREAM_METRICS_LISTEN_ADDRESS=f"127.0.0.1:{metrics_port}",
-        OOMSTREAM_SOURCE_KMSG_START="end",
-        OOMSTREAM_KUBERNETES_MODE="kubeconfig",
-        OOMSTREAM_KUBERNETES_KUBECONFIG_PATH=str(kubeconfig),
         OOMSTREAM_KUBERNETES_POD_WAIT_SECONDS="5",
         OOMSTREAM_KUBERNETES_INCIDENT_WINDOW_SECONDS="3",
     )
