@@ -150,3 +150,39 @@ def test_run_publishes_to_the_local_broker(
     kills = [e for e in published if e.get("type", "oom_kill") == "oom_kill"]
     assert sorted(e["event_id"] for e in kills) == sorted(e["event_id"] for e in expected)
     assert (state / "state").is_dir(), "no checkpoint directory written on the mounted volume"
+
+
+def test_journalctl_in_the_image_reads_the_hosts_journal(image: tuple[str, dict[str, str]]) -> None:
+    """The journald source runs journalctl: the image has one, and it reads a node's journal files
+    (mounted read-only, as the chart mounts them) like the host's own journalctl."""
+    version = run_in(image, "--version", options=("--entrypoint", "journalctl"))
+    assert version.returncode == 0 and version.stdout.startswith(b"systemd "), version.stderr
+    journals = [d for d in (Path("/run/log/journal"), Path("/var/log/journal")) if any(d.glob("*/*.journal"))]
+    if not journals or shutil.which("journalctl") is None:
+        pytest.skip("no journal files on this host to read from the image (start journald to have some)")
+    directory = next(iter(journals[0].iterdir()))
+    query = ["-D", f"/journal/{directory.name}", "-o", "json", "-n", "20", "--no-pager", "_TRANSPORT=kernel"]
+    # uid 0 without capabilities, as the chart's DaemonSet runs (the journal files are root's, 0640).
+    # SYSTEMD_COLORS=0: journalctl as PID 1 colours its output (as the service's child it does not).
+    as_daemonset = (
+        "--user",
+        "0",
+        "-e",
+        "SYSTEMD_COLORS=0",
+        "--entrypoint",
+        "journalctl",
+        "-v",
+        f"{journals[0]}:/journal:ro",
+    )
+    inside = run_in(image, *query, options=as_daemonset)
+    assert inside.returncode == 0, inside.stderr
+    cursors = [json.loads(line)["__CURSOR"] for line in inside.stdout.splitlines()]
+    assert cursors, "no kernel entries read from the image"
+    # The same entries from the host's journalctl, from the first one the image read on (the
+    # journal may grow between the two reads).
+    host = subprocess.run(
+        ["journalctl", "-D", str(directory), "-o", "json", "--no-pager", f"--cursor={cursors[0]}", "_TRANSPORT=kernel"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    host_cursors = [json.loads(line)["__CURSOR"] for line in host.stdout.splitlines()]
+    assert host_cursors[: len(cursors)] == cursors
