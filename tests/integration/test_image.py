@@ -14,10 +14,12 @@ import json
 import os
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helmchart import FULL_VALUES, helm_binary, one, render
 
 from streamer import package_version
 from tests.integration.kafka_broker import consume_all, unique_topic
@@ -186,3 +188,28 @@ def test_journalctl_in_the_image_reads_the_hosts_journal(image: tuple[str, dict[
     )  # fmt: skip
     host_cursors = [json.loads(line)["__CURSOR"] for line in host.stdout.splitlines()]
     assert host_cursors[: len(cursors)] == cursors
+
+
+@pytest.mark.parametrize("values", [(), (FULL_VALUES,)], ids=["default", "full"])
+def test_the_charts_configmap_passes_check_config_in_the_image(
+    image: tuple[str, dict[str, str]], tmp_path: Path, values: tuple[Path, ...]
+) -> None:
+    """What the chart renders is what the image accepts: its ConfigMap, mounted where the
+    DaemonSet mounts it, through `oomstream check-config` inside the image."""
+    if helm_binary() is None:
+        pytest.skip("no helm binary: `make helm` builds one into .tools/bin")
+    configmap = one(render(*values), "ConfigMap", "oomstream")
+    config = tmp_path / "oomstream.toml"
+    config.write_text(configmap["data"]["oomstream.toml"])
+    config.chmod(0o644)  # as a ConfigMap volume presents it
+    tmp_path.chmod(0o755)
+    done = run_in(
+        image, "check-config", "--config", "/etc/oomstream/oomstream.toml",
+        options=("-v", f"{tmp_path}:/etc/oomstream:ro"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    printed = json.loads(done.stdout)
+    assert (
+        printed["kafka"]["bootstrap_servers"]
+        == tomllib.loads(config.read_text())["kafka"]["bootstrap_servers"]
+    )
