@@ -48,4 +48,6 @@ echo "build.sh: building $TAG from $ROOT/Containerfile (BASE=$base_ref)" >&2
 podman build --quiet --isolation chroot "${ca_mount[@]}" \
     --build-arg BASE="$base_ref" --build-arg VERSION="$VERSION" --build-arg REVISION="$revision" \
     -f "$ROOT/Containerfile" -t "$TAG" "$ROOT" >&2
+# Images a rebuild left untagged, once they are a day old (recent ones serve as build cache).
+podman image prune -f --filter until=24h >/dev/null 2>&1 || true
 echo "$TAG"

@@ -62,7 +62,7 @@ def image() -> Iterator[tuple[str, dict[str, str]]]:
         pytest.skip(f"cannot build images here: making the base failed: {stderr[-1500:]}")
     assert build.returncode == 0, f"podman build of Containerfile failed:\n{stderr[-4000:]}"
     tag = build.stdout.decode().strip().splitlines()[-1]
-    probe = podman(env, "run", "--rm", "--entrypoint", "true", tag)
+    probe = podman(env, "run", "--rm", "--network", "none", "--entrypoint", "true", tag)
     if probe.returncode != 0:
         pytest.skip(f"cannot run containers here: {probe.stderr.decode(errors='replace')[-1000:]}")
     yield tag, env
@@ -73,7 +73,9 @@ def run_in(
 ) -> subprocess.CompletedProcess[bytes]:
     tag, env = image
     interactive = ["-i"] if stdin is not None else []
-    return podman(env, "run", "--rm", *interactive, *LOCKED_DOWN, *options, tag, *args, stdin=stdin)
+    # No network unless asked: podman's bridge networking would leave iptables chains behind.
+    network = [] if "--network" in options else ["--network", "none"]
+    return podman(env, "run", "--rm", *interactive, *network, *LOCKED_DOWN, *options, tag, *args, stdin=stdin)
 
 
 def test_version_labels_user_and_no_compilers(image: tuple[str, dict[str, str]]) -> None:
