@@ -12,6 +12,7 @@ Grafana panel query must return series from that Prometheus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
@@ -50,15 +51,20 @@ KILLS = 5
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "10m", "$instance": ".*"}
 
 
-def free_port(exclude: tuple[int, ...] = ()) -> int:
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(exclude: tuple[int, ...] = (), *, with_offsets: tuple[int, ...] = ()) -> int:
+    """A free port of this project's range; ``with_offsets``: port + offset must be free too."""
     for port in PORTS:
-        if port in exclude:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        wanted = [port, *(port + offset for offset in with_offsets)]
+        if not set(wanted) & set(exclude) and all(p in PORTS and _free(p) for p in wanted):
             return port
     raise RuntimeError(f"no free port in {PORTS}")
 
@@ -108,8 +114,10 @@ class Running:
     topic: str
 
 
-@pytest.fixture
-def running(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Running]:
+@contextlib.contextmanager
+def monitored_service(tmp_path: Path, kafka_bootstrap: str, **env: str) -> Iterator[Running]:
+    """`oomstream run` (kmsg, the fake API server, ``kafka_bootstrap``) scraped every second by a
+    Prometheus server that evaluates the shipped rule file every second."""
     if shutil.which("prometheus") is None:
         pytest.skip("no prometheus server (`make tools` installs Debian's prometheus package)")
     api = ThreadedApi()
@@ -125,6 +133,7 @@ def running(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Running]:
         OOMSTREAM_METRICS_LISTEN_ADDRESS=f"127.0.0.1:{metrics_port}",
         OOMSTREAM_KUBERNETES_POD_WAIT_SECONDS="5",
         OOMSTREAM_KUBERNETES_INCIDENT_WINDOW_SECONDS="3",
+        **env,
     )
     prom_port = free_port(exclude=(metrics_port,))
     config = tmp_path / "prometheus.yml"
@@ -170,11 +179,21 @@ def running(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Running]:
         api.close()
 
 
-def test_real_kills_raise_the_alerts_and_fill_every_dashboard_panel(running: Running) -> None:
-    prometheus, api, service = running.prometheus, running.api, running.service
-    kafka_bootstrap, topic = running.kafka_bootstrap, running.topic
-    run = secrets.token_hex(4)
-    namespace, deployment = f"oomlab-{run}", f"hog{run}"
+@pytest.fixture
+def running(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Running]:
+    with monitored_service(tmp_path, kafka_bootstrap) as stack:
+        yield stack
+
+
+def alerts_named(prometheus: Prometheus, name: str, **labels: str) -> list[dict[str, Any]]:
+    return [
+        a for a in prometheus.alerts()
+        if a["labels"]["alertname"] == name and all(a["labels"].get(k) == v for k, v in labels.items())
+    ]  # fmt: skip
+
+
+def kill_in_a_pod(api: ThreadedApi, namespace: str, deployment: str, kills: int) -> list[int]:
+    """``kills`` real OOM kills in the memory cgroup of a pod the fake API server serves."""
     uid, cid = pod_uid(), container_id()
     api.call(
         api.server.upsert,
@@ -183,14 +202,23 @@ def test_real_kills_raise_the_alerts_and_fill_every_dashboard_panel(running: Run
             containers=[ContainerSpec("hog", container_id=cid, memory_request="32Mi", memory_limit="64Mi")],
         ),
     )  # fmt: skip
-    mine = f'namespace="{namespace}", workload_kind="Deployment", workload="{deployment}"'
     time.sleep(2.0)  # the pod watch has it
     killed: list[int] = []
     with memcg(cgroupfs_parts("burstable", uid, cid), 64 << 20) as cgroup:
-        for _ in range(KILLS):
+        for _ in range(kills):
             killed += run_oom(cgroup, comm="hog")
             # The counter's series starts at the first kill: let a scrape see each step.
             time.sleep(1.5)
+    return killed
+
+
+def test_real_kills_raise_the_alerts_and_fill_every_dashboard_panel(running: Running) -> None:
+    prometheus, api, service = running.prometheus, running.api, running.service
+    kafka_bootstrap, topic = running.kafka_bootstrap, running.topic
+    run = secrets.token_hex(4)
+    namespace, deployment = f"oomlab-{run}", f"hog{run}"
+    mine = f'namespace="{namespace}", workload_kind="Deployment", workload="{deployment}"'
+    killed = kill_in_a_pod(api, namespace, deployment, KILLS)
     assert len(killed) >= KILLS, f"expected {KILLS} OOM kills, the kernel reported {killed}"
     assert service.poll() is None, service.communicate()[1][-3000:]
 
@@ -202,10 +230,7 @@ def test_real_kills_raise_the_alerts_and_fill_every_dashboard_panel(running: Run
     assert float(counted[0]["value"][1]) == len(killed)  # our kills, each counted once
 
     def kill_rate_alert() -> list[dict[str, Any]]:
-        return [
-            a for a in prometheus.alerts()
-            if a["labels"]["alertname"] == "OomstreamOOMKillRateHigh" and a["labels"].get("namespace") == namespace
-        ]  # fmt: skip
+        return alerts_named(prometheus, "OomstreamOOMKillRateHigh", namespace=namespace)
 
     alert = wait_until("OomstreamOOMKillRateHigh pending or firing", kill_rate_alert, 60)[0]
     assert alert["state"] in ("pending", "firing")
@@ -217,8 +242,8 @@ def test_real_kills_raise_the_alerts_and_fill_every_dashboard_panel(running: Run
         "OomstreamKillsInvisibleToKubernetes firing",
         lambda: [
             a
-            for a in prometheus.alerts()
-            if a["labels"]["alertname"] == "OomstreamKillsInvisibleToKubernetes" and a["state"] == "firing"
+            for a in alerts_named(prometheus, "OomstreamKillsInvisibleToKubernetes")
+            if a["state"] == "firing"
         ],
         60,
     )
@@ -255,3 +280,49 @@ def test_real_kills_raise_the_alerts_and_fill_every_dashboard_panel(running: Run
     assert not empty, "panel queries without series:\n" + "\n".join(empty)
     instances = prometheus.query("count by (instance) (oomstream_build_info)")  # the $instance variable
     assert instances
+
+
+def test_kafka_outage_raises_kafka_unreachable_and_clears_when_kafka_returns(
+    tmp_path: Path, local_cluster_prerequisites: None
+) -> None:
+    """A private broker stopped under the service: the kill is spooled, oomstream_sink_healthy goes
+    to 0 and OomstreamKafkaUnreachable goes pending; with the broker back the spool drains, the
+    gauge returns to 1 and the alert clears."""
+    from tests.integration.kafka_broker import LocalCluster
+
+    # deploy/local-kafka puts the controller at the broker port + 100.
+    cluster = LocalCluster("oomstream-it-prom-outage", port=free_port(with_offsets=(100,)))
+    bootstrap = cluster.start()
+    try:
+        with monitored_service(
+            tmp_path, bootstrap,
+            OOMSTREAM_KAFKA_DELIVERY_TIMEOUT_SECONDS="4", OOMSTREAM_KAFKA_REQUEST_TIMEOUT_SECONDS="2",
+        ) as stack:  # fmt: skip
+            prometheus = stack.prometheus
+            time.sleep(3.0)  # connected, topics created
+            cluster.stop()
+            killed = kill_in_a_pod(stack.api, f"oomlab-{secrets.token_hex(4)}", "outage", 1)
+            assert killed
+            wait_until(
+                "oomstream_sink_healthy == 0", lambda: prometheus.query("oomstream_sink_healthy == 0"), 90
+            )
+            wait_until("events in the spool", lambda: prometheus.query("oomstream_spool_events > 0"), 30)
+            alert = wait_until(
+                "OomstreamKafkaUnreachable pending",
+                lambda: alerts_named(prometheus, "OomstreamKafkaUnreachable"),
+                30,
+            )[0]
+            assert alert["state"] == "pending"  # `for: 5m`
+            cluster.start_node(1)
+            wait_until("the spool drained", lambda: prometheus.query("oomstream_spool_events == 0"), 120)
+            wait_until(
+                "oomstream_sink_healthy == 1", lambda: prometheus.query("oomstream_sink_healthy == 1"), 60
+            )
+            wait_until(
+                "OomstreamKafkaUnreachable cleared",
+                lambda: not alerts_named(prometheus, "OomstreamKafkaUnreachable"),
+                30,
+            )
+    finally:
+        cluster.stop()
+        cluster.clean()
