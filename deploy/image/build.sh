@@ -6,15 +6,16 @@
 #
 # The base is made from Debian's packages with mmdebstrap (python3, python3-venv, ca-certificates)
 # and given to the Containerfile as BASE. Storage, the base tarball and podman's configuration live
-# under $OOMSTREAM_TOOLS (default: .tools/ in the repository, git-ignored) and are reused: only the
-# first run pays for the base (about a minute). Podman settings this machine needs: the chroot build
+# under $TOOLS_DIR (default: .tools/ in the repository, git-ignored) and are reused: only the
+# first run pays for the base (about a minute); IMAGE_SUITE and IMAGE_MIRROR choose the Debian
+# release and mirror (not OOMSTREAM_*: the service rejects unknown variables of its prefix). Podman settings this machine needs: the chroot build
 # isolation, runc (crun refuses hybrid cgroups), explicit ulimits; the host's CA bundle is mounted
 # into the build so pip trusts the HTTPS proxy.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TOOLS=${OOMSTREAM_TOOLS:-$ROOT/.tools}
-SUITE=${OOMSTREAM_IMAGE_SUITE:-bookworm}
-MIRROR=${OOMSTREAM_IMAGE_MIRROR:-http://deb.debian.org/debian}
+TOOLS=${TOOLS_DIR:-$ROOT/.tools}
+SUITE=${IMAGE_SUITE:-bookworm}
+MIRROR=${IMAGE_MIRROR:-http://deb.debian.org/debian}
 BASE_PACKAGES=python3,python3-venv,ca-certificates
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml" | head -n1)
 TAG=${1:-localhost/oomstream:$VERSION}

@@ -26,7 +26,7 @@ from tests.integration.kafka_broker import consume_all, unique_topic
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = Path(os.environ.get("OOMSTREAM_TOOLS", ROOT / ".tools"))
+TOOLS = Path(os.environ.get("TOOLS_DIR", ROOT / ".tools"))
 BUILD = ROOT / "deploy" / "image" / "build.sh"
 SAMPLE = "6.6-oom-group-kill.dmesg"
 # What the chart's DaemonSet allows the container (deploy/helm/oomstream/templates/daemonset.yaml).
