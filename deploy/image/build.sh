@@ -7,10 +7,11 @@
 # The base is made from Debian's packages with mmdebstrap (python3, python3-venv, ca-certificates)
 # and given to the Containerfile as BASE. Storage, the base tarball and podman's configuration live
 # under $TOOLS_DIR (default: .tools/ in the repository, git-ignored) and are reused: only the
-# first run pays for the base (about a minute); IMAGE_SUITE and IMAGE_MIRROR choose the Debian
-# release and mirror (not OOMSTREAM_*: the service rejects unknown variables of its prefix). Podman settings this machine needs: the chroot build
-# isolation, runc (crun refuses hybrid cgroups), explicit ulimits; the host's CA bundle is mounted
-# into the build so pip trusts the HTTPS proxy.
+# first run pays for the base (about a minute). IMAGE_SUITE and IMAGE_MIRROR choose the Debian
+# release and mirror (no OOMSTREAM_ prefix: the service rejects unknown variables of its prefix).
+# Podman settings this machine needs: the chroot build isolation, runc (crun refuses hybrid
+# cgroups), explicit ulimits; the host's CA bundle is mounted into the build so pip trusts the
+# HTTPS proxy.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TOOLS=${TOOLS_DIR:-$ROOT/.tools}
