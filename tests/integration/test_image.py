@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,7 +103,7 @@ def test_parse_a_bundled_sample_as_the_host_does(image: tuple[str, dict[str, str
     inside = run_in(image, "parse", f"/usr/share/oomstream/samples/{SAMPLE}")
     assert inside.returncode == 0, inside.stderr
     host = subprocess.run(
-        ["oomstream" if shutil.which("oomstream") else str(ROOT / ".venv/bin/oomstream"), "parse", str(ROOT / "streamer/samples" / SAMPLE)],
+        [sys.executable, "-m", "streamer.cli", "parse", str(ROOT / "streamer/samples" / SAMPLE)],
         capture_output=True, check=True,
     )  # fmt: skip
     events = [json.loads(line) for line in inside.stdout.splitlines()]
