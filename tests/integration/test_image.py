@@ -104,7 +104,7 @@ def test_parse_a_bundled_sample_as_the_host_does(image: tuple[str, dict[str, str
     assert inside.returncode == 0, inside.stderr
     host = subprocess.run(
         [sys.executable, "-m", "streamer.cli", "parse", str(ROOT / "streamer/samples" / SAMPLE)],
-        capture_output=True, check=True,
+        cwd=ROOT, capture_output=True, check=True,
     )  # fmt: skip
     events = [json.loads(line) for line in inside.stdout.splitlines()]
     expected = [json.loads(line) for line in host.stdout.splitlines()]
