@@ -42,7 +42,7 @@ def kube_settings(kubeconfig: Path, node: str) -> dict[str, str]:
     from the API server that ``kubeconfig`` names (the fake one, in tests)."""
     return {
         "NODE_NAME": node,
-        "OOMSTREAM_SOURCE_KMSG_START": "end",
+        "OOMSTREAM_SOURCES_KMSG_START": "end",
         "OOMSTREAM_KUBERNETES_MODE": "kubeconfig",
         "OOMSTREAM_KUBERNETES_KUBECONFIG_PATH": str(kubeconfig),
     }

@@ -119,9 +119,9 @@ def test_check_config_validates_and_names_bad_options(image: tuple[str, dict[str
     good = run_in(image, "check-config", options=("-e", "OOMSTREAM_KAFKA_BOOTSTRAP=kafka-0.kafka:9092"))
     assert good.returncode == 0, good.stderr
     assert "kafka-0.kafka:9092" in good.stdout.decode()
-    bad = run_in(image, "check-config", options=("-e", "OOMSTREAM_KAFKA_LINGER_MS=soon"))
+    bad = run_in(image, "check-config", options=("-e", "OOMSTREAM_SINKS_KAFKA_LINGER_MS=soon"))
     assert bad.returncode == 2
-    assert "OOMSTREAM_KAFKA_LINGER_MS" in bad.stderr.decode()
+    assert "OOMSTREAM_SINKS_KAFKA_LINGER_MS" in bad.stderr.decode()
 
 
 def test_run_publishes_to_the_local_broker(
@@ -139,9 +139,9 @@ def test_run_publishes_to_the_local_broker(
         options=(
             "--network", "host", "-v", f"{state}:/var/lib/oomstream",
             "-e", f"OOMSTREAM_KAFKA_BOOTSTRAP={kafka_bootstrap}",
-            "-e", f"OOMSTREAM_KAFKA_EVENTS_TOPIC={topic}",
-            "-e", f"OOMSTREAM_KAFKA_DEADLETTER_TOPIC={topic}.dlq",
-            "-e", "OOMSTREAM_SOURCE_KIND=stdin", "-e", "OOMSTREAM_SOURCE_FOLLOW=false",
+            "-e", f"OOMSTREAM_SINKS_KAFKA_EVENTS_TOPIC={topic}",
+            "-e", f"OOMSTREAM_SINKS_KAFKA_DEADLETTER_TOPIC={topic}.dlq",
+            "-e", "OOMSTREAM_SOURCES_ENABLED=stdin",
             "-e", "OOMSTREAM_KUBERNETES_MODE=off", "-e", "OOMSTREAM_METRICS_ENABLED=false",
             "-e", "OOMSTREAM_PIPELINE_LINGER_SECONDS=0.2",
         ),
@@ -213,6 +213,6 @@ def test_the_charts_configmap_passes_check_config_in_the_image(
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     printed = json.loads(done.stdout)
     assert (
-        printed["kafka"]["bootstrap_servers"]
-        == tomllib.loads(config.read_text())["kafka"]["bootstrap_servers"]
+        printed["sinks"]["kafka"]["bootstrap_servers"]
+        == tomllib.loads(config.read_text())["sinks"]["kafka"]["bootstrap_servers"]
     )

@@ -154,7 +154,17 @@ def test_publish_and_tail_commands(
     monkeypatch.setenv("OOMSTREAM_KAFKA_BOOTSTRAP", kafka_bootstrap)  # bootstrap from the environment
     _, summary = _command(
         publish,
-        ["publish", str(log), "--topic", topic, "--dead-letter-topic", dead, "--host", "node-cli", "--no-progress"],
+        [
+            "publish",
+            str(log),
+            "--topic",
+            topic,
+            "--dead-letter-topic",
+            dead,
+            "--host",
+            "node-cli",
+            "--no-progress",
+        ],
     )
     assert "120 events" in summary and "120 sent (3 partial, also dead-lettered)" in summary, summary
     assert "0 dead-lettered instead, 0 failed" in summary
@@ -164,7 +174,18 @@ def test_publish_and_tail_commands(
     assert all(orjson.loads(r.value)["host"] == "node-cli" for r in records)
 
     out, _ = _command(
-        tail, ["tail", "--topic", topic, "--from-beginning", "--json", "--max-events", "120", "--timeout-seconds", "20"]
+        tail,
+        [
+            "tail",
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--json",
+            "--max-events",
+            "120",
+            "--timeout-seconds",
+            "20",
+        ],
     )
     lines = out.splitlines()
     assert sorted(orjson.loads(x)["event_id"] for x in lines) == sorted(
@@ -172,7 +193,17 @@ def test_publish_and_tail_commands(
     )
 
     group = unique_topic("group")
-    pretty_argv = ["tail", "--topic", topic, "--group", group, "--from-beginning", "--pretty", "--timeout-seconds", "5"]
+    pretty_argv = [
+        "tail",
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--from-beginning",
+        "--pretty",
+        "--timeout-seconds",
+        "5",
+    ]
     out, _ = _command(tail, pretty_argv)
     pretty = out.splitlines()
     assert len(pretty) == 120

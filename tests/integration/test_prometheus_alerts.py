@@ -296,7 +296,7 @@ def test_kafka_outage_raises_kafka_unreachable_and_clears_when_kafka_returns(
     try:
         with monitored_service(
             tmp_path, bootstrap,
-            OOMSTREAM_KAFKA_DELIVERY_TIMEOUT_SECONDS="4", OOMSTREAM_KAFKA_REQUEST_TIMEOUT_SECONDS="2",
+            OOMSTREAM_SINKS_KAFKA_DELIVERY_TIMEOUT_SECONDS="4", OOMSTREAM_SINKS_KAFKA_REQUEST_TIMEOUT_SECONDS="2",
         ) as stack:  # fmt: skip
             prometheus = stack.prometheus
             time.sleep(3.0)  # connected, topics created

@@ -182,6 +182,11 @@ def load_rendered_config(docs: list[dict[str, Any]], tmp: Path | None = None) ->
         Path(handle.name).unlink()
 
 
+def kafka_options(config: Any) -> Any:
+    """The Kafka sink's options of a loaded configuration."""
+    return config.components["sinks.kafka"]
+
+
 def test_configmap_carries_the_values(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     variant, docs = rendered
     values = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -190,9 +195,9 @@ def test_configmap_carries_the_values(rendered: tuple[str, list[dict[str, Any]]]
         values["kafka"] = values_full["kafka"]
         values["enrichment"] = values_full["enrichment"]
     config = load_rendered_config(docs)
-    assert list(config.kafka.bootstrap_servers) == values["kafka"]["bootstrapServers"]
-    assert config.kafka.events_topic == values["kafka"]["topics"]["events"]
-    assert config.kafka.deadletter_topic == values["kafka"]["topics"]["deadLetter"]
+    assert list(kafka_options(config).bootstrap_servers) == values["kafka"]["bootstrapServers"]
+    assert kafka_options(config).events_topic == values["kafka"]["topics"]["events"]
+    assert kafka_options(config).deadletter_topic == values["kafka"]["topics"]["deadLetter"]
     assert list(config.kubernetes.label_allowlist) == values["enrichment"]["labelAllowlist"]
     assert list(config.kubernetes.annotation_allowlist) == values["enrichment"]["annotationAllowlist"]
     assert config.kubernetes.mode == "in_cluster"
@@ -207,14 +212,14 @@ def test_secret_references_reach_the_config_and_the_mounts() -> None:
     (container,) = pod["containers"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
-    password = Path(config.kafka.sasl_password_file)
+    password = Path(kafka_options(config).sasl_password_file)
     sasl = mounts[str(password.parent)]["secret"]
     assert sasl["secretName"] == "oomstream-kafka-sasl"
     assert {"key": "password", "path": password.name} in sasl["items"]
     for path, key in (
-        (config.kafka.ssl_cafile, "ca.crt"),
-        (config.kafka.ssl_certfile, "tls.crt"),
-        (config.kafka.ssl_keyfile, "tls.key"),
+        (kafka_options(config).ssl_cafile, "ca.crt"),
+        (kafka_options(config).ssl_certfile, "tls.crt"),
+        (kafka_options(config).ssl_keyfile, "tls.key"),
     ):
         assert Path(path).name == key
         assert mounts[str(Path(path).parent)]["secret"]["secretName"] == "oomstream-kafka-tls"

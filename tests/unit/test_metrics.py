@@ -84,7 +84,9 @@ def test_event_metrics() -> None:
     metrics.observe_event(event(namespace="shop", workload=("Deployment", "web"), analysis=fired))
     got = samples(metrics)
 
-    def kill(constraint: str, fired: str, namespace: str, kind: str, name: str) -> tuple[tuple[str, str], ...]:
+    def kill(
+        constraint: str, fired: str, namespace: str, kind: str, name: str
+    ) -> tuple[tuple[str, str], ...]:
         return (
             ("constraint", constraint), ("limit_fired", fired), ("limit_scope", "container"),
             ("namespace", namespace), ("workload", name), ("workload_kind", kind),

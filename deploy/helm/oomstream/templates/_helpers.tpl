@@ -71,15 +71,15 @@ maps chart values to configuration keys: when the configuration layout changes, 
 {{- if $sec.tls.keyKey -}}{{- $_ := set $kafka "ssl_keyfile" (printf "%s/%s" (include "oomstream.tlsDir" .root) $sec.tls.keyKey) -}}{{- end -}}
 {{- end -}}
 {{- end -}}
-{{- $source := dict "kind" $v.sources.kind -}}
+{{- $sources := dict "enabled" (list $v.sources.kind) -}}
 {{- $kube := dict
     "mode" (ternary "in_cluster" "off" $v.enrichment.enabled)
     "watch_events" $v.enrichment.watchEvents
     "label_allowlist" $v.enrichment.labelAllowlist
     "annotation_allowlist" $v.enrichment.annotationAllowlist -}}
 {{- $config := dict
-    "kafka" $kafka
-    "source" $source
+    "sources" $sources
+    "sinks" (dict "enabled" (list "kafka") "kafka" $kafka)
     "kubernetes" $kube
     "state" (dict "directory" "/var/lib/oomstream/state")
     "spool" (dict "directory" "/var/lib/oomstream/spool" "max_bytes" $v.spool.maxBytes)
