@@ -34,8 +34,9 @@ from parsers.events import (
 from parsers.records import KernelRecord, SourcePosition
 
 MEMCG_KILL_MESSAGE = "Memory cgroup out of memory"
-# "Killed process" follows "Kill process" at once; a few lines of slack cover interleaving.
-_KILLED_FOLLOWS_WITHIN = 50
+SUMMARY_ONLY_REASON = (
+    "no kill line: the oom-kill summary names the victim (kill line filtered out or lost)"
+)
 _CHECK_EVERY_SECONDS = 0.05
 _CHECK_EVERY_LINES = 32
 
@@ -122,14 +123,9 @@ class Assembler:
     @property
     def needs_every_line(self) -> bool:
         """True while a report is open (its body lines carry no keyword a prefilter could find)
-        and while a "Kill process" line waits for its unprefixed "Killed process" line."""
+        and while a kill line cut at a newline in its comm waits for its continuation."""
         report = self._report
-        if report is None:
-            return False
-        if not report.kills:
-            return True
-        last = report.kills[-1]
-        return last.awaiting_killed and report.lines - last.line_index < _KILLED_FOLLOWS_WITHIN
+        return (report is not None and not report.kills) or self._fragment is not None
 
     @property
     def busy(self) -> bool:
@@ -277,8 +273,10 @@ class Assembler:
             summary = L.parse_summary(line)
             if summary is not None:
                 report = self._report
-                if report is None or report.kills:
-                    # The summary belongs to dump_header(): a new report whose header was lost.
+                if report is None or report.kills or report.summary is not None:
+                    # The kernel prints one summary per chosen victim: a summary after a kill line
+                    # or after another summary starts a new report (its header lost or filtered),
+                    # however close the two are.
                     self._finish(out)
                     report = self._open(record, line)
                 report.summary = summary
@@ -434,7 +432,14 @@ class Assembler:
 
     def _add_kill(self, kill: _Kill, line: str, out: list[OomEvent]) -> None:
         report = self._report
-        if report is None or report.kills:
+        summary = report.summary if report is not None else None
+        if (
+            report is None
+            or report.kills
+            or (summary is not None and summary.pid is not None and summary.pid != kill.pid)
+        ):
+            # The summary names the victim its report kills first; a kill of another pid is a
+            # report of its own (this one's kill line was lost or filtered out).
             # A kill with no open report: the header was rate-limited (OOM storm) or lost.
             self._finish(out)
             report = self._open(kill.record, line)
@@ -481,6 +486,8 @@ class Assembler:
             self.counts["events"] += 1
             if event.partial:
                 self.counts["partial"] += 1
+                if event.victim is not None:
+                    self.counts["summary_only_kills"] += 1
             self._held.append(
                 _Held(event, event.kernel_time, self._tick, self._line_no, report.first.position)
             )
@@ -560,6 +567,9 @@ class Assembler:
             )
 
         victim: Victim | None = None
+        if kill is None and summary is not None and summary.pid is not None:
+            # The kernel prints the summary only once it has chosen this victim: it is a kill.
+            victim = Victim(pid=summary.pid, comm=summary.comm, uid=summary.uid)
         if kill is not None:
             killed = kill.killed
             victim = Victim(
@@ -664,7 +674,11 @@ class Assembler:
             tasks = sorted(report.tasks, key=lambda row: row.rss_pages or 0, reverse=True)[: self.max_tasks]
 
         partial = kill is None
-        partial_reason = "no kill line: report truncated or its end lost" if partial else None
+        partial_reason: str | None = None
+        if partial:
+            partial_reason = (
+                SUMMARY_ONLY_REASON if victim is not None else "no kill line: report truncated or its end lost"
+            )
         position = record.position
         event_id = make_event_id(
             boot_id=record.boot_id,

@@ -15,11 +15,13 @@ from parsers.framing import Framer
 from parsers.oom import Assembler
 
 # Every line that can open a report or touch a finished one holds one of these (see
-# parsers/oom_lines.py): "oom" is in the header, the oom-kill: summary, the reaper and the
-# oom.group notice; "of memory" is in every kill message prefix ("Out of memory", "Memory cgroup out of
-# memory"). The only exception, the unprefixed "Killed process" line before 5.1, always follows
-# a prefixed "Kill process" line, after which the assembler asks for every line again.
-KEYWORD_TEXTS: tuple[str, ...] = ("oom", "of memory")
+# parsers/oom_lines.py): "ill" is in the header ("invoked oom-killer"), the oom-kill: summary, every
+# kill line ("Kill process", "Killed process" with or without its message prefix, "OOM victim ...
+# Skip killing"), "Task(s) in ... killed"; "oom_reaper" is the one line without it. A bare
+# "Killed process" line (RHEL 7, kernels before 5.1 whose "Kill process" line was filtered out)
+# therefore starts an event wherever it stands. Two needles, as before: "ill" is slower to search
+# than the longer "of memory" it replaces, "oom_reaper" faster than "oom".
+KEYWORD_TEXTS: tuple[str, ...] = ("ill", "oom_reaper")
 KEYWORDS: tuple[bytes, ...] = tuple(keyword.encode() for keyword in KEYWORD_TEXTS)
 # Format-specific lines worth framing: JSON entries whose MESSAGE is a byte array (text search
 # cannot see into them) and journalctl boot markers (they carry the boot id).
