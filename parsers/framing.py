@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from parsers import locale_dates
 from parsers.records import KernelRecord, SourcePosition
 
 FORMATS = (
@@ -33,21 +34,16 @@ _MONTHS = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
     )
 }
-# A few other locales seen in dmesg -T output; numeric months ("1月", "01") are read directly.
-_MONTHS.update(
-    {
-        "janv": 1, "févr": 2, "fevr": 2, "mars": 3, "avr": 4, "mai": 5, "juin": 6, "juil": 7,
-        "août": 8, "aout": 8, "sept": 9, "déc": 12, "dez": 12, "okt": 10, "mär": 3, "mrz": 3,
-        "ene": 1, "abr": 4, "ago": 8, "dic": 12, "gen": 1, "mag": 5, "giu": 6, "lug": 7,
-        "set": 9, "ott": 10, "maj": 5, "dec.": 12,
-    }
-)  # fmt: skip
 
 _KMSG = re.compile(r"(\d+),(\d+),(\d+),[^;]*;")
 _KMSG_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 _RAW_PRIO = re.compile(r"<(\d{1,3})>")
 _DMESG = re.compile(r"\[\s*(\d+\.\d+)\] ?")
-_DMESG_T = re.compile(r"\[([^\]\d]*?)\s*(\S*?)\s*(\d{1,2})\s+(\d{1,2}):(\d{2}):(\d{2})\s+(\d{4})\] ?")
+# dmesg -T: strftime("%a %b %e %H:%M:%S %Y") in the reader's locale, so "[<weekday> <month> <day>
+# HH:MM:SS YYYY]" with names in any language ("[ven. déc.  4 05:05:56 2026]", "[月  1月 26 ...]",
+# "[dc. de des.  4 ...]"); other tools put the day first. The shape is matched here, the names
+# are read by _dmesg_t_date.
+_DMESG_T = re.compile(r"\[(\S+) +([^\]]*?) *(\d{1,2}):(\d{2}):(\d{2}) +(\d{4})\] ?")
 _DMESG_T_ALT = re.compile(r"\[(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?\] ?")
 _SYSLOG_TAG = re.compile(r"(\S+) ([^\s:\[]+)(?:\[(\d+)\])?: ?")
 _BSD_TIME = re.compile(r"([A-Za-z]{3}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))? ")
@@ -59,7 +55,8 @@ _RFC5424 = re.compile(r"1 (\S+) (\S+) (\S+) (\S+) (\S+) ")
 _SD_ELEMENT = re.compile(r"(?:\[(?:[^\]\\]|\\.)*\])+ ?|- ?")
 _MONOTONIC_PREFIX = re.compile(r"\[\s*(\d+\.\d+)\] (\S+) kernel: ?")
 _RSYSLOG_ESCAPE = re.compile(r"#([0-3][0-7]{2})")
-_BLOB = re.compile(r"\[[0-9.]+[KMGT]?B blob data\]$")
+# journalctl without --all: "[88B blob data]", "[1.2K blob data]" (systemd's format_bytes()).
+_BLOB = re.compile(r"\[[0-9.]+[BKMGTPE]i?B? blob data\]$")
 _BOOT_MARKER = re.compile(r"-- Boot ([0-9a-f]{32}) --")
 
 
@@ -126,6 +123,8 @@ class Framer:
         self.tz: tzinfo = tz if tz is not None else UTC
         self.records_by_format: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
+        # Records kept without a time because their date could not be read, by reason.
+        self.unread_times: Counter[str] = Counter()
         self._last: KernelRecord | None = None
 
     # -- public -------------------------------------------------------------------------
@@ -214,7 +213,11 @@ class Framer:
         return record if record is not None else self._plain(text, position)
 
     # -- formats -------------------------------------------------------------------------
-    def _plain(self, text: str, position: SourcePosition) -> KernelRecord:
+    def _plain(self, text: str, position: SourcePosition) -> Framed:
+        if text.endswith(" blob data]") and _BLOB.match(text):
+            # journalctl -o cat prints the placeholder alone.
+            self.skipped["journal_blob"] += 1
+            return SKIP
         return KernelRecord(
             message=text, format="plain", host=self.host, boot_id=self.boot_id, position=position
         )
@@ -293,12 +296,17 @@ class Framer:
         wall: float | None
         match = _DMESG_T.match(text)
         if match is not None:
-            month = _month_number(match.group(2)) or _month_number(match.group(1))
-            wall = None
-            if month is not None:
+            year = int(match.group(6))
+            date = _dmesg_t_date(match.group(1), match.group(2), year)
+            if isinstance(date, str):
+                # The frame is sure (the shape matched); only the names are unknown: keep the
+                # record, without a time, and say why.
+                self.unread_times[date] += 1
+                wall = None
+            else:
                 wall = self._to_unix(
-                    int(match.group(7)), month, int(match.group(3)),
-                    int(match.group(4)), int(match.group(5)), int(match.group(6)), 0,
+                    year, date[0], date[1],
+                    int(match.group(3)), int(match.group(4)), int(match.group(5)), 0,
                 )  # fmt: skip
         else:
             match = _DMESG_T_ALT.match(text)
@@ -331,6 +339,9 @@ class Framer:
             return self._tagged(
                 text, tagged, "journalctl-short-monotonic", float(generic.group(1)), None, None, position
             )
+        if text.endswith(" blob data]") and _BLOB.match(text, match.end()):
+            self.skipped["journal_blob"] += 1
+            return SKIP
         return KernelRecord(
             message=text[match.end() :],
             format="journalctl-short-monotonic",
@@ -359,13 +370,14 @@ class Framer:
             if _looks_like_oom(message):
                 self.skipped["untrusted_oom_line"] += 1
             return SKIP
-        if fmt.startswith("syslog"):
-            message = _unescape_rsyslog(message)
-        elif message.endswith(" blob data]") and _BLOB.match(message):
-            # journalctl text output replaces a message that is not valid UTF-8 with
-            # "[88B blob data]": the text is gone; count it (read -o json to keep such records).
+        if message.endswith(" blob data]") and _BLOB.match(message):
+            # journalctl text output (-o short looks like RFC 3164) replaces a message that is not
+            # printable text with "[88B blob data]": the text is gone; count it (read --all or
+            # -o json to keep such records).
             self.skipped["journal_blob"] += 1
             return SKIP
+        if fmt.startswith("syslog"):
+            message = _unescape_rsyslog(message)
         inner = _DMESG.match(message)
         if inner is not None:
             kernel_time = float(inner.group(1))
@@ -558,18 +570,57 @@ class Framer:
         return moment.timestamp()
 
 
-def _month_number(token: str) -> int | None:
-    token = token.strip().lower().rstrip(".")
-    if not token:
+def _name_key(token: str) -> str:
+    return token.casefold().strip().rstrip(".").strip()
+
+
+def _months_named(name: str) -> tuple[int, ...]:
+    key = _name_key(name)
+    if not key:
+        return ()
+    months = locale_dates.MONTHS.get(key)
+    if months is not None:
+        return months
+    if key[:3] in _MONTHS and key.isascii() and key.isalpha():
+        return (_MONTHS[key[:3]],)  # English names of any length ("Sept", "June")
+    digits = "".join(ch for ch in key if ch.isdigit())
+    if digits and 1 <= int(digits) <= 12:
+        return (int(digits),)  # "1月", "12월", "1-р сар": numbered months of any script
+    return ()
+
+
+def _dmesg_t_date(weekday: str, middle: str, year: int) -> tuple[int, int] | str:
+    """(month, day) of a dmesg -T stamp's names, or the reason they cannot be read.
+
+    ``middle`` holds the month name and the day, in either order; month names may have spaces
+    ("de des.") or digits ("12月"). A name shared by several languages' months is settled by the
+    weekday, which must fall on the date.
+    """
+    tokens = middle.split()
+    if len(tokens) == 1 and tokens[0].isdigit():
+        tokens, weekday = [weekday, tokens[0]], ""  # no weekday: "[Dec  4 05:05:56 2026]"
+    if len(tokens) >= 2 and tokens[-1].isdigit():
+        day, month_name = int(tokens[-1]), " ".join(tokens[:-1])
+    elif len(tokens) >= 2 and tokens[0].isdigit():
+        day, month_name = int(tokens[0]), " ".join(tokens[1:])
+    else:
+        return "dmesg_T_no_day"
+    months = _months_named(month_name)
+    if not months:
+        return "dmesg_T_unknown_month"
+    if len(months) > 1:
+        days = locale_dates.WEEKDAYS.get(_name_key(weekday), ())
+        months = tuple(month for month in months if _weekday(year, month, day) in days)
+        if len(months) != 1:
+            return "dmesg_T_ambiguous_month"
+    return months[0], day
+
+
+def _weekday(year: int, month: int, day: int) -> int | None:
+    try:
+        return datetime(year, month, day).weekday()
+    except ValueError:
         return None
-    if token in _MONTHS:
-        return _MONTHS[token]
-    if token[:3] in _MONTHS and token.isascii():
-        return _MONTHS[token[:3]]
-    digits = "".join(ch for ch in token if ch.isdigit())
-    if digits and 1 <= int(digits) <= 12 and not token.isalpha():
-        return int(digits)
-    return None
 
 
 def _iso_to_unix(match: re.Match[str], default_tz: tzinfo) -> float | None:

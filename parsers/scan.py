@@ -24,16 +24,21 @@ from parsers.oom import Assembler
 KEYWORD_TEXTS: tuple[str, ...] = ("ill", "oom_reaper")
 KEYWORDS: tuple[bytes, ...] = tuple(keyword.encode() for keyword in KEYWORD_TEXTS)
 # Format-specific lines worth framing: JSON entries whose MESSAGE is a byte array (text search
-# cannot see into them) and journalctl boot markers (they carry the boot id).
+# cannot see into them), journalctl boot markers (they carry the boot id) and journalctl's
+# "[NB blob data]" placeholders (unreadable records, counted: an OOM line may hide in one).
 JSON_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b'"MESSAGE":[')
-JOURNALCTL_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b"-- Boot ")
+JOURNALCTL_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b"-- Boot ", b" blob data]")
 
 
-def keywords_for(first_line: bytes) -> tuple[bytes, ...]:
-    """Pick the keyword set from the shape of a chunk's first line (one sniff per chunk)."""
-    if first_line.startswith(b"{"):
+def keywords_for(head: bytes) -> tuple[bytes, ...]:
+    """Pick the keyword set from the shape of a chunk's first bytes (one sniff per chunk).
+
+    journalctl text is recognised by its "kernel:" tag anywhere in the head, not only on the first
+    line: a user-space record (a "host tag:" line of another tag) may come first.
+    """
+    if head.startswith(b"{"):
         return JSON_KEYWORDS
-    if first_line.startswith(b"-- ") or b" kernel:" in first_line[:120]:
+    if head.startswith(b"-- ") or b" kernel:" in head:
         return JOURNALCTL_KEYWORDS
     return KEYWORDS
 
@@ -131,8 +136,7 @@ class LogScanner:
         prefilter = self.prefilter
         pos = 0
         lines = 0
-        first_end = buf.find(b"\n", 0, limit)
-        next_hit = dict.fromkeys(keywords_for(buf[: min(first_end, 512)]), -1)
+        next_hit = dict.fromkeys(keywords_for(buf[: min(limit, 4096)]), -1)
         max_line = self.max_line_bytes
         while pos < limit:
             if prefilter and not assembler.needs_every_line:

@@ -63,6 +63,22 @@ def _print_summary(stderr: TextIO, stats: ScanStats, events: int) -> None:
         f"  untrusted kernel-claiming records: {assembly['untrusted_records'] + skipped['untrusted']}, "
         f"reaper lines attached: {assembly['reaped_attached']}, unmatched: {assembly['reaped_unmatched']}\n"
     )
+    if assembly["summary_only_kills"]:
+        stderr.write(
+            f"  kills known only from their oom-kill: summary line (kill line filtered or lost; "
+            f"partial events): {assembly['summary_only_kills']}\n"
+        )
+    if stats.unread_times:
+        stderr.write(
+            f"  records kept without a time (date not readable): {listing(stats.unread_times)}\n"
+        )
+    if skipped["journal_blob"]:
+        stderr.write(
+            f"  warning: {skipped['journal_blob']} unreadable records: journalctl printed them as "
+            "'[NB blob data]' (text with control characters or invalid UTF-8, such as a process "
+            "name holding a newline); OOM kills among them are lost. Export with "
+            "'journalctl --all' or '-o json' to read them\n"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

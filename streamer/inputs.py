@@ -51,6 +51,7 @@ class ScanStats:
     bytes: int = 0
     formats: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    unread_times: Counter[str] = field(default_factory=Counter)
     scan: Counter[str] = field(default_factory=Counter)
     assembly: Counter[str] = field(default_factory=Counter)
 
@@ -187,6 +188,7 @@ def iter_log_events(
         stats.files += 1
         stats.formats.update(framer.records_by_format)
         stats.skipped.update(framer.skipped)
+        stats.unread_times.update(framer.unread_times)
         stats.scan.update(scanner.counts)
     yield from assembler.flush()
     stats.assembly.update(assembler.counts)
