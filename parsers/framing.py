@@ -609,8 +609,13 @@ def _dmesg_t_date(weekday: str, middle: str, year: int) -> tuple[int, int] | str
     if not months:
         return "dmesg_T_unknown_month"
     if len(months) > 1:
-        days = locale_dates.WEEKDAYS.get(_name_key(weekday), ())
-        months = tuple(month for month in months if _weekday(year, month, day) in days)
+        # Read as each language that has this month name: its weekday name must fall on the date.
+        weekday_key = _name_key(weekday)
+        months = tuple({
+            month
+            for month, names in locale_dates.SHARED_MONTHS.get(_name_key(month_name), ())
+            if (index := _weekday(year, month, day)) is not None and names[index] == weekday_key
+        })  # fmt: skip
         if len(months) != 1:
             return "dmesg_T_ambiguous_month"
     return months[0], day

@@ -80,20 +80,29 @@ def main() -> None:
     months: dict[str, set[int]] = defaultdict(set)
     weekdays: dict[str, set[int]] = defaultdict(set)
     locales = sorted(name for name in os.listdir(directory) if "_" in name and "@" not in name or "@" in name)
+    # month name -> {(month, that locale's weekday names Monday first)}: settles shared names.
+    calendars: dict[str, set[tuple[int, tuple[str, ...]]]] = defaultdict(set)
     used = 0
     for locale in locales:
         names = lc_time(directory, locale)
         if not names:
             continue
         used += 1
+        abday = [normalize(name) for name in names.get("abday", [])[:7]]
+        # glibc lists Sunday first; Python's date.weekday() counts Monday as 0.
+        monday_first = tuple(abday[1:] + abday[:1]) if len(abday) == 7 else ()
         for key in ("abmon", "ab_alt_mon"):
             for index, name in enumerate(names.get(key, [])[:12]):
                 if normalize(name):
                     months[normalize(name)].add(index + 1)
-        for index, name in enumerate(names.get("abday", [])[:7]):
-            if normalize(name):
-                # glibc lists Sunday first; Python's date.weekday() counts Monday as 0.
-                weekdays[normalize(name)].add((index + 6) % 7)
+                    if monday_first:
+                        calendars[normalize(name)].add((index + 1, monday_first))
+        for index, name in enumerate(abday):
+            if name:
+                weekdays[name].add((index + 6) % 7)
+    shared = {
+        name: sorted(entries) for name, entries in calendars.items() if len(months[name]) > 1
+    }
 
     def table(name: str, data: dict[str, set[int]]) -> str:
         rows = "".join(f"    {key!r}: {tuple(sorted(value))!r},\n" for key, value in sorted(data.items()))
@@ -105,12 +114,18 @@ def main() -> None:
         "/usr/share/i18n/locales of Debian 12's `locales` 2.36): abmon and ab_alt_mon give months\n"
         "(1-12), abday weekdays (0 = Monday, as date.weekday()). Keys are casefolded, without a\n"
         "trailing dot. A name can mean different months in different languages (\"lis\": October\n"
-        "in Croatian, November in Czech and Polish), so values are tuples; the weekday settles it.\n"
+        "in Croatian, November in Czech and Polish), so values are tuples and SHARED_MONTHS lets the\n"
+        "weekday name of the same language settle it.\n"
         'Do not edit by hand: regenerate."""\n\n'
         "# fmt: off\n"
         + table("MONTHS", months)
         + "\n"
         + table("WEEKDAYS", weekdays)
+        + "\n# A name that is a different month in different languages: (month, weekday names of\n"
+        + "# that language, Monday first) for each; the stamp's weekday must be the date's.\n"
+        + "SHARED_MONTHS: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {\n"
+        + "".join(f"    {key!r}: {tuple(value)!r},\n" for key, value in sorted(shared.items()))
+        + "}\n"
         + "# fmt: on\n"
     )
 
