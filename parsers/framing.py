@@ -126,6 +126,7 @@ class Framer:
         # Records kept without a time because their date could not be read, by reason.
         self.unread_times: Counter[str] = Counter()
         self._last: KernelRecord | None = None
+        self._indent = 0
 
     # -- public -------------------------------------------------------------------------
     def frame(self, line: bytes | str, offset: int | None = None) -> KernelRecord | None:
@@ -137,7 +138,10 @@ class Framer:
         record = self._frame_text(text, position)
         if isinstance(record, KernelRecord):
             self.records_by_format[record.format] += 1
-            self._last = record
+            if not record.continuation:
+                self._last = record
+                # The prefix's width: continuation lines are indented by as much.
+                self._indent = len(text) - len(record.message)
             return record
         return None
 
@@ -231,7 +235,11 @@ class Framer:
             # ' SUBSYSTEM=pci' dictionary lines of a /dev/kmsg dump: metadata, not message text.
             self.skipped["kmsg_dictionary"] += 1
             return SKIP
-        return last._replace(message=stripped, position=position)
+        indent = self._indent
+        if 0 < indent < len(text) and text[:indent].isspace():
+            # Exactly the prefix's width: spaces after a newline in a comm are the comm's.
+            stripped = text[indent:].rstrip()
+        return last._replace(message=stripped, continuation=True, position=position)
 
     def _kmsg(
         self, text: str, position: SourcePosition, *, boot_id: str | None = None
@@ -286,10 +294,10 @@ class Framer:
             if dot <= 0 or not stamp[:dot].isdigit() or not stamp[dot + 1 :].isdigit():
                 return None
         # Positional: the field order of KernelRecord (message, format, kernel_time, wall_time,
-        # time_source, host, boot_id, facility, level, trusted, position).
+        # time_source, host, boot_id, facility, level, trusted, continuation, position).
         return _new(KernelRecord, (
             text[end:], "dmesg", float(stamp), None, None, self.host, self.boot_id,
-            facility, level, facility is None or facility == 0, position,
+            facility, level, facility is None or facility == 0, False, position,
         ))  # fmt: skip
 
     def _dmesg_t(self, text: str, position: SourcePosition) -> KernelRecord | None:

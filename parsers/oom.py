@@ -34,6 +34,7 @@ from parsers.events import (
 from parsers.records import KernelRecord, SourcePosition
 
 MEMCG_KILL_MESSAGE = "Memory cgroup out of memory"
+NO_KILL_REASON = "no kill line: report truncated or its end lost"
 SUMMARY_ONLY_REASON = (
     "no kill line: the oom-kill summary names the victim (kill line filtered out or lost)"
 )
@@ -117,6 +118,10 @@ class Assembler:
         self._tick: float | None = None  # newest time given to tick()
         self._checked_clock = float("-inf")
         self._fragment: tuple[str, KernelRecord] | None = None
+        # The previous line as far as it is known (continuation lines appended): a continuation
+        # record completes it.
+        self._prev_line: str | None = None
+        self._prev_record: KernelRecord | None = None
         self._checked_line = 0
 
     # -- public -------------------------------------------------------------------------
@@ -199,16 +204,29 @@ class Assembler:
     # -- line dispatch ---------------------------------------------------------------------
     def _line(self, line: str, record: KernelRecord, out: list[OomEvent]) -> None:
         self._line_no += 1
+        prev, prev_record = self._prev_line, self._prev_record
+        self._prev_line, self._prev_record = line, record
+        continuation = record.continuation
         fragment = self._fragment
         if fragment is not None:
             # A kill line cut at a newline inside the comm (dmesg and journalctl print the rest as
-            # a continuation line): join it with the next line.
+            # a continuation line, rsyslog as a record of its own): join it with the next line.
             self._fragment = None
-            joined = fragment[0] + "\n" + line.lstrip()
+            joined = fragment[0] + "\n" + (line if continuation else line.lstrip())
             if L.is_complete_kill_line(joined):
+                self._prev_line = joined
                 self._oom_line(joined, fragment[1], out)
                 return
+            if continuation:
+                self._fragment = (joined, fragment[1])  # a comm with several newlines
+                self._prev_line = joined
+                return
             self._kill_fragment(fragment[0], fragment[1], out)
+        elif continuation and prev is not None and prev_record is not None:
+            joined = prev + "\n" + line
+            self._prev_line = joined
+            if self._continue(prev, prev_record, joined, line, out):
+                return
         report = self._report
         if report is not None:
             report.lines += 1
@@ -220,6 +238,39 @@ class Assembler:
             return
         if report is not None and not report.kills:
             self._body_line(report, line)
+
+    def _continue(
+        self, prev: str, prev_record: KernelRecord, joined: str, line: str, out: list[OomEvent]
+    ) -> bool:
+        """A continuation line that completes the line before it (a comm holding a newline).
+        Returns True when it was consumed that way."""
+        report = self._report
+        if L.HEADER_MARK in line and L.HEADER_MARK not in prev:
+            # "<comm> invoked oom-killer:" with the comm's newline: the header starts a line up.
+            return self._oom_line(joined, prev_record, out)
+        if (
+            report is not None
+            and report.summary is not None
+            and not report.kills
+            and prev.startswith(L.SUMMARY_MARK)
+            and not L.is_complete_summary(prev)
+        ):
+            summary = L.parse_summary(joined)
+            if summary is not None:
+                report.summary = summary  # the same summary, now with the whole comm
+                return True
+        if (
+            ("Kill process " in prev and L.KILL_PROCESS.match(prev) is None)
+            or ("OOM victim " in prev and L.VICTIM_EXITING.match(prev) is None)
+            or (prev.startswith("oom_reaper: ") and L.REAPED.match(prev) is None)
+        ):
+            return self._oom_line(joined, prev_record, out)
+        if report is not None and report.tasks and prev.lstrip().startswith("["):
+            row = report.tasks[-1]
+            if L.TASK_ROW.match(prev.strip()) is not None:
+                report.tasks[-1] = dataclasses.replace(row, name=row.name + "\n" + line.rstrip())
+                return True
+        return False
 
     def _oom_line(self, line: str, record: KernelRecord, out: list[OomEvent]) -> bool:
         """Lines that start, end or extend a report. Returns True when the line was consumed."""
@@ -676,9 +727,7 @@ class Assembler:
         partial = kill is None
         partial_reason: str | None = None
         if partial:
-            partial_reason = (
-                SUMMARY_ONLY_REASON if victim is not None else "no kill line: report truncated or its end lost"
-            )
+            partial_reason = SUMMARY_ONLY_REASON if victim is not None else NO_KILL_REASON
         position = record.position
         event_id = make_event_id(
             boot_id=record.boot_id,

@@ -43,6 +43,7 @@ def keywords_for(head: bytes) -> tuple[bytes, ...]:
     return KEYWORDS
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
+_INDENT = (0x20, 0x09)  # first byte of a continuation line
 
 
 class LogScanner:
@@ -153,6 +154,11 @@ class LogScanner:
                     self.counts["lines_prefiltered"] += skipped
                     break
                 start = buf.rfind(b"\n", pos, hit) + 1
+                while start > pos and buf[start] in _INDENT:
+                    # The hit is on a continuation line (a newline inside a record, printed
+                    # indented by dmesg and journalctl): frame from the record's first line.
+                    previous = buf.rfind(b"\n", pos, start - 1)
+                    start = previous + 1 if previous >= 0 else pos
                 if start > pos:
                     skipped = buf.count(b"\n", pos, start)
                     lines += skipped
@@ -172,6 +178,8 @@ class LogScanner:
                         out.extend(events)
                 lines += 1
                 pos = end + 1
-                if pos >= limit or (prefilter and not assembler.needs_every_line):
-                    break
+                if pos >= limit or (
+                    prefilter and not assembler.needs_every_line and buf[pos] not in _INDENT
+                ):
+                    break  # (an indented line continues the record just framed: frame it too)
         self.counts["lines"] += lines
