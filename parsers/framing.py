@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from parsers import locale_dates
+from parsers import locale_dates, table
 from parsers.records import KernelRecord, SourcePosition
 
 FORMATS = (
@@ -25,6 +25,7 @@ FORMATS = (
     "syslog",
     "journal-json",
     "journalctl",
+    "table",
     "plain",
 )
 
@@ -127,6 +128,7 @@ class Framer:
         self.unread_times: Counter[str] = Counter()
         self._last: KernelRecord | None = None
         self._indent = 0
+        self._layout: table.Layout | None = None  # a table export's columns, from its header
 
     # -- public -------------------------------------------------------------------------
     def frame(self, line: bytes | str, offset: int | None = None) -> KernelRecord | None:
@@ -192,6 +194,8 @@ class Framer:
             return self._syslog(text, position, journalctl=True)
         if fmt == "journal-json":
             return self._journal_json(text, position) or SKIP
+        if fmt == "table":
+            return self._table(text, position)
         return self._plain(text, position)
 
     def _auto(self, text: str, position: SourcePosition) -> Framed:
@@ -214,9 +218,60 @@ class Framer:
             return self._journal_marker(text)
         elif first.isalpha():
             record = self._syslog(text, position, journalctl=None)
+        if record is None:
+            record = self._table(text, position)
         return record if record is not None else self._plain(text, position)
 
     # -- formats -------------------------------------------------------------------------
+    def _table(self, text: str, position: SourcePosition) -> Framed:
+        """A row of a log-search export (Kibana, Loki, Splunk; see parsers/table.py), or its header."""
+        layout = self._layout
+        row = table.split_with_layout(text, layout) if layout is not None else None
+        if row is None:
+            if layout is None or text[0] in "\"@_" or text[0].isalpha():
+                header = table.header_layout(text)
+                if header is not None:
+                    self._layout = header
+                    self.skipped["table_header"] += 1
+                    return SKIP
+            row = table.split_row(text)
+            if row is None:
+                return None
+        message = row.message
+        if not message:
+            self.skipped["empty"] += 1
+            return SKIP
+        # The message column holds a kernel line of its own: a "[seconds]" stamp (the kernel's
+        # time), a syslog line (Splunk's _raw), or the bare message.
+        first = message[0]
+        inner: Framed = None
+        if first == "[":
+            inner = self._dmesg(message, position)
+        elif first == "<" or first.isalnum():
+            inner = self._syslog(message, position, journalctl=None)
+        if isinstance(inner, _Skip):
+            return inner  # a syslog line of another program (counted there)
+        program = row.program
+        if inner is None and program is not None and program != "kernel" and not program.startswith("kernel["):
+            self.skipped["not_kernel"] += 1
+            if _looks_like_oom(message):
+                self.skipped["untrusted_oom_line"] += 1
+            return SKIP
+        wall = table.parse_time(row.time_text, self.tz) if row.time_text is not None else None
+        if inner is None:
+            return KernelRecord(
+                message=message, format="table", wall_time=wall, time_source="export" if wall else None,
+                host=row.host or self.host, boot_id=self.boot_id, position=position,
+            )  # fmt: skip
+        if wall is None:
+            wall = inner.wall_time
+        return KernelRecord(
+            message=inner.message, format="table", kernel_time=inner.kernel_time, wall_time=wall,
+            time_source="export" if wall is not None else None, host=row.host or inner.host,
+            boot_id=self.boot_id, facility=inner.facility, level=inner.level, trusted=inner.trusted,
+            position=position,
+        )  # fmt: skip
+
     def _plain(self, text: str, position: SourcePosition) -> Framed:
         if text.endswith(" blob data]") and _BLOB.match(text):
             # journalctl -o cat prints the placeholder alone.

@@ -63,6 +63,11 @@ def _print_summary(stderr: TextIO, stats: ScanStats, events: int) -> None:
         f"  untrusted kernel-claiming records: {assembly['untrusted_records'] + skipped['untrusted']}, "
         f"reaper lines attached: {assembly['reaped_attached']}, unmatched: {assembly['reaped_unmatched']}\n"
     )
+    if scan["table_rows_reversed"]:
+        stderr.write(
+            f"  table export listed newest first: {scan['table_rows_reversed']} rows put back in "
+            "log order before assembly\n"
+        )
     if assembly["summary_only_kills"]:
         stderr.write(
             f"  kills known only from their oom-kill: summary line (kill line filtered or lost; "
