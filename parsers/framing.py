@@ -25,7 +25,6 @@ FORMATS = (
     "syslog",
     "journal-json",
     "journalctl",
-    "table",
     "plain",
 )
 
@@ -194,8 +193,6 @@ class Framer:
             return self._syslog(text, position, journalctl=True)
         if fmt == "journal-json":
             return self._journal_json(text, position) or SKIP
-        if fmt == "table":
-            return self._table(text, position)
         return self._plain(text, position)
 
     def _auto(self, text: str, position: SourcePosition) -> Framed:
@@ -252,7 +249,7 @@ class Framer:
         if isinstance(inner, _Skip):
             return inner  # a syslog line of another program (counted there)
         program = row.program
-        if inner is None and program is not None and program != "kernel" and not program.startswith("kernel["):
+        if inner is None and program is not None and program.partition("[")[0] != "kernel":
             self.skipped["not_kernel"] += 1
             if _looks_like_oom(message):
                 self.skipped["untrusted_oom_line"] += 1

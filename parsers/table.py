@@ -93,7 +93,11 @@ def header_layout(text: str) -> Layout | None:
     delimiter = "\t" if "\t" in text else ","
     if delimiter not in text:
         return None
-    names = [cell.strip().strip('"').lower() for cell in next(csv.reader([text], delimiter=delimiter))]
+    try:
+        cells = next(csv.reader([text], delimiter=delimiter))
+    except (csv.Error, StopIteration):
+        return None
+    names = [cell.strip().strip('"').lower() for cell in cells]
     message = _index(names, MESSAGE_COLUMNS)
     time = _index(names, TIME_COLUMNS)
     if message is None or time is None:

@@ -140,6 +140,30 @@ def _raw_offset(handle: BinaryIO) -> int | None:
         return None
 
 
+@dataclass
+class _ChunkReader:
+    """Reads one input by chunks, counting bytes and reporting on-disk progress."""
+
+    path: str
+    handle: BinaryIO
+    stats: ScanStats
+    on_progress: Callable[[int], None] | None
+    consumed: int = 0
+
+    def __call__(self) -> bytes:
+        try:
+            chunk = self.handle.read(CHUNK_BYTES)
+        except (OSError, EOFError, gzip.BadGzipFile) as error:
+            raise InputError(f"{self.path}: read failed: {error}") from None
+        self.stats.bytes += len(chunk)
+        if chunk and self.on_progress is not None:
+            offset = _raw_offset(self.handle)
+            step = len(chunk) if offset is None else offset - self.consumed
+            self.consumed += step
+            self.on_progress(step)
+        return chunk
+
+
 def iter_log_events(
     paths: Sequence[str],
     options: ScanOptions = ScanOptions(),
@@ -166,22 +190,7 @@ def iter_log_events(
             tz=options.tz,
         )
         scanner = LogScanner(framer, assembler, max_line_bytes=options.max_line_bytes)
-        consumed = 0
-
-        def read_chunk() -> bytes:
-            nonlocal consumed
-            try:
-                chunk = handle.read(CHUNK_BYTES)
-            except (OSError, EOFError, gzip.BadGzipFile) as error:
-                raise InputError(f"{path}: read failed: {error}") from None
-            stats.bytes += len(chunk)
-            if chunk and on_progress is not None:
-                offset = _raw_offset(handle)
-                step = len(chunk) if offset is None else offset - consumed
-                consumed += step
-                on_progress(step)
-            return chunk
-
+        read_chunk = _ChunkReader(path, handle, stats, on_progress)
         try:
             chunk = read_chunk()
             if chunk and is_table_export(chunk, options):
@@ -211,7 +220,7 @@ def iter_log_events(
 def is_table_export(head: bytes, options: ScanOptions) -> bool:
     """Whether a file is a log-search table export (Kibana, Loki, Splunk), from its first lines."""
     if options.format != "auto":
-        return options.format == "table"
+        return False  # table rows are recognised by format detection only
     sniffer = Framer("auto", year=options.year, tz=options.tz)
     lines = head.split(b"\n")[:-1][:50] or [head]
     for line in lines:

@@ -30,7 +30,8 @@ from datetime import UTC, datetime
 def main() -> None:
     source, out_dir = sys.argv[1], sys.argv[2]
     name = os.path.basename(source).removesuffix(".journal.json")
-    entries = [json.loads(line) for line in open(source, encoding="utf-8")]
+    with open(source, encoding="utf-8") as handle:
+        entries = [json.loads(line) for line in handle]
     rows = []
     for entry in entries:
         message = entry["MESSAGE"]
