@@ -659,26 +659,43 @@ def _dmesg_t_date(weekday: str, middle: str, year: int) -> tuple[int, int] | str
     tokens = middle.split()
     if len(tokens) == 1 and tokens[0].isdigit():
         tokens, weekday = [weekday, tokens[0]], ""  # no weekday: "[Dec  4 05:05:56 2026]"
-    if len(tokens) >= 2 and tokens[-1].isdigit():
-        day, month_name = int(tokens[-1]), " ".join(tokens[:-1])
-    elif len(tokens) >= 2 and tokens[0].isdigit():
-        day, month_name = int(tokens[0]), " ".join(tokens[1:])
-    else:
+    if len(tokens) < 2:
         return "dmesg_T_no_day"
-    months = _months_named(month_name)
-    if not months:
-        return "dmesg_T_unknown_month"
-    if len(months) > 1:
-        # Read as each language that has this month name: its weekday name must fall on the date.
-        weekday_key = _name_key(weekday)
-        months = tuple({
-            month
-            for month, names in locale_dates.SHARED_MONTHS.get(_name_key(month_name), ())
-            if (index := _weekday(year, month, day)) is not None and names[index] == weekday_key
-        })  # fmt: skip
-        if len(months) != 1:
+    # (day, month name) readings: strftime's "%b %e" first, then day first. A month name may end
+    # in a number ("Thg 1"), so both can fit; a name the table knows exactly wins.
+    readings = [
+        (int(day), " ".join(name))
+        for day, name in ((tokens[-1], tokens[:-1]), (tokens[0], tokens[1:]))
+        if day.isdigit()
+    ]
+    if not readings:
+        return "dmesg_T_no_day"
+    exact = [reading for reading in readings if _name_key(reading[1]) in locale_dates.MONTHS]
+    weekday_key = _name_key(weekday)
+    dates: list[tuple[int, int]] = []
+    for day, name in exact or readings:
+        months = _months_named(name)
+        if len(months) > 1:
+            # Read as each language that has this month name: its weekday name must fall on the date.
+            months = tuple({
+                month
+                for month, names in locale_dates.SHARED_MONTHS.get(_name_key(name), ())
+                if (index := _weekday(year, month, day)) is not None and names[index] == weekday_key
+            })  # fmt: skip
+            if len(months) != 1:
+                continue
+        if months and (months[0], day) not in dates:
+            dates.append((months[0], day))
+    if len(dates) > 1:
+        matching = [
+            date for date in dates if _weekday(year, *date) in locale_dates.WEEKDAYS.get(weekday_key, ())
+        ]
+        dates = matching or dates[:1]  # neither settles it: strftime's order
+    if not dates:
+        if any(len(_months_named(name)) > 1 for _, name in exact or readings):
             return "dmesg_T_ambiguous_month"
-    return months[0], day
+        return "dmesg_T_unknown_month"
+    return dates[0]
 
 
 def _weekday(year: int, month: int, day: int) -> int | None:

@@ -284,11 +284,14 @@ class Assembler:
                 self.counts["headers"] += 1
                 return True
         if L.KILLED_MARK in line:
-            killed = L.parse_killed(line)
-            if killed is not None:
+            if L.is_complete_kill_line(line):
+                killed = L.parse_killed(line)
+                assert killed is not None
                 self._on_killed(killed, record, line, out)
                 return True
             if L.parse_killed_pid_only(line) is not None:
+                # Cut or reshaped: the next line may be its continuation (a comm holding a
+                # newline, even one that looks complete such as "(a)" + "b) total-vm:...").
                 self._fragment = (line, record)
                 return True
             self.counts["unparsed_kill_lines"] += 1
@@ -451,8 +454,8 @@ class Assembler:
 
     # -- kills -----------------------------------------------------------------------------
     def _kill_fragment(self, line: str, record: KernelRecord, out: list[OomEvent]) -> None:
-        """A kill line that never completed: the pid alone still makes an event."""
-        killed = L.parse_killed_pid_only(line)
+        """A kill line that never completed: its pid (and comm, if closed) still make an event."""
+        killed = L.parse_killed(line) or L.parse_killed_pid_only(line)
         if killed is None:
             return
         self.counts["truncated_kill_lines"] += 1

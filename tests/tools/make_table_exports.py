@@ -73,8 +73,9 @@ def main() -> None:
     )  # fmt: skip
 
     def kern_log(moment: datetime, host: str, ident: str, mono: float, message: str) -> str:
-        return f"{moment.strftime('%b')} {moment.day:2d} {moment.strftime('%H:%M:%S')} {host} {ident}: " + stamped(
-            ident, mono, message
+        return (
+            f"{moment.strftime('%b')} {moment.day:2d} {moment.strftime('%H:%M:%S')} {host} {ident}: "
+            + stamped(ident, mono, message)
         )
 
     write_csv(
