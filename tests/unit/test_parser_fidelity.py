@@ -8,6 +8,7 @@ property test.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import random
@@ -95,20 +96,13 @@ def victims(events: list[OomEvent]) -> list[tuple[int | None, str | None]]:
 
 
 def parse_summary_text(path: Path) -> str:
-    err = io.StringIO()
-    from streamer.cli import cmd_parse
-
-    class Args:
-        files = [str(path)]
-        format = "auto"
-        host = boot_id = None
-        year = 2026
-        tz = "UTC"
-        max_tasks = 20
-        max_line_bytes = 1 << 20
-
-    out = io.StringIO()
-    assert cmd_parse(Args(), out, err) == 0  # type: ignore[arg-type]
+    """The end-of-run summary `oomstream parse` prints for one file."""
+    out, err = io.StringIO(), io.StringIO()
+    args = argparse.Namespace(
+        files=[str(path)], format="auto", host=None, boot_id=None, year=2026, tz="UTC", max_tasks=20,
+        max_line_bytes=1 << 20,
+    )  # fmt: skip
+    assert cmd_parse(args, out, err) == 0
     return err.getvalue()
 
 
