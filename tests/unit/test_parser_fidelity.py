@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from parsers.events import OomEvent
 from parsers.framing import Framer
 from parsers.oom import SUMMARY_ONLY_REASON
+from streamer.cli import cmd_parse
 from streamer.inputs import ScanOptions, events_from_bytes
 
 DATA = Path(__file__).resolve().parents[1] / "data"
