@@ -134,7 +134,7 @@ class Assembler:
 
     @property
     def busy(self) -> bool:
-        return self._report is not None or bool(self._held)
+        return self._report is not None or bool(self._held) or self._fragment is not None
 
     def oldest_pending_position(self) -> SourcePosition | None:
         """The first record of the oldest report not yet released as events.
@@ -146,6 +146,8 @@ class Assembler:
             return self._held[0].origin
         if self._report is not None:
             return self._report.first.position
+        if self._fragment is not None:
+            return self._fragment[1].position  # a kill line waiting for its continuation
         return None
 
     def feed(self, record: KernelRecord) -> list[OomEvent]:
