@@ -417,7 +417,9 @@ def facts(events: list[OomEvent]) -> list[tuple[object, ...]]:
     )
 
 
-@pytest.mark.parametrize("path", sorted((DATA / "exports").iterdir()), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(p for p in (DATA / "exports").iterdir() if p.suffix != ".md"), ids=lambda p: p.name
+)
 def test_real_table_exports_newest_first_give_the_journal_events(path: Path) -> None:
     name = path.name.split(".")[0]
     reference = parse((REAL / f"{name}.journal.json").read_bytes())
