@@ -53,7 +53,6 @@ class _Kill:
     exiting: bool = False
     awaiting_killed: bool = False  # a "Kill process" line whose "Killed process" line may follow
     reaped: Reaped | None = None
-    line_index: int = 0  # the report's line count when this kill was seen
 
 
 @dataclass(slots=True)
@@ -494,13 +493,12 @@ class Assembler:
             or report.kills
             or (summary is not None and summary.pid is not None and summary.pid != kill.pid)
         ):
-            # The summary names the victim its report kills first; a kill of another pid is a
-            # report of its own (this one's kill line was lost or filtered out).
-            # A kill with no open report: the header was rate-limited (OOM storm) or lost.
+            # A kill with no open report: the header was rate-limited (OOM storm) or lost. The
+            # same when the open report's summary names another victim: that report's kill line
+            # was lost or filtered out, and this kill is a report of its own.
             self._finish(out)
             report = self._open(kill.record, line)
             self.counts["bare_kills"] += 1
-        kill.line_index = report.lines
         report.kills.append(kill)
 
     def _on_reaped(self, match: re.Match[str], record: KernelRecord) -> None:
