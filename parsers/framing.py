@@ -257,8 +257,9 @@ class Framer:
         wall = table.parse_time(row.time_text, self.tz) if row.time_text is not None else None
         if inner is None:
             return KernelRecord(
-                message=message, format="table", wall_time=wall, time_source="export" if wall is not None else None,
-                host=row.host or self.host, boot_id=self.boot_id, position=position,
+                message=message, format="table", wall_time=wall,
+                time_source="export" if wall is not None else None, host=row.host or self.host,
+                boot_id=self.boot_id, position=position,
             )  # fmt: skip
         if wall is None:
             wall = inner.wall_time
