@@ -234,6 +234,9 @@ class Framer:
             row = table.split_row(text)
             if row is None:
                 return None
+        return self._table_row(row, position)
+
+    def _table_row(self, row: table.Row, position: SourcePosition) -> Framed:
         message = row.message
         if not message:
             self.skipped["empty"] += 1
@@ -578,6 +581,11 @@ class Framer:
         """Frame one journald entry (a decoded ``journalctl -o json`` object)."""
         message = _journal_message(entry.get("MESSAGE"))
         if message is None:
+            row = table.row_from_json(entry) if "MESSAGE" not in entry else None
+            if row is not None:
+                # Not journald: a document of a log-search JSON export (Elasticsearch, logcli).
+                framed = self._table_row(row, position)
+                return framed if isinstance(framed, KernelRecord) else None
             self.skipped["journal_no_message"] += 1
             return None
         cursor = entry.get("__CURSOR")

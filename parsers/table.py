@@ -23,6 +23,7 @@ import csv
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 
 from parsers.records import KernelRecord
 
@@ -172,6 +173,47 @@ def split_row(text: str) -> Row | None:
 
 def _first(labels: dict[str, str], names: tuple[str, ...]) -> str | None:
     return next((labels[name] for name in names if name in labels), None)
+
+
+_JSON_HOSTS = ("host.name", "host.hostname", "hostname", "host", "agent.hostname", "kubernetes.node.name")
+_JSON_PROGRAMS = (
+    "process.name", "log.syslog.appname", "syslog.appname", "program", "syslog_identifier",
+    "SYSLOG_IDENTIFIER",
+)  # fmt: skip
+
+
+def row_from_json(entry: dict[str, Any]) -> Row | None:
+    """A JSON export's document: Elasticsearch hits or ``_source`` documents (ECS fields, nested
+    or dotted), ``logcli --output=jsonl`` (``line``, ``timestamp``, ``labels``)."""
+    source = entry.get("_source")
+    if isinstance(source, dict):
+        entry = source
+    message = _json_field(entry, ("message", "line", "_raw", "log", "msg", "event.original"))
+    if not isinstance(message, str):
+        return None
+    time = _json_field(entry, ("@timestamp", "timestamp", "_time", "time", "ts"))
+    labels = entry.get("labels")
+    labels = labels if isinstance(labels, dict) else {}
+    host = _json_field(entry, _JSON_HOSTS) or _first(labels, _LABEL_HOSTS)
+    program = _json_field(entry, _JSON_PROGRAMS) or _first(labels, _LABEL_PROGRAMS)
+    return Row(
+        str(time) if isinstance(time, (str, int, float)) and not isinstance(time, bool) else None,
+        host if isinstance(host, str) else None,
+        program if isinstance(program, str) else None,
+        message,
+    )
+
+
+def _json_field(entry: dict[str, Any], names: tuple[str, ...]) -> Any:
+    for name in names:
+        value: Any = entry.get(name)
+        if value is None and "." in name:
+            value = entry
+            for part in name.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, (dict, list)):
+            return value
+    return None
 
 
 def parse_time(text: str, default_tz: tzinfo) -> float | None:

@@ -12,7 +12,10 @@ their default sort is. The layouts follow the tools' documented output:
 - ``.splunk.csv``: a Splunk search exported as CSV (``"_time","host","source","_raw"``; ``_raw`` is
   the line as rsyslog wrote /var/log/kern.log, kernel stamp included).
 - ``.logcli.txt``: ``logcli query`` default output (``<RFC 3339> {labels} <line>``, newest first,
-  second resolution, so whole reports share one time).
+  second resolution, so whole reports share one time); ``.logcli.jsonl``: ``--output=jsonl``
+  (``{"labels": {...}, "line": ..., "timestamp": <RFC 3339 ns>}``).
+- ``.elasticsearch.ndjson``: search hits as Elasticsearch returns them (``_index``, ``_source`` with
+  the ECS fields ``@timestamp``, ``host.name``, ``process.name``, ``message``), one per line.
 
 Usage: python tests/tools/make_table_exports.py tests/data/real/s08-storm.journal.json tests/data/exports
 """
@@ -87,6 +90,20 @@ def main() -> None:
             for moment, host in [(row[0], row[1])]
         ],
     )
+    with open(os.path.join(out_dir, f"{name}.elasticsearch.ndjson"), "w", encoding="utf-8") as handle:
+        for moment, host, ident, mono, message in rows:
+            source = {
+                "@timestamp": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "host": {"name": host},
+                "process": {"name": ident},
+                "message": stamped(ident, mono, message),
+            }
+            handle.write(json.dumps({"_index": "logs-kernel", "_source": source}, ensure_ascii=False) + "\n")
+    with open(os.path.join(out_dir, f"{name}.logcli.jsonl"), "w", encoding="utf-8") as handle:
+        for row in rows:
+            labels = {"filename": "/var/log/kern.log", "host": row[1], "job": "varlogs"}
+            stamp = row[0].strftime("%Y-%m-%dT%H:%M:%S.") + f"{row[0].microsecond:06d}000Z"
+            handle.write(json.dumps({"labels": labels, "line": kern_log(*row), "timestamp": stamp}) + "\n")
     with open(os.path.join(out_dir, f"{name}.logcli.txt"), "w", encoding="utf-8") as handle:
         for row in rows:
             moment, host = row[0], row[1]
