@@ -448,7 +448,7 @@ def test_table_summary_says_the_export_was_reversed() -> None:
         unique_by=lambda x: x[0],
     ),
     st.booleans(),
-    st.sampled_from(["pipe", "csv", "logcli"]),
+    st.sampled_from(["pipe", "csv", "logcli", "elasticsearch", "logcli-jsonl"]),
     st.randoms(use_true_random=False),
 )
 def test_property_table_exports_in_any_order_lose_and_invent_no_kill(
@@ -477,6 +477,11 @@ def test_property_table_exports_in_any_order_lose_and_invent_no_kill(
             return f"{kibana} | {host} | kernel | {stamp}"
         if layout == "csv":
             return f'"{moment.isoformat(timespec="milliseconds")}","{host}","{stamp}"'
+        if layout == "elasticsearch":
+            source = {"@timestamp": int(wall * 1000), "host": {"name": host}, "message": stamp}
+            return json.dumps({"_source": source})
+        if layout == "logcli-jsonl":
+            return json.dumps({"labels": {"host": host}, "line": stamp, "timestamp": f"{int(wall * 1e9)}"})
         return f'{moment:%Y-%m-%dT%H:%M:%SZ} {{host="{host}"}} {stamp}'
 
     header = ['"_time","host","_raw"'] if layout == "csv" else []
