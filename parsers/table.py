@@ -10,6 +10,8 @@ line in a table row beside the store's own columns:
 - Grafana Loki: ``logcli query`` prints ``<RFC 3339> {<labels>} <line>``; Explore's "Download
   logs" (txt) and copied tables use tabs or ``|`` between time, labels and line.
 - Splunk CSV export: ``"_time","host","source","_raw"`` with ``_raw`` the whole syslog line.
+- JSON, one document a line: Elasticsearch hits (``_source`` with ECS ``@timestamp``,
+  ``host.name``, ``process.name``, ``message``) and ``logcli --output=jsonl``.
 
 All of them default to newest first. This module only recognises the layout and splits a row into
 (time, host, program, message); the framer frames the message as a kernel line of its own (so a
@@ -126,8 +128,8 @@ def split_with_layout(text: str, layout: Layout) -> Row | None:
 def split_row(text: str) -> Row | None:
     """A row without a header: ``time | cells... | message`` (or tabs), or logcli's output.
 
-    The first cell must read as a time; the message is the last cell. A middle cell ``kernel``
-    names the program; another middle cell without spaces is taken for the host.
+    The first cell must read as a time. Single-token cells after it are the host (the first),
+    the program (``kernel``, or a second token) or a Loki label set; the message is the rest.
     """
     logcli = _LOGCLI.match(text)
     if logcli is not None and parse_time(logcli.group(1), UTC) is not None:
