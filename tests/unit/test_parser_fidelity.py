@@ -70,6 +70,7 @@ WRAPPERS = {
     "kibana-row": "Mar 3, 2024 @ 09:15:02.118 | node-1 | kernel | [{t:12.6f}] {msg}",
     "logcli": '2024-03-03T09:15:02Z {{host="node-1", job="varlogs"}} Mar  3 09:15:02 node-1 kernel: {msg}',
 }
+ALL_WRAPPER_NAMES = [*WRAPPERS, "journal-json"]
 NOISE = [
     "IPv6: ADDRCONF(NETDEV_CHANGE): eth0: link becomes ready",
     "cni0: port 1(veth0766fe38) entered blocking state",
@@ -173,29 +174,48 @@ summaries = st.lists(
 )
 
 
+# The summary of each generation: 4.19 (no cgroup paths), 5.0+ memcg, 5.0+ global.
+SUMMARY_FORMS = {
+    "4.19": "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,"
+    "task={comm},pid={pid},uid={uid}",
+    "memcg": SUMMARY.replace("{memcg}/{cid}", "/m{pid}/c").replace("{memcg}", "/m{pid}"),
+    "global": "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,"
+    "task_memcg=/m{pid}/c,task={comm},pid={pid},uid={uid}",
+}
+
+
 @PROPERTY
-@given(summaries, st.lists(st.sampled_from(NOISE), max_size=10), st.randoms(use_true_random=False))
+@given(
+    summaries,
+    st.lists(st.sampled_from(list(SUMMARY_FORMS)), min_size=8, max_size=8),
+    st.sampled_from([w for w in ALL_WRAPPER_NAMES if w != "bare"]),
+    st.lists(st.sampled_from(NOISE), max_size=10),
+    st.randoms(use_true_random=False),
+)
 def test_property_every_summary_alone_is_one_kill(
-    items: list[tuple[int, str, int, float]], noise: list[str], rnd: random.Random
+    items: list[tuple[int, str, int, float]], forms: list[str], wrapper: str, noise: list[str], rnd: random.Random
 ) -> None:
     lines: list[tuple[float, str]] = []
     t = 1.0
-    for pid, comm, uid, gap in items:
+    for (pid, comm, uid, gap), form in zip(items, forms, strict=False):
         t += gap
-        lines.append((t, SUMMARY.format(memcg=f"/m{pid}", cid="c", comm=comm, pid=pid, uid=uid)))
+        lines.append((t, SUMMARY_FORMS[form].format(comm=comm, pid=pid, uid=uid)))
     for text in noise:
         at = rnd.randrange(len(lines) + 1)
         lines.insert(at, (lines[at - 1][0] if at else 0.5, text))
-    events = parse("".join(f"[{t:12.6f}] {text}\n" for t, text in lines))
-    assert [(e.victim.pid, e.victim.comm, e.victim.uid, e.cgroup.task_memcg) for e in events if e.victim] == [
-        (pid, comm, uid, f"/m{pid}/c") for pid, comm, uid, _ in items
+    events = parse("".join(wrap(wrapper, text, t) + "\n" for t, text in lines))
+    got = [(e.victim.pid, e.victim.comm, e.victim.uid, e.cgroup.task_memcg) for e in events if e.victim]
+    want = [
+        (pid, comm, uid, None if form == "4.19" else f"/m{pid}/c")
+        for (pid, comm, uid, _), form in zip(items, forms, strict=False)
     ]
-    assert len(events) == len(items)
+    assert got == want and len(events) == len(items)
+    assert all(e.partial_reason == SUMMARY_ONLY_REASON for e in events)
 
 
 # -- 2. a bare kill line first ----------------------------------------------------------------------
 
-ALL_WRAPPERS = [*WRAPPERS, "journal-json"]
+ALL_WRAPPERS = ALL_WRAPPER_NAMES
 
 
 @pytest.mark.parametrize("variant", list(KILL_VARIANTS))
