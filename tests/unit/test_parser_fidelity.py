@@ -49,6 +49,8 @@ KILL_VARIANTS = {
     # 5.4+: UID, pgtables, oom_score_adj.
     "5.4": "Memory cgroup out of memory: Killed process {pid} ({comm}) total-vm:75160kB, anon-rss:65152kB, "
     "file-rss:6604kB, shmem-rss:0kB, UID:0 pgtables:184kB oom_score_adj:968",
+    # <= 5.0: the "Kill process" line alone (its unprefixed "Killed process" line filtered out).
+    "sacrifice": "Memory cgroup out of memory: Kill process {pid} ({comm}) score 1000 or sacrifice child",
     # oom_kill_allocating_task.
     "alloc": "Out of memory (oom_kill_allocating_task): Killed process {pid} ({comm}) total-vm:75160kB, "
     "anon-rss:65152kB, file-rss:6604kB, shmem-rss:0kB, UID:0 pgtables:184kB oom_score_adj:0",
