@@ -128,6 +128,7 @@ class Framer:
         self._last: KernelRecord | None = None
         self._indent = 0
         self._layout: table.Layout | None = None  # a table export's columns, from its header
+        self._dates: dict[tuple[str, str, int], tuple[int, int] | str] = {}  # dmesg -T names read
 
     # -- public -------------------------------------------------------------------------
     def frame(self, line: bytes | str, offset: int | None = None) -> KernelRecord | None:
@@ -361,7 +362,13 @@ class Framer:
         match = _DMESG_T.match(text)
         if match is not None:
             year = int(match.group(6))
-            date = _dmesg_t_date(match.group(1), match.group(2), year)
+            key = (match.group(1), match.group(2), year)
+            date = self._dates.get(key)
+            if date is None:
+                # Thousands of lines share a date: read its names once.
+                if len(self._dates) > 4096:
+                    self._dates.clear()
+                date = self._dates[key] = _dmesg_t_date(*key)
             if isinstance(date, str):
                 # The frame is sure (the shape matched); only the names are unknown: keep the
                 # record, without a time, and say why.
