@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import UTC, datetime, tzinfo
+from types import ModuleType
 from typing import Any
 
 import orjson
 
-from parsers import locale_dates, table
+from parsers import table
 from parsers.records import KernelRecord, SourcePosition
 
 FORMATS = (
@@ -646,6 +647,13 @@ class Framer:
         return moment.timestamp()
 
 
+def _locale_dates() -> ModuleType:
+    # Imported on first use: 60 KB of names that only dmesg -T input needs (about 25 ms to load).
+    from parsers import locale_dates
+
+    return locale_dates
+
+
 def _name_key(token: str) -> str:
     return token.casefold().strip().rstrip(".").strip()
 
@@ -654,7 +662,7 @@ def _months_named(name: str) -> tuple[int, ...]:
     key = _name_key(name)
     if not key:
         return ()
-    months = locale_dates.MONTHS.get(key)
+    months: tuple[int, ...] | None = _locale_dates().MONTHS.get(key)
     if months is not None:
         return months
     if key[:3] in _MONTHS and key.isascii() and key.isalpha():
@@ -686,18 +694,23 @@ def _dmesg_t_date(weekday: str, middle: str, year: int) -> tuple[int, int] | str
     ]
     if not readings:
         return "dmesg_T_no_day"
+    locale_dates = _locale_dates()
     exact = [reading for reading in readings if _name_key(reading[1]) in locale_dates.MONTHS]
     weekday_key = _name_key(weekday)
     dates: list[tuple[int, int]] = []
     for day, name in exact or readings:
         months = _months_named(name)
         if len(months) > 1:
-            # Read as each language that has this month name: its weekday name must fall on the date.
-            months = tuple({
-                month
-                for month, names in locale_dates.SHARED_MONTHS.get(_name_key(name), ())
+            # Read as each language that has this month name: its weekday name must fall on the
+            # date. Where several languages still fit, util-linux's languages and English win.
+            fits = [
+                (month, preferred)
+                for month, names, preferred in locale_dates.SHARED_MONTHS.get(_name_key(name), ())
                 if (index := _weekday(year, month, day)) is not None and names[index] == weekday_key
-            })  # fmt: skip
+            ]
+            months = tuple({month for month, _ in fits})
+            if len(months) > 1:
+                months = tuple({month for month, preferred in fits if preferred})
             if len(months) != 1:
                 continue
         if months and (months[0], day) not in dates:

@@ -17,6 +17,12 @@ import sys
 from collections import defaultdict
 
 KEYS = {"abmon": "month", "ab_alt_mon": "month", "abday": "weekday"}
+# Languages util-linux is translated to (po/LINGUAS) and English: where a stamp reads as a date in
+# several languages, these win (a dmesg user is far likelier to run one of them).
+PREFERRED = {
+    "ca", "cs", "da", "de", "es", "et", "eu", "fi", "fr", "gl", "hr", "hu", "id", "it", "ja", "ko",
+    "nl", "pl", "pt", "ru", "sk", "sl", "sr", "sv", "tr", "uk", "vi", "zh", "en",
+}
 _UCODE = re.compile(r"<U([0-9A-Fa-f]{4,8})>")
 
 
@@ -81,7 +87,7 @@ def main() -> None:
     weekdays: dict[str, set[int]] = defaultdict(set)
     locales = sorted(os.listdir(directory))  # files without an LC_TIME section are skipped
     # month name -> {(month, that locale's weekday names Monday first)}: settles shared names.
-    calendars: dict[str, set[tuple[int, tuple[str, ...]]]] = defaultdict(set)
+    calendars: dict[str, set[tuple[int, tuple[str, ...], bool]]] = defaultdict(set)
     used = 0
     for locale in locales:
         names = lc_time(directory, locale)
@@ -96,7 +102,8 @@ def main() -> None:
                 if normalize(name):
                     months[normalize(name)].add(index + 1)
                     if monday_first:
-                        calendars[normalize(name)].add((index + 1, monday_first))
+                        preferred = locale.split("_")[0] in PREFERRED
+                        calendars[normalize(name)].add((index + 1, monday_first, preferred))
         for index, name in enumerate(abday):
             if name:
                 weekdays[name].add((index + 6) % 7)
@@ -121,8 +128,9 @@ def main() -> None:
         + "\n"
         + table("WEEKDAYS", weekdays)
         + "\n# A name that is a different month in different languages: (month, weekday names of\n"
-        + "# that language, Monday first) for each; the stamp's weekday must be the date's.\n"
-        + "SHARED_MONTHS: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {\n"
+        + "# that language Monday first, whether util-linux is translated to it or it is English)\n"
+        + "# for each; the stamp's weekday must be the date's.\n"
+        + "SHARED_MONTHS: dict[str, tuple[tuple[int, tuple[str, ...], bool], ...]] = {\n"
         + "".join(f"    {key!r}: {tuple(value)!r},\n" for key, value in sorted(shared.items()))
         + "}\n"
         + "# fmt: on\n"
