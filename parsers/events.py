@@ -198,6 +198,9 @@ class K8sEvent:
     details: dict[str, Any]  # reason-specific facts: exit_code, finished_at, restart_count, ...
     origin: dict[str, Any]  # the object read: kind, api_version, uid, resource_version, component
     source: Source
+    # {"first": a, "last": b}: occurrences a..b of the object, older than this one, that were not
+    # emitted one by one (a count jump above the backfill cap); set on the first event of the jump.
+    skipped_occurrences: dict[str, int] | None = None
     kubernetes: dict[str, Any] | None = None
     enrichment: dict[str, Any] | None = None
     incident_id: str | None = None
