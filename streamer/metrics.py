@@ -102,6 +102,38 @@ SPOOL_FAMILIES: tuple[tuple[Callable[..., Metric], str, str, str], ...] = (
 )
 
 
+# Where a size bound drops or cuts something (README "Bounds and what happens at them"): every
+# component's tally key -> the bound's name in oomstream_bound_hits_total{bound}.
+BOUND_METRIC = "oomstream_bound_hits"
+BOUND_HELP = "Things a size bound dropped, forgot or cut (one per item), by bound; see README 'Bounds'"
+SIGNAL_TRACKER_BOUNDS = {"keys_evicted": "k8s_tracker_keys"}
+SIGNAL_LEDGER_BOUNDS = {
+    "ids_evicted": "signal_ledger_ids",
+    "objects_evicted": "signal_ledger_objects",
+    "expired": "signal_ledger_age",
+}
+PIPELINE_BOUNDS = {"occurrences_skipped": "k8s_backfill_occurrences"}
+
+
+class _Renamed(Mapping[str, int]):
+    """A live view of ``counts`` under other key names (several keys may share one name)."""
+
+    def __init__(self, counts: Mapping[str, int], names: Mapping[str, str]) -> None:
+        self._counts = counts
+        self._names = names
+
+    def __getitem__(self, key: str) -> int:
+        if key not in self._names.values():
+            raise KeyError(key)
+        return sum(self._counts.get(src, 0) for src, name in self._names.items() if name == key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(self._names.values()))
+
+    def __len__(self) -> int:
+        return len(set(self._names.values()))
+
+
 class _Queue(Protocol):
     maxsize: int
 
@@ -139,6 +171,7 @@ class _LiveCollector(Collector):
         self.queues: dict[str, _Queue | Callable[[], int]] = {}
         self.spool: _HasStats | None = None
         self.checkpoints: list[Mapping[str, int]] = []
+        self.values: dict[str, tuple[str, Callable[[], int]]] = {}  # counter name -> (help, read)
 
     def describe(self) -> Iterable[Metric]:
         # Reserves the fixed names in the registry, so a clash fails at registration, not at scrape.
@@ -195,6 +228,8 @@ class _LiveCollector(Collector):
             yield CounterMetricFamily(name, help_text, value=sum(c.get(key, 0) for c in self.checkpoints))
         if self.spool is not None:
             yield from self._spool_families(self.spool.stats(), self.spool.max_bytes)
+        for name, (help_text, read) in self.values.items():
+            yield CounterMetricFamily(name, help_text, value=read())
 
     @staticmethod
     def _spool_families(stats: SpoolStats | None = None, max_bytes: int = 0) -> Iterator[Metric]:
@@ -297,6 +332,33 @@ class Metrics:
         self.track_tally(
             "oomstream_parse_errors", "Input lines skipped as unparseable, by reason", "reason", counts
         )
+
+    def track_bounds(self, counts: Mapping[str, int], names: Mapping[str, str]) -> None:
+        """Expose the keys of ``counts`` named in ``names`` as ``oomstream_bound_hits_total{bound}``
+        (zero until the bound is first hit, so every bound is visible)."""
+        self.track_tally(BOUND_METRIC, BOUND_HELP, "bound", _Renamed(counts, names))
+
+    def track_signals(self, tracker_counts: Mapping[str, int], ledger_counts: Mapping[str, int]) -> None:
+        """The Kubernetes signal tracker's tallies (objects skipped by reason, capped jumps, ...) and
+        the bounds of the tracker and the signal ledger."""
+        self.track_tally(
+            "oomstream_k8s_signal_tracker",
+            "Kubernetes objects and signals by what the tracker did with them",
+            "name",
+            tracker_counts,
+        )
+        self.track_bounds(tracker_counts, SIGNAL_TRACKER_BOUNDS)
+        self.track_bounds(ledger_counts, SIGNAL_LEDGER_BOUNDS)
+
+    def track_pipeline(self, counts: Mapping[str, int]) -> None:
+        """The pipeline's tallies: occurrences of Kubernetes Events declared in
+        ``skipped_occurrences`` instead of emitted one by one, and the rest by name."""
+        self._live.values["oomstream_k8s_skipped_occurrences"] = (
+            "Occurrences of Kubernetes Events declared in skipped_occurrences, not emitted one by one",
+            lambda: counts.get("occurrences_skipped", 0),
+        )
+        self.track_tally("oomstream_pipeline", "Pipeline tallies, by name", "name", counts)
+        self.track_bounds(counts, PIPELINE_BOUNDS)
 
     def track_queue(self, name: str, queue: _Queue | Callable[[], int]) -> None:
         """Expose the depth (and bound) of an ``asyncio.Queue``, or of anything via a callable."""

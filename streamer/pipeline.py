@@ -530,7 +530,7 @@ class Pipeline:
         log.warning(
             "Kubernetes Event %s/%s (%s) jumped to count %s: occurrences %d..%d are declared in "
             "skipped_occurrences of event %s (occurrence %d), not emitted one by one "
-            "(kubernetes.occurrence_backfill_max)%s",
+            "(kubernetes.max_backfill_occurrences)%s",
             origin.get("namespace") or "", origin.get("name") or origin.get("uid") or "?",
             signal.reason, signal.details.get("count"), skipped["first"], skipped["last"],
             signal.event_id, signal.occurrence,

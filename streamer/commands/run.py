@@ -163,6 +163,7 @@ class KubernetesParts:
     correlator: Correlator | None
     watch: KubeWatchSource | None
     mode: str
+    tracker: SignalTracker
 
 
 async def build_kubernetes(
@@ -176,7 +177,7 @@ async def build_kubernetes(
         raise CliError("kubernetes.objects_files names stdin (-), but source.kind = stdin reads it already")
     if mode == "kubeconfig" and kube.kubeconfig_path and not os.path.isfile(kube.kubeconfig_path):
         raise CliError(f"kubernetes.kubeconfig_path = {kube.kubeconfig_path!r}: no such file")
-    tracker = SignalTracker()
+    tracker = SignalTracker(max_backfill=kube.max_backfill_occurrences)
     sources: list[SignalSource] = []
     cache: PodCache | None = None
     watch: KubeWatchSource | None = None
@@ -236,7 +237,7 @@ async def build_kubernetes(
             workload_window_seconds=kube.workload_window_seconds,
         )
     enricher = Enricher(cache, node=node, wait_seconds=kube.pod_wait_seconds)
-    return KubernetesParts(enricher, sources, correlator, watch, mode)
+    return KubernetesParts(enricher, sources, correlator, watch, mode, tracker)
 
 
 def kafka_sink_config(config: Config) -> KafkaSinkConfig:
@@ -312,8 +313,9 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
             for watcher in kube.watch.watchers:
                 metrics.track_source(watcher.name, watcher.counts)
         metrics.track_source("enrichment", kube.enricher.counts)
-        ledger = SignalLedger()
+        ledger = SignalLedger(max_ids=config.kubernetes.max_ledger_signals)
         ledger.load(store.load(SIGNAL_LEDGER_NAME))
+        metrics.track_signals(kube.tracker.counts, ledger.counts)
         pipeline = Pipeline(
             sources,
             sink,
@@ -336,6 +338,7 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
             ),
         )
         pipeline_ref.append(pipeline)
+        metrics.track_pipeline(pipeline.counts)
         metrics.track_queue("records", lambda: pipeline.queue_depth)
 
         loop = asyncio.get_running_loop()
