@@ -139,6 +139,26 @@ class SignalLedger:
         entry = self._occurrences.get(key)
         return 0 if entry is None else entry[0]
 
+    def admit(self, signal: K8sEvent) -> K8sEvent | None:
+        """``signal`` as it should be published, or None when it was published already (its id,
+        or an occurrence at or below its object's high-water mark). A declared
+        ``skipped_occurrences`` range is narrowed to the part above the high-water mark."""
+        if signal.event_id in self._published:
+            return None
+        key = occurrence_key(signal)
+        covered = 0 if key is None else self.covered(key)
+        if not covered:
+            return signal
+        if signal.occurrence <= covered:
+            return None
+        skipped = signal.skipped_occurrences
+        if skipped is None or skipped["first"] > covered:
+            return signal
+        # Published before a restart (a fresh tracker starts from 1): declare only the rest.
+        last = skipped["last"]
+        narrowed = None if covered >= last else {"first": covered + 1, "last": last}
+        return dataclasses.replace(signal, skipped_occurrences=narrowed)
+
     def record(self, signal: K8sEvent, now: float) -> None:
         """``signal`` is published: its id, and for an Event object's occurrence its high-water mark."""
         self.add(signal.event_id, now, key=occurrence_key(signal), occurrence=signal.occurrence)
@@ -483,24 +503,13 @@ class Pipeline:
 
     async def _submit_signal(self, source: SignalSource, signal: K8sEvent) -> None:
         self.counts["signals_read"] += 1
-        ledger = self.signal_ledger
-        if ledger is not None:
-            if signal.event_id in ledger:
+        if self.signal_ledger is not None:
+            admitted = self.signal_ledger.admit(signal)
+            if admitted is None:
                 self.counts["signals_already_published"] += 1
                 source.acknowledged(signal)
                 return
-            key = occurrence_key(signal)
-            covered = 0 if key is None else ledger.covered(key)
-            if covered and signal.occurrence <= covered:
-                self.counts["signals_already_published"] += 1
-                source.acknowledged(signal)
-                return
-            skipped = signal.skipped_occurrences
-            if covered and skipped is not None and skipped["first"] <= covered:
-                # Published before a restart: only the rest of the range is declared now.
-                last = skipped["last"]
-                narrowed = None if covered >= last else {"first": covered + 1, "last": last}
-                signal = dataclasses.replace(signal, skipped_occurrences=narrowed)
+            signal = admitted
         if signal.skipped_occurrences is not None:
             self._note_skipped(signal, signal.skipped_occurrences)
         if self.enrich_signal is not None:
