@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from eventschema import validate_any
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg")
 # `oomstream run` over the sample kernel log to stdout, ending at the end of the file
@@ -36,7 +38,9 @@ def quiet_env(tmp_path: Path) -> dict[str, str]:
 
 
 def events_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    """The events a run printed, each checked against its schema (the service ran in another
+    process, out of reach of tests/conftest.py's check)."""
+    return [validate_any(json.loads(line)) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def test_check_config_masks_secrets_and_shows_the_file_values(tmp_path: Path) -> None:
