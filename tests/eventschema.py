@@ -1,7 +1,8 @@
 """The event JSON schemas, compiled once, and the ONE check every test's events go through.
 
 ``validate_any`` validates any event (an ``oom_kill``, a ``k8s_*`` signal, an ``incident``, as a
-dataclass or as its JSON form) against the schema of its ``type``. ``tests/conftest.py`` applies it
+dataclass or as its JSON form) against the schema of its ``type``. ``tests/conftest.py`` (with
+``tests/schemacheck.py``) applies it
 to every event a test sees: each one the assembler, the Kubernetes signal tracker, the enricher
 or the correlator produces, and each one any sink is handed, so the events of every source and of
 every sink are checked without a test having to ask (and a new source or sink cannot skip it).

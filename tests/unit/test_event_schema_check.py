@@ -17,9 +17,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import EVENT_MAKERS, SchemaCheck, sink_classes
 from eventschema import validate_any
 from k8sfake.objects import make_event
+from schemacheck import EVENT_MAKERS, SchemaCheck, sink_classes
 
 import streamer.sinks
 import streamer.sources
@@ -52,7 +52,7 @@ def modules(package: object) -> set[str]:
 def test_every_source_module_is_registered_with_a_checked_event_maker() -> None:
     assert modules(streamer.sources) == set(SOURCE_EVENTS_FROM), (
         "a source module was added or removed: say in SOURCE_EVENTS_FROM where its events are made "
-        "(a class in conftest.EVENT_MAKERS), so tests/conftest.py checks them against the schema"
+        "(a class in schemacheck.EVENT_MAKERS), so tests/conftest.py checks them against the schema"
     )
     checked = {cls for cls, _ in EVENT_MAKERS}
     for name, maker in SOURCE_EVENTS_FROM.items():
