@@ -218,6 +218,8 @@ class Assembler:
             report.lines += 1
             if len(report.raw) < self.max_raw_lines:
                 report.raw.append(line)
+            else:
+                self.counts["raw_lines_not_kept"] += 1
 
         keyword = "oom" in line or "OOM" in line or "Kill" in line or "Task" in line
         if keyword and self._oom_line(line, record, out):
@@ -662,6 +664,7 @@ class Assembler:
         if report.task_columns is not None:
             tasks_total = len(report.tasks)
             tasks = sorted(report.tasks, key=lambda row: row.rss_pages or 0, reverse=True)[: self.max_tasks]
+            self.counts["task_rows_not_kept"] += tasks_total - len(tasks)  # tasks_total says so too
 
         partial = kill is None
         partial_reason = "no kill line: report truncated or its end lost" if partial else None

@@ -314,6 +314,11 @@ class Pipeline:
         self._stopping.set()
 
     @property
+    def assemblers(self) -> list[Assembler]:
+        """Each kernel source's assembler (for their telemetry)."""
+        return [state.assembler for state in self._states.values()]
+
+    @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
 

@@ -449,6 +449,8 @@ class PodCache:
             uid, deleted_at = next(iter(self._tombstones.items()))
             if deleted_at > horizon and len(self._tombstones) <= self.max_tombstones:
                 break
+            if deleted_at > horizon:
+                self.counts["tombstones_over_cap"] += 1  # forgotten before tombstone_seconds
             del self._tombstones[uid]
             pod = self._pods.pop(uid, None)
             if pod is not None:

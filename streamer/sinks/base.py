@@ -170,12 +170,14 @@ def dead_letter_to_json(
     producer: str | None = None,
     max_bytes: int | None = None,
     include_event: bool = True,
+    counts: TallyCounter[str] | None = None,
 ) -> bytes:
     """The dead-letter envelope (one JSON object; ``type`` tells it apart from events).
 
     ``max_bytes`` keeps the envelope below a transport limit: the embedded event is dropped first,
     then raw lines are cut from the end, and ``raw_lines_truncated`` says so. A record refused for
-    its size must still leave a trace of what it was.
+    its size must still leave a trace of what it was. ``counts`` (when given) tallies what was left
+    out: ``dead_letter_events_left_out``, ``dead_letter_raw_lines_cut``.
     """
     envelope: dict[str, Any] = {
         "type": DEAD_LETTER_TYPE,
@@ -195,10 +197,14 @@ def dead_letter_to_json(
     data = orjson.dumps(envelope)
     if max_bytes is None or len(data) <= max_bytes:
         return data
+    if envelope["event"] is not None and counts is not None:
+        counts["dead_letter_events_left_out"] += 1
     envelope["event"] = None
     data = orjson.dumps(envelope)
     lines: list[str] = envelope["raw_lines"]
     while len(data) > max_bytes and lines:
+        if counts is not None:
+            counts["dead_letter_raw_lines_cut"] += 1
         overshoot = len(data) - max_bytes
         # Drop whole lines from the end until it fits; one big line is cut itself.
         last = lines[-1]

@@ -221,3 +221,27 @@ def test_a_literal_sasl_password_reaches_the_kafka_client() -> None:
     sink_config = kafka_sink_config(load_config(None, env, {}))
     assert "s3cret" not in repr(sink_config)
     assert connection_kwargs(sink_config)["sasl_plain_password"] == "s3cret"
+
+
+def test_run_declares_the_occurrences_of_a_large_count_it_does_not_emit(tmp_path: Path) -> None:
+    """`oomstream run` with an objects file holding NPD's Event at count 1074 and a cap of 10: ten
+    events, the first declaring 1..1064, one log line saying so; a restart adds nothing."""
+    objects = tmp_path / "k8s.jsonl"
+    npd = (ROOT / "tests" / "data" / "k8s" / "npd-oomkilling-combined-1074.json").read_text()
+    objects.write_text(json.dumps(json.loads(npd)) + "\n")
+    args = (
+        *RUN_SAMPLE, "--kubernetes-mode", "off", "--kubernetes-objects-files", str(objects),
+        "--no-kubernetes-objects-follow", "--kubernetes-max-backfill-occurrences", "10", "--log-format", "text",
+    )  # fmt: skip
+    result = oomstream(*args, env=quiet_env(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    signals = [e for e in events_of(result) if e["type"] == "k8s_oom_killing"]
+    assert [e["occurrence"] for e in signals] == list(range(1065, 1075))
+    assert signals[0]["skipped_occurrences"] == {"first": 1, "last": 1064}
+    assert signals[0]["source"]["position"]["line"] == 1
+    assert "occurrences 1..1064 are declared in skipped_occurrences" in result.stderr
+    assert "bound k8s_backfill_occurrences reached 1064 time(s)" in result.stderr
+
+    again = oomstream(*args, env=quiet_env(tmp_path))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [e for e in events_of(again) if e["type"] == "k8s_oom_killing"] == []

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from k8sfake.objects import ContainerSpec, make_event, make_pod, terminated
@@ -333,6 +334,7 @@ async def test_a_restart_after_a_capped_jump_narrows_the_declared_range(tmp_path
     assert coverage(lines) == list(range(1, 5001))
 
 
+@pytest.mark.schema_exempt("tens of thousands of events per run; the tests above check these events' schema")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     runs=st.lists(
