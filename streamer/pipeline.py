@@ -111,9 +111,10 @@ class SignalLedger:
     An Event object's occurrences are published in order (one object, one Kafka key, one
     partition), and a declared ``skipped_occurrences`` range always lies below the occurrence that
     carries it, so the highest acknowledged occurrence says that 1..n are covered. After a restart
-    the tracker starts again from 1: ``covered`` lets the pipeline drop what was published and
-    narrow a declared range to what was not, so emitted plus declared occurrences cover each
-    count once.
+    the tracker starts again from 1: ``admit`` drops what was published and narrows a declared
+    range to what was not, so emitted plus declared occurrences cover each count once. (A delivery
+    that failed for good, not spooled, while later ones of the same object succeeded, stays a hole:
+    it is counted in the pipeline's ``events_failed`` and logged by the sink.)
 
     Bounds: ``max_ids`` ids and ``max_ids`` objects (oldest forgotten first), ``max_age_seconds``
     (pruned when saved). What is forgotten is counted in ``counts`` (``ids_evicted``,
