@@ -705,6 +705,7 @@ class Assembler:
                 report_position=report.first.position.to_json() if report.first.position else None,
             ),
             raw_lines=list(report.raw) if partial else None,
+            raw_lines_total=report.lines if partial else None,
         )
 
 

@@ -161,6 +161,11 @@ BOUNDS: dict[str, tuple[str, str]] = {
         "remembered kills forgotten; workload_kills_in_window may count fewer",
         "fixed: 100,000 kills",
     ),
+    "container_previous_ids": (
+        "earlier container ids of a restarting container forgotten (oldest first); a very late kill "
+        "in one of them is pod_not_found",
+        "fixed: 8 per container",
+    ),
     "pod_tombstones": (
         "deleted pods forgotten before tombstone_seconds; a later kill in one is pod_not_found",
         "fixed: 5,000 pods",
@@ -188,7 +193,10 @@ CORRELATOR_BOUNDS = {
     "summaries_dropped": "incident_summaries",
     "workload_history_dropped": "workload_history",
 }
-POD_CACHE_BOUNDS = {"tombstones_over_cap": "pod_tombstones"}
+POD_CACHE_BOUNDS = {
+    "tombstones_over_cap": "pod_tombstones",
+    "previous_ids_forgotten": "container_previous_ids",
+}
 
 
 class _Renamed(Mapping[str, int]):

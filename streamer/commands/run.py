@@ -369,6 +369,7 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
         if kube.correlator is not None:
             metrics.track_bounds(kube.correlator.counts, CORRELATOR_BOUNDS)
         if kube.watch is not None:
+            metrics.track_source("pod-cache", kube.watch.cache.counts)
             metrics.track_bounds(kube.watch.cache.counts, POD_CACHE_BOUNDS)
         metrics.track_queue("records", lambda: pipeline.queue_depth)
 

@@ -135,6 +135,7 @@ class DeadLetter:
     reason: str
     raw_lines: tuple[str, ...] = ()
     error: str | None = None
+    raw_lines_total: int | None = None  # lines the input had, when raw_lines holds only the first ones
     event: AnyEvent | None = None  # the partial or refused event, when there is one
     host: str | None = None
     source: dict[str, Any] | None = None
@@ -150,6 +151,7 @@ class DeadLetter:
             reason=reason,
             raw_lines=tuple(raw_lines or ()),
             error=error,
+            raw_lines_total=event.raw_lines_total if isinstance(event, OomEvent) else None,
             event=event,
             host=event.host,
             source=source,
@@ -190,8 +192,9 @@ def dead_letter_to_json(
         "time": format_time(time.time()),
         "source": letter.source,
         "raw_lines": list(letter.raw_lines),
-        "raw_lines_total": len(letter.raw_lines),
-        "raw_lines_truncated": False,
+        # The assembler may have kept only a report's first lines: the total says how many it had.
+        "raw_lines_total": max(letter.raw_lines_total or 0, len(letter.raw_lines)),
+        "raw_lines_truncated": (letter.raw_lines_total or 0) > len(letter.raw_lines),
         "event": event_to_dict(letter.event) if include_event and letter.event is not None else None,
     }
     data = orjson.dumps(envelope)
