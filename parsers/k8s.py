@@ -93,6 +93,7 @@ _CONTAINER_NEW_RE = re.compile(
 _CONTAINER_OLD_RE = re.compile(
     r"Container (\S+) was using (\S+), which exceeds its request of (\S+?)\.(?:\s|$)"
 )
+_COMBINED_PREFIX = "(combined from similar events): "  # client-go tools/record/events_cache.go
 _RECLAIM_RE = re.compile(r"Attempting to reclaim (\S+)")
 _MEMORY_PRESSURE_RE = re.compile(r"(?<!No)MemoryPressure")
 _PRESSURE_OFF_RE = re.compile(r"MemoryPressure\W+(?:\w+\W+){0,3}?False\b")
@@ -640,8 +641,13 @@ class SignalTracker:
             "resource_version": _str(metadata.get("resourceVersion")),
             "component": component,
         }
+        # client-go's EventAggregator folds similar events (same object and reason, other messages)
+        # into one whose message is "(combined from similar events): " + the newest message; the
+        # pid it names is the newest kill's, not that of the earlier occurrences.
+        combined = (message or "").startswith(_COMBINED_PREFIX)
         events: list[K8sEvent] = []
         for occurrence in range(start, count + 1):
+            own_message = occurrence == count or not combined
             if occurrence == count:
                 when, exact = last, last is not None
             elif occurrence == 1 and first is not None:
@@ -663,8 +669,8 @@ class SignalTracker:
                     pod_uid=pod_uid,
                     container=container,
                     container_id=container_id,
-                    pid=pid,
-                    comm=comm,
+                    pid=pid if own_message else None,
+                    comm=comm if own_message else None,
                     occurrence=occurrence,
                     details=details,
                     origin=dict(origin),

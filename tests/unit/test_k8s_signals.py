@@ -544,6 +544,8 @@ def test_an_event_first_seen_with_count_1074_declares_the_occurrences_it_does_no
         "2026-11-27T10:04:58.000000Z", True, 31877
     )
     assert got[0].details["first_timestamp"] == "2026-11-27T09:02:11.000000Z"
+    # the combined message names only the newest kill: earlier occurrences do not claim its pid
+    assert all(e.pid is None and e.comm is None for e in got[:-1]) and got[-1].comm == "java"
     # the API relists (or the watch resends) the same object: nothing new, nothing declared again
     assert run(tracker, load("npd-oomkilling-combined-1074.json")) == []
 
