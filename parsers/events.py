@@ -172,6 +172,8 @@ class OomEvent:
     schema_version: int = SCHEMA_VERSION
     type: str = EVENT_TYPE_OOM_KILL
     raw_lines: list[str] | None = field(default=None)  # kept for partial reports (dead-letter)
+    # Lines the partial report had: more than raw_lines when the assembler's line bound cut it.
+    raw_lines_total: int | None = None
     enrichment: dict[str, Any] | None = None  # {status, source}: how `kubernetes` was found or why not
     analysis: dict[str, Any] | None = None  # what the numbers mean: which limit fired, RSS / limit
     incident_id: str | None = None  # shared by every signal of one kill (streamer/enrich/incidents.py)
@@ -198,6 +200,9 @@ class K8sEvent:
     details: dict[str, Any]  # reason-specific facts: exit_code, finished_at, restart_count, ...
     origin: dict[str, Any]  # the object read: kind, api_version, uid, resource_version, component
     source: Source
+    # {"first": a, "last": b}: occurrences a..b of the object, older than this one, that were not
+    # emitted one by one (a count jump above the backfill cap); set on the first event of the jump.
+    skipped_occurrences: dict[str, int] | None = None
     kubernetes: dict[str, Any] | None = None
     enrichment: dict[str, Any] | None = None
     incident_id: str | None = None

@@ -233,6 +233,8 @@ class Assembler:
             report.lines += 1
             if len(report.raw) < self.max_raw_lines:
                 report.raw.append(line)
+            else:
+                self.counts["raw_lines_not_kept"] += 1
 
         keyword = "oom" in line or "OOM" in line or "Kill" in line or "Task" in line
         if keyword and self._oom_line(line, record, out):
@@ -726,6 +728,7 @@ class Assembler:
         if report.task_columns is not None:
             tasks_total = len(report.tasks)
             tasks = sorted(report.tasks, key=lambda row: row.rss_pages or 0, reverse=True)[: self.max_tasks]
+            self.counts["task_rows_not_kept"] += tasks_total - len(tasks)  # tasks_total says so too
 
         partial = kill is None
         partial_reason: str | None = None
@@ -768,6 +771,7 @@ class Assembler:
                 report_position=report.first.position.to_json() if report.first.position else None,
             ),
             raw_lines=list(report.raw) if partial else None,
+            raw_lines_total=report.lines if partial else None,
         )
 
 

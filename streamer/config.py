@@ -634,6 +634,20 @@ class KubernetesConfig:
     workload_window_seconds: float = field(
         default=900.0, metadata=_help("repeated kills of one workload are counted over this long")
     )
+    # Bounds (issue 15; README "Bounds and what happens at them").
+    max_backfill_occurrences: int = field(
+        default=100,
+        metadata=_help(
+            "an Event's count jump: the newest this many occurrences are emitted one by one, older "
+            "ones declared in skipped_occurrences of the first; 0: emit every occurrence"
+        ),
+    )
+    max_ledger_signals: int = field(
+        default=100000,
+        metadata=_help(
+            "published signal ids (and Event objects) remembered across restarts; oldest forgotten first"
+        ),
+    )
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -645,8 +659,9 @@ class KubernetesConfig:
             "stall_timeout_seconds",
             "incident_window_seconds",
             "workload_window_seconds",
+            "max_ledger_signals",
         )
-        _non_negative(s, self, "pod_wait_seconds", "tombstone_seconds")
+        _non_negative(s, self, "pod_wait_seconds", "tombstone_seconds", "max_backfill_occurrences")
         if self.kubeconfig_path is not None and self.mode not in ("auto", "kubeconfig"):
             raise _fail(
                 s, "kubeconfig_path", f"is set but kubernetes.mode = {self.mode!r} reads no kubeconfig"

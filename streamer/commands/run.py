@@ -27,7 +27,16 @@ from streamer.enrich.pods import PodCache
 from streamer.errors import CliError
 from streamer.kube.api import KubeApi, KubeApiConfig, KubeApiError
 from streamer.logging_setup import setup_logging
-from streamer.metrics import Metrics, MetricsServer, sink_readiness
+from streamer.metrics import (
+    ASSEMBLER_BOUNDS,
+    CORRELATOR_BOUNDS,
+    POD_CACHE_BOUNDS,
+    SINK_BOUNDS,
+    SOURCE_BOUNDS,
+    Metrics,
+    MetricsServer,
+    sink_readiness,
+)
 from streamer.pipeline import (
     SIGNAL_LEDGER_NAME,
     Pipeline,
@@ -118,6 +127,7 @@ async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
                     start=position if position is not None else "beginning",
                     fmt=source.file_format,
                     host=host,
+                    max_line_bytes=config.pipeline.max_line_bytes,
                 )
             )
         return built
@@ -163,6 +173,7 @@ class KubernetesParts:
     correlator: Correlator | None
     watch: KubeWatchSource | None
     mode: str
+    tracker: SignalTracker
 
 
 async def build_kubernetes(
@@ -176,7 +187,7 @@ async def build_kubernetes(
         raise CliError("kubernetes.objects_files names stdin (-), but source.kind = stdin reads it already")
     if mode == "kubeconfig" and kube.kubeconfig_path and not os.path.isfile(kube.kubeconfig_path):
         raise CliError(f"kubernetes.kubeconfig_path = {kube.kubeconfig_path!r}: no such file")
-    tracker = SignalTracker()
+    tracker = SignalTracker(max_backfill=kube.max_backfill_occurrences)
     sources: list[SignalSource] = []
     cache: PodCache | None = None
     watch: KubeWatchSource | None = None
@@ -209,7 +220,15 @@ async def build_kubernetes(
         )
         sources.append(watch)
     for path in kube.objects_files:
-        sources.append(K8sObjectLinesSource(path, follow=kube.objects_follow, node=node, tracker=tracker))
+        sources.append(
+            K8sObjectLinesSource(
+                path,
+                follow=kube.objects_follow,
+                node=node,
+                tracker=tracker,
+                max_line_bytes=config.pipeline.max_line_bytes,
+            )
+        )
     if kube.objects_kafka_topic:
         if not config.kafka.configured:
             raise CliError("kubernetes.objects_kafka_topic needs kafka.bootstrap_servers")
@@ -225,6 +244,7 @@ async def build_kubernetes(
                 group_id=kube.objects_kafka_group,
                 node=node,
                 tracker=tracker,
+                max_line_bytes=config.pipeline.max_line_bytes,
                 auto_offset_reset=kube.objects_kafka_offset_reset,
                 client_id=config.kafka.client_id,
             )
@@ -236,7 +256,7 @@ async def build_kubernetes(
             workload_window_seconds=kube.workload_window_seconds,
         )
     enricher = Enricher(cache, node=node, wait_seconds=kube.pod_wait_seconds)
-    return KubernetesParts(enricher, sources, correlator, watch, mode)
+    return KubernetesParts(enricher, sources, correlator, watch, mode, tracker)
 
 
 def kafka_sink_config(config: Config) -> KafkaSinkConfig:
@@ -312,8 +332,9 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
             for watcher in kube.watch.watchers:
                 metrics.track_source(watcher.name, watcher.counts)
         metrics.track_source("enrichment", kube.enricher.counts)
-        ledger = SignalLedger()
+        ledger = SignalLedger(max_ids=config.kubernetes.max_ledger_signals)
         ledger.load(store.load(SIGNAL_LEDGER_NAME))
+        metrics.track_signals(kube.tracker.counts, ledger.counts)
         pipeline = Pipeline(
             sources,
             sink,
@@ -336,6 +357,20 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
             ),
         )
         pipeline_ref.append(pipeline)
+        metrics.track_pipeline(pipeline.counts)
+        for source in sources:
+            metrics.track_bounds(source.counts, SOURCE_BOUNDS)
+        for signal_source in kube.signal_sources:
+            metrics.track_bounds(signal_source.counts, SOURCE_BOUNDS)
+        for assembler in pipeline.assemblers:
+            metrics.track_bounds(assembler.counts, ASSEMBLER_BOUNDS)
+        if isinstance(sink, KafkaSink):
+            metrics.track_bounds(sink.bounds, SINK_BOUNDS)
+        if kube.correlator is not None:
+            metrics.track_bounds(kube.correlator.counts, CORRELATOR_BOUNDS)
+        if kube.watch is not None:
+            metrics.track_source("pod-cache", kube.watch.cache.counts)
+            metrics.track_bounds(kube.watch.cache.counts, POD_CACHE_BOUNDS)
         metrics.track_queue("records", lambda: pipeline.queue_depth)
 
         loop = asyncio.get_running_loop()
@@ -354,7 +389,13 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
             readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
             server = MetricsServer(metrics, config.metrics.listen_address, readiness)
         async with server, sink:
-            await pipeline.run()
+            bound_log = asyncio.create_task(metrics.log_bound_hits_forever(), name="bound-log")
+            try:
+                await pipeline.run()
+            finally:
+                bound_log.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bound_log
     log.info("oomstream stopped: %s", dict(pipeline.counts))
     if pipeline.counts["source_failures"]:
         log.error("a source failed; see the errors above")

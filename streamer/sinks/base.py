@@ -135,6 +135,7 @@ class DeadLetter:
     reason: str
     raw_lines: tuple[str, ...] = ()
     error: str | None = None
+    raw_lines_total: int | None = None  # lines the input had, when raw_lines holds only the first ones
     event: AnyEvent | None = None  # the partial or refused event, when there is one
     host: str | None = None
     source: dict[str, Any] | None = None
@@ -150,6 +151,7 @@ class DeadLetter:
             reason=reason,
             raw_lines=tuple(raw_lines or ()),
             error=error,
+            raw_lines_total=event.raw_lines_total if isinstance(event, OomEvent) else None,
             event=event,
             host=event.host,
             source=source,
@@ -170,12 +172,14 @@ def dead_letter_to_json(
     producer: str | None = None,
     max_bytes: int | None = None,
     include_event: bool = True,
+    counts: TallyCounter[str] | None = None,
 ) -> bytes:
     """The dead-letter envelope (one JSON object; ``type`` tells it apart from events).
 
     ``max_bytes`` keeps the envelope below a transport limit: the embedded event is dropped first,
     then raw lines are cut from the end, and ``raw_lines_truncated`` says so. A record refused for
-    its size must still leave a trace of what it was.
+    its size must still leave a trace of what it was. ``counts`` (when given) tallies what was left
+    out: ``dead_letter_events_left_out``, ``dead_letter_raw_lines_cut``.
     """
     envelope: dict[str, Any] = {
         "type": DEAD_LETTER_TYPE,
@@ -188,17 +192,22 @@ def dead_letter_to_json(
         "time": format_time(time.time()),
         "source": letter.source,
         "raw_lines": list(letter.raw_lines),
-        "raw_lines_total": len(letter.raw_lines),
-        "raw_lines_truncated": False,
+        # The assembler may have kept only a report's first lines: the total says how many it had.
+        "raw_lines_total": max(letter.raw_lines_total or 0, len(letter.raw_lines)),
+        "raw_lines_truncated": (letter.raw_lines_total or 0) > len(letter.raw_lines),
         "event": event_to_dict(letter.event) if include_event and letter.event is not None else None,
     }
     data = orjson.dumps(envelope)
     if max_bytes is None or len(data) <= max_bytes:
         return data
+    if envelope["event"] is not None and counts is not None:
+        counts["dead_letter_events_left_out"] += 1
     envelope["event"] = None
     data = orjson.dumps(envelope)
     lines: list[str] = envelope["raw_lines"]
     while len(data) > max_bytes and lines:
+        if counts is not None:
+            counts["dead_letter_raw_lines_cut"] += 1
         overshoot = len(data) - max_bytes
         # Drop whole lines from the end until it fits; one big line is cut itself.
         last = lines[-1]

@@ -46,6 +46,7 @@ import re
 import ssl
 import time
 import types
+from collections import Counter as TallyCounter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -763,6 +764,8 @@ class KafkaSink(Sink):
         self._yield_due = False
         # Leave room for the envelope's record overhead (key, headers, batch header).
         self._dead_letter_max_bytes = max(1024, config.max_request_size_bytes - 16 * 1024)
+        # What the record size bound left out of dead letters (README "Bounds and what happens at them").
+        self.bounds: TallyCounter[str] = TallyCounter()
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -906,6 +909,7 @@ class KafkaSink(Sink):
             letter,
             producer=self._host.decode("utf-8", "surrogateescape"),
             max_bytes=self._dead_letter_max_bytes,
+            counts=self.bounds,
         )
         headers = event_headers(letter.event_id, self._host, dead_letter_reason=letter.reason)
         return _Record(unit, self.config.dead_letter_topic, key, value, headers, letter.reason)
