@@ -321,7 +321,9 @@ class Pipeline:
                 name, record = item
                 state = self._states[name]
                 state.tracker.fed(record.position)
-                events = state.assembler.feed(record)
+                # The read time starts the record's deadlines (hold, report timeout) at once: a
+                # backlog followed by silence is released by the ticker, not by a next record.
+                events = state.assembler.feed(record, time.monotonic())
                 if self.pid_index is not None and _mentions_oom(record.message):
                     # A storm's next victims are alive now; index them before they die.
                     await self._refresh_pid_index(force=True)
