@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from oomlab import cgroupfs_parts, container_id, memcg, pod_uid, run_oom
+from oomlab import KmsgTail, cgroupfs_parts, container_id, memcg, pod_uid, run_oom
 
 from tests.integration.kafka_broker import LocalCluster, consume_all
 from tests.integration.service import kafka_settings, start_oomstream
@@ -238,3 +238,18 @@ def broker_pid(cluster: LocalCluster, node: int = 1) -> int:
 
     pid_file = REPO / "deploy" / "local-kafka" / "work" / cluster.name / f"node-{node}" / "kafka.pid"
     return int(pid_file.read_text().strip())
+
+
+def capture_kill(comm: str) -> tuple[Kill, list[str]]:
+    """A real kill (:func:`cause_kill`) and its report as dmesg prints it, from the header naming
+    ``comm`` to the kill line (and the reaper line if it came), read from /dev/kmsg."""
+    with KmsgTail() as tail:
+        kill = cause_kill(comm)
+        pid = str(kill.pids[0]).encode()
+        records = tail.wait_for(lambda r: b"Killed process " + pid + b" " in r.text, timeout=15, settle=0.5)
+    texts = [(record.usec, record.text.decode("utf-8", "replace")) for record in records]
+    start = next(i for i, (_, text) in enumerate(texts) if text.startswith(f"{comm} invoked oom-killer"))
+    end = next(i for i, (_, text) in enumerate(texts) if f"Killed process {kill.pids[0]} " in text)
+    chosen = texts[start : end + 1]
+    chosen += [item for item in texts[end + 1 :] if f"reaped process {kill.pids[0]} " in item[1]]
+    return kill, [f"[{usec / 1e6:12.6f}] {text}" for usec, text in chosen]
