@@ -9,23 +9,43 @@ are shortened by options (linger 0.5 s, report timeout 2 s), so a delay shows wi
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from oomlab import private_journald, wait_journal
+from oomlab import (
+    KmsgRecord,
+    KmsgTail,
+    StormResult,
+    cgroupfs_parts,
+    container_id,
+    memcg,
+    oom_storm,
+    pod_uid,
+    private_journald,
+    wait_journal,
+)
 
+from streamer.spool import Spool
 from tests.integration.faults import (
+    Kill,
     Service,
     assert_each_published_once,
+    broker_pid,
     capture_kill,
     cause_kill,
+    checkpoint_of,
     comm_for,
     events_in,
     kafka_service,
     wait_checkpoint,
 )
-from tests.integration.kafka_broker import unique_topic
+from tests.integration.kafka_broker import LocalCluster, unique_topic
 
 pytestmark = [pytest.mark.kernel, pytest.mark.kafka, pytest.mark.usefixtures("kernel_allows_oom")]
 
@@ -177,3 +197,117 @@ def test_row3_a_report_cut_before_its_kill_line_is_published_as_partial_without_
     ]
     assert len(mine) == 1 and mine[0]["partial"] is True, mine
     assert mine[0]["victim"] is None
+
+
+# -- rows 4 and 8: a broker of our own, to hang and to kill ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_broker(local_cluster_prerequisites: None) -> Iterator[LocalCluster]:
+    cluster = LocalCluster("oomstream-it-faults", port=29150)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        pid = broker_pid(cluster)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # never leave it stopped
+        cluster.clean()
+
+
+def kmsg_seq_of_header(comm: str, records: list[KmsgRecord]) -> int:
+    return next(r.seq for r in records if r.text.startswith(f"{comm} invoked oom-killer".encode()))
+
+
+def test_row4_broker_hung_30s_delivers_after_resume_with_bounded_memory_and_honest_checkpoints(
+    tmp_path: Path, own_broker: LocalCluster
+) -> None:
+    topic = unique_topic("fm-r4-hang")
+    service = kafka_service(tmp_path, own_broker.bootstrap, topic)
+    pid = broker_pid(own_broker)
+    try:
+        wait_checkpoint(tmp_path)
+        time.sleep(2.0)  # the ring's backlog is published; the checkpoint follows it
+        rss_before = service.rss_kib()
+        os.kill(pid, signal.SIGSTOP)
+        hung_at = time.monotonic()
+        try:
+            with KmsgTail() as tail:
+                kills = [cause_kill(comm_for("r4h", n)) for n in range(2)]
+                tail.wait_for(lambda r: f"Killed process {kills[-1].pids[0]} ".encode() in r.text, timeout=15)
+            first_seq = kmsg_seq_of_header(kills[0].comm, tail.records)
+            saved_seqs: list[int] = []
+            rss_peak = rss_before
+            while time.monotonic() - hung_at < 30:
+                saved = checkpoint_of(tmp_path)
+                assert saved is not None
+                saved_seqs.append(int(saved["seq"]))  # type: ignore[call-overload]
+                rss_peak = max(rss_peak, service.rss_kib())
+                service.check_alive()
+                time.sleep(0.5)
+            assert not any(service.published(kill.comm) for kill in kills)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # The checkpoint never passed the kills nobody had acknowledged.
+        assert max(saved_seqs) < first_seq, (max(saved_seqs), first_seq)
+        assert rss_peak - rss_before < 64 << 10, f"RSS grew by {(rss_peak - rss_before) >> 10} MiB while hung"
+        took = service.wait_published([kill.comm for kill in kills], timeout=90)
+        print(f"row 4: delivered {took:.1f} s after SIGCONT; RSS {rss_before >> 10} -> {rss_peak >> 10} MiB")
+        deadline = time.monotonic() + 10
+        while int(checkpoint_of(tmp_path)["seq"]) < first_seq and time.monotonic() < deadline:  # type: ignore[call-overload, index]
+            time.sleep(0.2)
+        assert int(checkpoint_of(tmp_path)["seq"]) >= first_seq  # type: ignore[call-overload, index]
+    finally:
+        code, _ = service.stop()
+    assert code == 0, service.tail()
+    assert_each_published_once(events_in(own_broker.bootstrap, topic), kills)
+
+
+def test_row8_sigterm_during_a_storm_with_kafka_down_exits_in_time_and_the_next_start_delivers(
+    tmp_path: Path, own_broker: LocalCluster
+) -> None:
+    topic = unique_topic("fm-r8-storm")
+    settings = {
+        "OOMSTREAM_PIPELINE_SHUTDOWN_TIMEOUT_SECONDS": "5",
+        "OOMSTREAM_KAFKA_DELIVERY_TIMEOUT_SECONDS": "3",
+    }
+    service = kafka_service(tmp_path, own_broker.bootstrap, topic, **settings)
+    comm = comm_for("r8s", 0)
+    try:
+        wait_checkpoint(tmp_path)
+        time.sleep(1.0)
+        own_broker.kill_node(1)
+        uid, cid = pod_uid(), container_id()
+        with memcg(cgroupfs_parts("besteffort", uid, cid), 48 << 20) as cgroup, KmsgTail() as tail:
+            storm: list[StormResult] = []
+            driver = threading.Thread(
+                target=lambda: storm.append(oom_storm([cgroup], kills=8, comms=(comm,)))
+            )
+            driver.start()
+            tail.wait_for(
+                lambda r: b"Killed process" in r.text and comm.encode() in r.text, count=3, timeout=30
+            )
+            code, took = service.stop()  # mid-storm, Kafka down
+            driver.join(90)
+        assert storm, "the storm driver did not finish"
+        killed = storm[0].killed_pids
+        assert len(killed) >= 3
+    finally:
+        service.ensure_stopped()
+        own_broker.start_node(1)
+    assert code == 0, service.tail()
+    assert took < 5 + 3, f"exit took {took:.1f} s (shutdown timeout 5 s)\n{service.tail(80)}"
+    with Spool(str(tmp_path / "spool"), 64 << 20, 1 << 20) as spool:
+        spooled = spool.events
+    assert spooled >= 1, "nothing read before SIGTERM was spooled"
+    # The next start resends the spool and reads on from the checkpoint: every kill arrives.
+    service = kafka_service(tmp_path, own_broker.bootstrap, topic)
+    try:
+        service.wait_published([f"({pid})" for pid in killed], timeout=90)
+    finally:
+        code, _ = service.stop()
+    assert code == 0, service.tail()
+    print(f"row 8: exit {took:.1f} s after SIGTERM, {spooled} events spooled, {len(killed)} kills delivered")
+    assert_each_published_once(
+        events_in(own_broker.bootstrap, topic), [Kill(comm, [pid], uid) for pid in killed]
+    )
