@@ -256,7 +256,8 @@ class CheckpointStore:
             except OSError:
                 pass
         log.warning(
-            "checkpoint of source %r is unusable (%s%s); starting it from its configured default",
+            "checkpoint %s of source %r is unusable (%s%s); starting it from its configured default",
+            path,
             source_name,
             problem,
             moved,

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from oomlab import (
     wait_journal,
 )
 
+from parsers.events import event_to_json
 from streamer.spool import Spool
 from tests.integration.faults import (
     Kill,
@@ -45,7 +48,7 @@ from tests.integration.faults import (
     kafka_service,
     wait_checkpoint,
 )
-from tests.integration.kafka_broker import LocalCluster, unique_topic
+from tests.integration.kafka_broker import LocalCluster, make_events, unique_topic
 
 pytestmark = [pytest.mark.kernel, pytest.mark.kafka, pytest.mark.usefixtures("kernel_allows_oom")]
 
@@ -311,3 +314,51 @@ def test_row8_sigterm_during_a_storm_with_kafka_down_exits_in_time_and_the_next_
     assert_each_published_once(
         events_in(own_broker.bootstrap, topic), [Kill(comm, [pid], uid) for pid in killed]
     )
+
+
+# -- row 7: a garbled checkpoint and a torn spool segment at start --------------------------------
+
+
+def test_row7_garbled_checkpoint_and_torn_spool_are_named_in_the_log_and_the_service_runs_on(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("fm-r7-garbled")
+    service = kafka_service(tmp_path, kafka_bootstrap, topic)
+    try:
+        wait_checkpoint(tmp_path)
+    finally:
+        code, _ = service.stop()
+    assert code == 0, service.tail()
+    [checkpoint] = [
+        path
+        for path in (tmp_path / "state").glob("*.checkpoint.json")
+        if '"source":"kmsg"' in path.read_text()
+    ]
+    checkpoint.write_bytes(checkpoint.read_bytes()[:40])  # a disk fault cut it
+    # One event waiting in the spool from an earlier outage, then a write torn by a crash.
+    [spooled] = make_events(1, host="node-r7")
+    with Spool(str(tmp_path / "spool"), 64 << 20, 1 << 20) as spool:
+        spool.append(None, event_to_json(spooled), {"reason": "test"})
+    [segment] = sorted((tmp_path / "spool").glob("segment-*.spool"))
+    with segment.open("ab") as torn:
+        torn.write(struct.pack("<II", 4000, 0) + b"half a record")
+    kill = cause_kill(comm_for("r7g", 0))
+
+    service = kafka_service(tmp_path, kafka_bootstrap, topic)
+    try:
+        service.wait_log(rf"checkpoint {re.escape(str(checkpoint))} of source 'kmsg' is unusable", 20)
+        service.wait_log(rf"spool segment {re.escape(str(segment))}: .* cut 21 byte", 20)
+        service.wait_published([kill.comm], timeout=30)  # read again from the oldest record
+        time.sleep(2.0)
+        service.check_alive()  # no crash, no restart loop
+        metrics = service.metrics()
+        assert metrics["oomstream_checkpoint_corrupt_total"] == 1
+        assert metrics["oomstream_spool_torn_records_total"] == 1
+        assert metrics["oomstream_spool_events"] == 0  # the good record was resent and acknowledged
+        assert (tmp_path / "state" / (checkpoint.name + ".corrupt")).exists()
+    finally:
+        code, _ = service.stop()
+    assert code == 0, service.tail()
+    events = events_in(kafka_bootstrap, topic)
+    assert_each_published_once(events, [kill])
+    assert [event["event_id"] for event in events].count(spooled.event_id) == 1
