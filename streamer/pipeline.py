@@ -514,8 +514,14 @@ class Pipeline:
         last, self._drain_last = self._drain_last, None
         spool = self.spool
         if spool is not None and last is not None and not self._drain_failed:
-            spool.ack_through(last)
-            spool.flush()
+            try:
+                spool.ack_through(last)
+                spool.flush()
+            except OSError:
+                # The acknowledgement is kept in memory; on disk the cursor stays behind, so a
+                # restart resends these (same ids) rather than losing any.
+                log.exception("spool cursor could not be written")
+                self.counts["spool_errors"] += 1
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _checkpoint(self) -> None:
@@ -523,7 +529,12 @@ class Pipeline:
             return
         if self.spool is not None and self.counts["events_spooled"]:
             # Checkpoints may cover spooled events only once the spool is on disk for good.
-            self.spool.flush()
+            try:
+                self.spool.flush()
+            except OSError:
+                log.exception("spool flush failed; checkpoints wait until it succeeds")
+                self.counts["spool_errors"] += 1
+                return
         ledger = self.signal_ledger
         if ledger is not None and ledger.dirty:
             try:
@@ -540,8 +551,9 @@ class Pipeline:
                 continue
             try:
                 self.checkpoints.save(name, position_to_checkpoint(safe, state.boot_id))
-            except OSError:
-                log.exception("checkpoint of %s failed", name)
+            except OSError as error:
+                # Disk full or failing: the previous checkpoint stays (a restart repeats, never skips).
+                log.error("checkpoint of %s failed (%s); keeping the previous one", name, error)
                 self.counts["checkpoint_errors"] += 1
                 continue
             state.tracker.last_saved = safe

@@ -10,10 +10,12 @@ are shortened by options (linger 0.5 s, report timeout 2 s), so a delay shows wi
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -362,3 +364,64 @@ def test_row7_garbled_checkpoint_and_torn_spool_are_named_in_the_log_and_the_ser
     events = events_in(kafka_bootstrap, topic)
     assert_each_published_once(events, [kill])
     assert [event["event_id"] for event in events].count(spooled.event_id) == 1
+
+
+# -- row 6: the disk of the state and spool directories is full ----------------------------------
+
+
+@contextlib.contextmanager
+def full_disk(where: Path, size: str = "256k") -> Iterator[Path]:
+    """A small tmpfs mounted at ``where`` and filled to the last byte; the filler's path."""
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    try:
+        (where / "state").mkdir()
+        (where / "spool").mkdir()
+        filler = where / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error
+        finally:
+            os.close(fd)
+        yield filler
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_row6_disk_full_keeps_the_service_delivering_and_says_so(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("fm-r6-full")
+    disk = tmp_path / "disk"
+    with full_disk(disk) as filler:
+        service = kafka_service(
+            tmp_path,
+            kafka_bootstrap,
+            topic,
+            OOMSTREAM_STATE_DIRECTORY=str(disk / "state"),
+            OOMSTREAM_SPOOL_DIRECTORY=str(disk / "spool"),
+        )
+        try:
+            service.wait_log(r"spool .*: cannot create a segment \(No space left on device\)", 20)
+            kill = cause_kill(comm_for("r6f", 0))
+            took = service.wait_published([kill.comm], timeout=30)
+            assert took < QUIET_NODE_SECONDS
+            service.wait_log(
+                r"checkpoint of kmsg failed \(.*No space left on device.*\); keeping the previous", 10
+            )
+            assert service.metrics()["oomstream_checkpoint_save_errors_total"] >= 1
+            assert checkpoint_of(disk) is None
+            filler.unlink()  # room again: the next interval saves the checkpoint
+            wait_checkpoint(disk, timeout=10)
+            service.check_alive()
+        finally:
+            code, _ = service.stop()
+    assert code == 0, service.tail()
+    assert_each_published_once(events_in(kafka_bootstrap, topic), [kill])
