@@ -47,6 +47,7 @@ from tests.integration.faults import (
     checkpoint_of,
     comm_for,
     events_in,
+    events_of,
     kafka_service,
     wait_checkpoint,
 )
@@ -78,6 +79,10 @@ def test_row1_kmsg_kills_while_down_are_published_within_seconds_of_restart(
     try:
         took = service.wait_published([kill.comm for kill in kills], timeout=30)
         assert took < QUIET_NODE_SECONDS, f"published {took:.1f} s after the restart"
+        metrics = service.metrics()
+        # Resumed at the checkpoint of this boot: no gap, nothing counted lost.
+        assert metrics['oomstream_source_counts_total{name="skipped_checkpoint",source="kmsg"}'] > 0
+        assert metrics['oomstream_source_lost_records_total{source="kmsg"}'] == 0
     finally:
         code, _ = service.stop()
     assert code == 0, service.tail()
@@ -192,6 +197,10 @@ def test_row3_a_report_cut_before_its_kill_line_is_published_as_partial_without_
         # The report timeout (2 s here) then the linger (0.5 s): partial, with no further input.
         took = service.wait_published([kill.pod_uid], timeout=30)
         assert took < 2 + QUIET_NODE_SECONDS, f"published {took:.1f} s after the cut"
+        assert (
+            sum(v for k, v in service.metrics().items() if k.startswith("oomstream_partial_reports_total"))
+            == 1
+        )
     finally:
         code, _ = service.stop()
     assert code == 0, service.tail()
@@ -425,3 +434,75 @@ def test_row6_disk_full_keeps_the_service_delivering_and_says_so(
             code, _ = service.stop()
     assert code == 0, service.tail()
     assert_each_published_once(events_in(kafka_bootstrap, topic), [kill])
+
+
+# -- row 5: the service stopped for longer than the ring holds ------------------------------------
+
+
+def write_kmsg_lines(lines: list[str]) -> None:
+    fd = -1
+    try:
+        for n, line in enumerate(lines):
+            if n % 8 == 0:  # the devkmsg rate limit is per open file
+                if fd >= 0:
+                    os.close(fd)
+                fd = os.open("/dev/kmsg", os.O_WRONLY)
+            os.write(fd, f"<6>{line}\n".encode())
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def oldest_kmsg_seq() -> int:
+    with KmsgTail(from_start=True) as tail:
+        return tail.read_new()[0].seq
+
+
+@pytest.mark.skipif(
+    os.environ.get("OOMLAB_KMSG_FLOOD") != "1",
+    reason="floods the shared kernel ring buffer; set OOMLAB_KMSG_FLOOD=1 to run",
+)
+def test_row5_service_stopped_past_the_ring_counts_the_gap_exactly_and_loses_nothing_after_it(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("fm-r5-overrun")
+    marker = comm_for("r5mark", 0)
+    service = kafka_service(tmp_path, kafka_bootstrap, topic)
+    try:
+        wait_checkpoint(tmp_path)
+        with KmsgTail() as tail:
+            write_kmsg_lines([f"{marker} before"])
+            [mark] = [
+                r for r in tail.wait_for(lambda r: marker.encode() in r.text) if marker.encode() in r.text
+            ]
+        deadline = time.monotonic() + 15
+        while int(checkpoint_of(tmp_path)["seq"]) < mark.seq:  # type: ignore[call-overload, index]
+            assert time.monotonic() < deadline, "the service did not read up to the marker"
+            time.sleep(0.2)
+        service.signal(signal.SIGSTOP)
+        try:
+            lost_kill = cause_kill(comm_for("r5lost", 0))
+            # Twice the 128 KiB ring and more: everything before, the kill included, is overwritten.
+            write_kmsg_lines([f"{marker} fill {n} {'x' * 900}" for n in range(600)])
+            kept_kill = cause_kill(comm_for("r5kept", 0))
+            oldest = oldest_kmsg_seq()
+        finally:
+            service.signal(signal.SIGCONT)
+        took = service.wait_published([kept_kill.comm], timeout=30)
+        assert took < QUIET_NODE_SECONDS
+        found = service.wait_log(r"kmsg: lost (\d+) kernel records \(seq (\d+)\.\.(\d+)\)", 10)
+        lost, first, last = (int(group) for group in found.groups())
+        # Exactly the records the ring no longer held: from the one after the last read to the
+        # one before the oldest still there when the service resumed.
+        assert first > mark.seq and last == oldest - 1 and lost == last - first + 1
+        time.sleep(1.0)
+        metrics = service.metrics()
+        assert metrics['oomstream_source_lost_records_total{source="kmsg"}'] == lost
+        assert metrics['oomstream_source_gaps_total{source="kmsg"}'] == 1
+        assert len(re.findall(r"lost \d+ kernel records", service.log)) == 1  # logged once
+    finally:
+        code, _ = service.stop()
+    assert code == 0, service.tail()
+    events = events_in(kafka_bootstrap, topic)
+    assert_each_published_once(events, [kept_kill])
+    assert not events_of(events, [lost_kill])[lost_kill.comm], "a kill the ring had dropped was published"
