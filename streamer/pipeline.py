@@ -233,10 +233,13 @@ class Pipeline:
         self._drain_failed = False
         self._drain_last: SpoolRecord | None = None
         self._last_delivery_ok = True
+        self._stop_requested_at: float | None = None  # the shutdown budget counts from here
 
     # -- control ---------------------------------------------------------------------------------
     def stop(self) -> None:
         """Graceful stop: sources close, queued records drain, reports flush, acks settle."""
+        if not self._stopping.is_set():
+            self._stop_requested_at = time.monotonic()
         self._stopping.set()
 
     @property
@@ -560,10 +563,13 @@ class Pipeline:
             self.counts["checkpoints"] += 1
 
     async def _finish(self) -> None:
+        budget = self.settings.shutdown_timeout_seconds
+        if self._stop_requested_at is not None:
+            budget -= time.monotonic() - self._stop_requested_at  # the drain used part of it
         try:
-            await asyncio.wait_for(self.sink.flush(), self.settings.shutdown_timeout_seconds)
+            await asyncio.wait_for(self.sink.flush(), max(budget, 0.0))
         except (TimeoutError, Exception):
-            log.warning("sink did not flush within %.0f s", self.settings.shutdown_timeout_seconds)
+            log.warning("sink did not flush within %.1f s", max(budget, 0.0))
         self._checkpoint()
 
 
