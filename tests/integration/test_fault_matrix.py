@@ -213,6 +213,32 @@ def test_row3_a_report_cut_before_its_kill_line_is_published_as_partial_without_
     assert mine[0]["victim"] is None
 
 
+def test_row3_a_service_killed_mid_report_reads_it_whole_after_the_restart(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    topic = unique_topic("fm-r3-midreport")
+    service = kafka_service(tmp_path, kafka_bootstrap, topic)
+    try:
+        wait_checkpoint(tmp_path)
+        time.sleep(1.0)
+        service.signal(signal.SIGSTOP)
+        kill = cause_kill(comm_for("r3m", 0))  # the whole report waits in the ring
+        service.signal(signal.SIGCONT)
+        time.sleep(0.05)  # somewhere in the report, or just after it
+    finally:
+        service.kill()
+    service = kafka_service(tmp_path, kafka_bootstrap, topic)
+    try:
+        took = service.wait_published([kill.comm], timeout=30)
+        assert took < QUIET_NODE_SECONDS, f"published {took:.1f} s after the restart"
+    finally:
+        code, _ = service.stop()
+    assert code == 0, service.tail()
+    events = events_in(kafka_bootstrap, topic)
+    assert_each_published_once(events, [kill])
+    assert not any(event["partial"] for event in events_of(events, [kill])[kill.comm])
+
+
 # -- rows 4 and 8: a broker of our own, to hang and to kill ---------------------------------------
 
 
