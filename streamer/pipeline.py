@@ -520,10 +520,10 @@ class Pipeline:
             try:
                 spool.ack_through(last)
                 spool.flush()
-            except OSError:
+            except OSError as error:
                 # The acknowledgement is kept in memory; on disk the cursor stays behind, so a
                 # restart resends these (same ids) rather than losing any.
-                log.exception("spool cursor could not be written")
+                log.error("spool cursor could not be written (%s); a restart resends these", error)
                 self.counts["spool_errors"] += 1
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -534,8 +534,8 @@ class Pipeline:
             # Checkpoints may cover spooled events only once the spool is on disk for good.
             try:
                 self.spool.flush()
-            except OSError:
-                log.exception("spool flush failed; checkpoints wait until it succeeds")
+            except OSError as error:
+                log.error("spool flush failed (%s); checkpoints wait until it succeeds", error)
                 self.counts["spool_errors"] += 1
                 return
         ledger = self.signal_ledger

@@ -32,7 +32,9 @@ Bounds
     the OLDEST segment (rolling the active one if it is the only one), counting its unacknowledged
     records in ``dropped_events`` and logging how many were lost: recent OOM kills matter more than
     old ones, and the disk must not fill. A single record larger than ``max_bytes`` is refused
-    (``SpoolRecordTooLarge``), never stored.
+    (``SpoolRecordTooLarge``), never stored. A disk too full for a new segment does not stop the
+    spool from opening: the first append that finds room creates it; appends that fail raise
+    OSError and are counted (``write_errors``), the caller keeps those events.
 
 Ordering and acknowledgement
     ``peek``/``iterate`` return pending records oldest first; ``ack(n)`` removes the first n pending
