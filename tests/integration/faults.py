@@ -43,6 +43,7 @@ class Service:
         self.started = time.monotonic()
         self.out: list[tuple[float, str]] = []
         self.err: list[str] = []
+        self.running_at: float | None = None  # when it logged "oomstream running" (set up, reading)
         self._lock = threading.Lock()
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._threads = [
@@ -59,6 +60,8 @@ class Service:
                     self.out.append((time.monotonic(), line.rstrip("\n")))
                 else:
                     self.err.append(line.rstrip("\n"))
+                    if self.running_at is None and "oomstream running:" in line:
+                        self.running_at = time.monotonic()
 
     @property
     def log(self) -> str:
@@ -81,6 +84,12 @@ class Service:
             time.sleep(0.1)
         missing = [needle for needle in wanted if not self.published(needle)]
         raise AssertionError(f"not published within {timeout:.0f} s: {missing}\n{self.tail()}")
+
+    def published_after_running(self, needles: Iterable[str]) -> float:
+        """Seconds from "oomstream running" (start-up done, a restart's interpreter and imports
+        not counted) until the last of ``needles`` was published; call after wait_published."""
+        assert self.running_at is not None
+        return max(min(self.published(needle)) for needle in needles) - self.running_at
 
     def wait_log(self, pattern: str, timeout: float) -> re.Match[str]:
         deadline = time.monotonic() + timeout

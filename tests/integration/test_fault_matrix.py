@@ -56,9 +56,9 @@ from tests.integration.kafka_broker import LocalCluster, make_events, unique_top
 pytestmark = [pytest.mark.kernel, pytest.mark.kafka, pytest.mark.usefixtures("kernel_allows_oom")]
 
 # Linger 0.5 s + ticks + the broker's acknowledgement: "within a few seconds" with room for a
-# loaded machine; the bug this guards against delayed them until the next kernel record (forever
-# on a quiet node).
-QUIET_NODE_SECONDS = 8.0
+# machine loaded by the whole suite; the bug this guards against delayed them until the next
+# kernel record (forever on a quiet node).
+QUIET_NODE_SECONDS = 10.0
 
 
 # -- row 1: restart with a backlog on a quiet node ---------------------------------------------------
@@ -77,8 +77,10 @@ def test_row1_kmsg_kills_while_down_are_published_within_seconds_of_restart(
     kills = [cause_kill(comm_for("r1k", n)) for n in range(2)]
     service = kafka_service(tmp_path, kafka_bootstrap, topic)
     try:
-        took = service.wait_published([kill.comm for kill in kills], timeout=30)
+        service.wait_published([kill.comm for kill in kills], timeout=30)
+        took = service.published_after_running([kill.comm for kill in kills])
         assert took < QUIET_NODE_SECONDS, f"published {took:.1f} s after the restart"
+        print(f"row 1 kmsg: published {took:.2f} s after the restart")
         metrics = service.metrics()
         # Resumed at the checkpoint of this boot: no gap, nothing counted lost.
         assert metrics['oomstream_source_counts_total{name="skipped_checkpoint",source="kmsg"}'] > 0
@@ -110,7 +112,8 @@ def test_row1_journald_kills_while_down_are_published_within_seconds_of_restart(
             assert any(needle in str(entry.get("MESSAGE")) for entry in entries), "journald missed a kill"
         service = kafka_service(tmp_path, kafka_bootstrap, topic, **env)
         try:
-            took = service.wait_published([kill.comm for kill in kills], timeout=30)
+            service.wait_published([kill.comm for kill in kills], timeout=30)
+            took = service.published_after_running([kill.comm for kill in kills])
             assert took < QUIET_NODE_SECONDS, f"published {took:.1f} s after the restart"
         finally:
             code, _ = service.stop()
@@ -151,7 +154,8 @@ def test_row1_followed_file_kills_written_while_down_are_published_within_second
     kills = [kill for kill, _ in captured]
     service = followed_file_service(tmp_path, kafka_bootstrap, topic, log_file)
     try:
-        took = service.wait_published([kill.comm for kill in kills], timeout=30)
+        service.wait_published([kill.comm for kill in kills], timeout=30)
+        took = service.published_after_running([kill.comm for kill in kills])
         assert took < QUIET_NODE_SECONDS, f"published {took:.1f} s after the restart"
     finally:
         code, _ = service.stop()
@@ -169,9 +173,10 @@ def test_row2_first_start_at_oldest_publishes_old_kills_within_seconds(
     topic = unique_topic("fm-r2-oldest")
     service = kafka_service(tmp_path, kafka_bootstrap, topic, OOMSTREAM_SOURCE_KMSG_START="oldest")
     try:
-        took = service.wait_published([kill.comm for kill in kills], timeout=30)
+        service.wait_published([kill.comm for kill in kills], timeout=30)
         # Counted from the start: the whole ring is read and published in that time.
-        assert took < QUIET_NODE_SECONDS + 4, f"published {took:.1f} s after the start"
+        took = service.published_after_running([kill.comm for kill in kills])
+        assert took < QUIET_NODE_SECONDS, f"published {took:.1f} s after the start"
     finally:
         code, _ = service.stop()
     assert code == 0, service.tail()
@@ -230,7 +235,8 @@ def test_row3_a_service_killed_mid_report_reads_it_whole_after_the_restart(
         service.kill()
     service = kafka_service(tmp_path, kafka_bootstrap, topic)
     try:
-        took = service.wait_published([kill.comm], timeout=30)
+        service.wait_published([kill.comm], timeout=30)
+        took = service.published_after_running([kill.comm])
         assert took < QUIET_NODE_SECONDS, f"published {took:.1f} s after the restart"
     finally:
         code, _ = service.stop()
