@@ -28,7 +28,6 @@ QUICK = {
     "OOMSTREAM_PIPELINE_LINGER_SECONDS": "0.5",
     "OOMSTREAM_PIPELINE_REPORT_TIMEOUT_SECONDS": "2",
     "OOMSTREAM_STATE_CHECKPOINT_INTERVAL_SECONDS": "0.5",
-    "OOMSTREAM_PIPELINE_PID_INDEX_ENABLED": "false",
 }
 _METRICS_AT = re.compile(r"metrics endpoint listening on \S*:(\d+)")
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
