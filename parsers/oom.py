@@ -1,8 +1,13 @@
 """The OOM report assembler: a state machine from kernel records to per-victim events.
 
 Feed it records in log order; it returns finished events. It never does I/O and never reads a
-clock: time comes from the records (kernel time) and from :meth:`Assembler.tick`, so tests drive
-it deterministically.
+clock: time comes from the records (kernel time) and from the caller (``feed(record, now)`` and
+:meth:`Assembler.tick`), so tests drive it deterministically.
+
+Every deadline runs on the caller's clock as well as on record time, so a quiet input releases
+what it holds: a backlog read at start and followed by silence (a restart after kills on an idle
+node) has no later record whose time or line count could release it. Anything read before the
+caller's first time gets its deadline from the first tick.
 
 Why it holds events briefly: after a kill line the kernel may still print the members of a
 ``memory.oom.group`` kill and, later, the ``oom_reaper`` line of the victim (possibly inside the
@@ -121,6 +126,7 @@ class Assembler:
         # record completes it.
         self._prev_line: str | None = None
         self._prev_record: KernelRecord | None = None
+        self._fragment_tick: float | None = None
         self._checked_line = 0
 
     # -- public -------------------------------------------------------------------------
@@ -149,7 +155,11 @@ class Assembler:
             return self._fragment[1].position  # a kill line waiting for its continuation
         return None
 
-    def feed(self, record: KernelRecord) -> list[OomEvent]:
+    def feed(self, record: KernelRecord, now: float | None = None) -> list[OomEvent]:
+        """One record; ``now`` is the caller's clock (monotonic seconds, as for :meth:`tick`) at
+        which it was read: deadlines of what it opens start then, not at the next tick."""
+        if now is not None:
+            self._tick = now
         out: list[OomEvent] = []
         if not record.trusted:
             self.counts["untrusted_records"] += 1
@@ -180,6 +190,15 @@ class Assembler:
     def tick(self, now: float) -> list[OomEvent]:
         """Advance the caller's clock (monotonic seconds); releases what has waited long enough."""
         self._tick = now
+        # What was read before the caller's clock was known starts its wait now.
+        report = self._report
+        if report is not None and report.opened_tick is None:
+            report.opened_tick = now
+        for held in self._held:
+            if held.held_tick is None:
+                held.held_tick = now
+        if self._fragment is not None and self._fragment_tick is None:
+            self._fragment_tick = now
         out: list[OomEvent] = []
         self._expire(out)
         return out
@@ -296,6 +315,7 @@ class Assembler:
                 # Cut or reshaped: the next line may be its continuation (a comm holding a
                 # newline, even one that looks complete such as "(a)" + "b) total-vm:...").
                 self._fragment = (line, record)
+                self._fragment_tick = self._tick
                 return True
             self.counts["unparsed_kill_lines"] += 1
         if "Kill process " in line:
@@ -551,6 +571,16 @@ class Assembler:
             out.append(self._held.pop(0).event)
 
     def _expire(self, out: list[OomEvent]) -> None:
+        fragment = self._fragment
+        if (
+            fragment is not None
+            and self._fragment_tick is not None
+            and self._tick is not None
+            and self._tick - self._fragment_tick > self.linger_seconds
+        ):
+            # Its continuation line never came (input cut, or nothing written since).
+            self._fragment = None
+            self._kill_fragment(fragment[0], fragment[1], out)
         report = self._report
         if report is not None and self._report_expired(report):
             self._finish(out)

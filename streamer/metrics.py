@@ -62,6 +62,10 @@ SOURCE_COUNTS: dict[str, tuple[str, str]] = {
 CHECKPOINT_COUNTS: dict[str, tuple[str, str]] = {
     "saves": ("oomstream_checkpoint_saves", "Checkpoint files written"),
     "corrupt": ("oomstream_checkpoint_corrupt", "Checkpoint files unreadable at load (treated as absent)"),
+    "save_errors": (
+        "oomstream_checkpoint_save_errors",
+        "Checkpoint saves that failed (disk full, I/O error); the previous checkpoint stays",
+    ),
 }
 # (kind, name, help, SpoolStats field or "max_bytes") of the spool metrics, read at scrape time.
 SPOOL_FAMILIES: tuple[tuple[Callable[..., Metric], str, str, str], ...] = (
@@ -98,6 +102,12 @@ SPOOL_FAMILIES: tuple[tuple[Callable[..., Metric], str, str, str], ...] = (
         "oomstream_spool_torn_records",
         "Torn or corrupt records cut off when the spool was opened",
         "torn_records",
+    ),
+    (
+        CounterMetricFamily,
+        "oomstream_spool_write_errors",
+        "Spool appends that failed (disk full, I/O error); those events stay owed, not spooled",
+        "write_errors",
     ),
 )
 

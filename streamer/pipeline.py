@@ -308,10 +308,13 @@ class Pipeline:
         self._drain_last: SpoolRecord | None = None
         self._last_delivery_ok = True
         self._skip_log = RateLimiter(SKIP_LOG_INTERVAL_SECONDS)
+        self._stop_requested_at: float | None = None  # the shutdown budget counts from here
 
     # -- control ---------------------------------------------------------------------------------
     def stop(self) -> None:
         """Graceful stop: sources close, queued records drain, reports flush, acks settle."""
+        if not self._stopping.is_set():
+            self._stop_requested_at = time.monotonic()
         self._stopping.set()
 
     @property
@@ -401,7 +404,9 @@ class Pipeline:
                 name, record = item
                 state = self._states[name]
                 state.tracker.fed(record.position)
-                events = state.assembler.feed(record)
+                # The read time starts the record's deadlines (hold, report timeout) at once: a
+                # backlog followed by silence is released by the ticker, not by a next record.
+                events = state.assembler.feed(record, time.monotonic())
                 if self.pid_index is not None and _mentions_oom(record.message):
                     # A storm's next victims are alive now; index them before they die.
                     await self._refresh_pid_index(force=True)
@@ -620,8 +625,14 @@ class Pipeline:
         last, self._drain_last = self._drain_last, None
         spool = self.spool
         if spool is not None and last is not None and not self._drain_failed:
-            spool.ack_through(last)
-            spool.flush()
+            try:
+                spool.ack_through(last)
+                spool.flush()
+            except OSError as error:
+                # The acknowledgement is kept in memory; on disk the cursor stays behind, so a
+                # restart resends these (same ids) rather than losing any.
+                log.error("spool cursor could not be written (%s); a restart resends these", error)
+                self.counts["spool_errors"] += 1
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _checkpoint(self) -> None:
@@ -629,7 +640,12 @@ class Pipeline:
             return
         if self.spool is not None and self.counts["events_spooled"]:
             # Checkpoints may cover spooled events only once the spool is on disk for good.
-            self.spool.flush()
+            try:
+                self.spool.flush()
+            except OSError as error:
+                log.error("spool flush failed (%s); checkpoints wait until it succeeds", error)
+                self.counts["spool_errors"] += 1
+                return
         ledger = self.signal_ledger
         if ledger is not None and ledger.dirty:
             try:
@@ -646,18 +662,22 @@ class Pipeline:
                 continue
             try:
                 self.checkpoints.save(name, position_to_checkpoint(safe, state.boot_id))
-            except OSError:
-                log.exception("checkpoint of %s failed", name)
+            except OSError as error:
+                # Disk full or failing: the previous checkpoint stays (a restart repeats, never skips).
+                log.error("checkpoint of %s failed (%s); keeping the previous one", name, error)
                 self.counts["checkpoint_errors"] += 1
                 continue
             state.tracker.last_saved = safe
             self.counts["checkpoints"] += 1
 
     async def _finish(self) -> None:
+        budget = self.settings.shutdown_timeout_seconds
+        if self._stop_requested_at is not None:
+            budget -= time.monotonic() - self._stop_requested_at  # the drain used part of it
         try:
-            await asyncio.wait_for(self.sink.flush(), self.settings.shutdown_timeout_seconds)
+            await asyncio.wait_for(self.sink.flush(), max(budget, 0.0))
         except (TimeoutError, Exception):
-            log.warning("sink did not flush within %.0f s", self.settings.shutdown_timeout_seconds)
+            log.warning("sink did not flush within %.1f s", max(budget, 0.0))
         self._checkpoint()
 
 
