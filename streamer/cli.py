@@ -74,9 +74,7 @@ def _print_summary(stderr: TextIO, stats: ScanStats, events: int) -> None:
             f"partial events): {assembly['summary_only_kills']}\n"
         )
     if stats.unread_times:
-        stderr.write(
-            f"  records kept without a time (date not readable): {listing(stats.unread_times)}\n"
-        )
+        stderr.write(f"  records kept without a time (date not readable): {listing(stats.unread_times)}\n")
     if skipped["journal_blob"]:
         stderr.write(
             f"  warning: {skipped['journal_blob']} unreadable records: journalctl printed them as "

@@ -150,16 +150,16 @@ BOUNDS: dict[str, tuple[str, str]] = {
     ),
     "dead_letter_events": (
         "dead letters sent without their embedded event, to fit the record size",
-        "kafka.max_request_size_bytes",
+        "sinks.kafka.max_request_size_bytes",
     ),
     "dead_letter_raw_lines": (
         "raw lines cut from the end of dead letters to fit the record size (raw_lines_truncated)",
-        "kafka.max_request_size_bytes",
+        "sinks.kafka.max_request_size_bytes",
     ),
-    "long_lines": ("input lines longer than the limit truncated", "pipeline.max_line_bytes"),
+    "long_lines": ("input lines longer than the limit truncated", "sources.files.max_line_bytes"),
     "k8s_object_long_lines": (
         "Kubernetes object lines longer than the limit skipped (they cannot be parsed)",
-        "pipeline.max_line_bytes",
+        "kubernetes.max_object_line_bytes",
     ),
     "journald_long_lines": ("journal entries longer than journalctl's line limit skipped", "fixed"),
     "kmsg_buffer": ("kmsg records dropped from the full read buffer (oldest first)", "fixed"),

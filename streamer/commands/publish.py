@@ -30,7 +30,6 @@ PROGRESS_INTERVAL_SECONDS = 0.1
 EXIT_DELIVERY_PROBLEMS = 1
 
 
-
 # -- progress ---------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,6 @@ from streamer.sinks.kafka import KafkaSinkConfig, classify_kafka_error, connecti
 POLL_MS = 200
 
 
-
 def _size(kb: Any) -> str:
     if not isinstance(kb, int):
         return "?"

@@ -98,6 +98,7 @@ COMPRESSION_PACKAGES: dict[str, str | None] = {
     "none": None,
 }
 
+
 def _pod_uid(event: AnyEvent) -> str | None:
     if isinstance(event, OomEvent):
         return event.cgroup.pod_uid

@@ -13,11 +13,13 @@ import io
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import BinaryIO, TextIO, cast
 
 from prometheus_client import CollectorRegistry
 
 from parsers.events import AnyEvent, OomEvent, event_to_json
+from streamer.registry import BuildContext, Component
 from streamer.sinks.base import (
     REASON_PARTIAL_REPORT,
     DeadLetter,
@@ -190,3 +192,18 @@ class StdoutSink(JsonLinesSink):
             await self.flush()
         finally:
             self._closed = True
+
+
+# -- the component: [sinks.stdout] ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StdoutOptions:
+    """No options: one JSON object per line on standard output."""
+
+
+async def build(options: StdoutOptions, context: BuildContext) -> StdoutSink:
+    return StdoutSink(sys.stdout.buffer, on_delivery=context.on_delivery, registry=context.metrics.registry)
+
+
+COMPONENT = Component(options=StdoutOptions, build=build, help="JSON lines on standard output")

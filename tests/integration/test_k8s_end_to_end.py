@@ -80,7 +80,7 @@ def start_service(tmp: Path, bootstrap: str, topic: str, kubeconfig: Path) -> su
         tmp,
         **kafka_settings(bootstrap, topic),
         NODE_NAME=NODE,
-        OOMSTREAM_SOURCE_KMSG_START="end",
+        OOMSTREAM_SOURCES_KMSG_START="end",
         OOMSTREAM_KUBERNETES_MODE="kubeconfig",
         OOMSTREAM_KUBERNETES_KUBECONFIG_PATH=str(kubeconfig),
         OOMSTREAM_KUBERNETES_POD_WAIT_SECONDS="10",

@@ -86,8 +86,8 @@ def test_kafka_outage_spools_the_kill_and_drains_it_when_kafka_returns(
             tmp_path,
             bootstrap,
             topic,
-            OOMSTREAM_KAFKA_DELIVERY_TIMEOUT_SECONDS="4",
-            OOMSTREAM_KAFKA_REQUEST_TIMEOUT_SECONDS="2",
+            OOMSTREAM_SINKS_KAFKA_DELIVERY_TIMEOUT_SECONDS="4",
+            OOMSTREAM_SINKS_KAFKA_REQUEST_TIMEOUT_SECONDS="2",
         )
         time.sleep(4.0)  # connected, topic created, ring backlog published
         cluster.stop()

@@ -42,7 +42,7 @@ SOURCE_EVENTS_FROM: dict[str, type | None] = {
     "k8s_watch": SignalTracker,
     "kafka_objects": SignalTracker,
 }
-SINK_MODULES = {"base", "file", "kafka", "stdout"}
+SINK_MODULES = {"base", "fanout", "file", "kafka", "kafka_component", "stdout"}
 
 
 def modules(package: object) -> set[str]:
