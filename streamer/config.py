@@ -1,6 +1,7 @@
 """The typed configuration of ``oomstream run``: TOML file, then environment, then command-line flags.
 
-Every option lives in exactly one frozen dataclass below, with its default, its unit in its name and
+Every option lives in exactly one frozen dataclass (below, or the component's own: the Kafka
+options are ``streamer.kafka.KafkaOptions``), with its default, its unit in its name and
 a one-line help text; the environment variables (``OOMSTREAM_<SECTION>_<OPTION>``), the flags
 (``--<section>-<option>``) and the name checks are generated from those dataclasses, so they cannot
 drift apart. ``deploy/oomstream.example.toml`` lists every option with its default (a test keeps it
@@ -10,8 +11,8 @@ Precedence: defaults < TOML file < environment < flags. Unknown keys are errors 
 silently falling back to a default is the worst kind of misconfiguration), with a suggestion.
 
 Secrets: ``kafka.sasl_password`` is a ``Secret`` (its repr is masked); ``sasl_password_file`` and
-``sasl_password_env`` name where to read it, lazily, via ``KafkaConfig.sasl_password_value()``, so a
-rotated secret file is read at (re)connect time and nothing secret sits in ``Config``.
+``sasl_password_env`` name where to read it; ``streamer.kafka.connection`` reads it when a client
+is built and again at every reconnection, so a rotated secret file takes effect without a restart.
 """
 
 from __future__ import annotations
@@ -25,24 +26,22 @@ import tomllib
 import types
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from streamer.errors import ConfigError
+from streamer.kafka.options import MASK, TOPIC_NAME, KafkaOptions, Secret
+
+__all__ = ["ConfigError", "KafkaOptions", "Secret"]
 
 ENV_PREFIX = "OOMSTREAM_"
 ENV_CONFIG_PATH = "OOMSTREAM_CONFIG"  # path of the TOML file when --config is not given
 ENV_BOOTSTRAP_ALIAS = "OOMSTREAM_KAFKA_BOOTSTRAP"  # short alias of OOMSTREAM_KAFKA_BOOTSTRAP_SERVERS
-MASK = "****"
 _FLAG_DEST_PREFIX = "oomstream_config__"
 
 SourceKind = Literal["auto", "kmsg", "journald", "file", "stdin"]
 KmsgStart = Literal["checkpoint", "oldest", "end"]
 # The framing formats of parsers.framing.FORMATS (a test keeps the two equal).
 FileFormat = Literal["auto", "kmsg", "dmesg", "dmesg-T", "syslog", "journal-json", "journalctl", "plain"]
-Acks = Literal["all"]
-Compression = Literal["zstd", "gzip", "lz4", "snappy", "none"]
-PartialPolicy = Literal["both", "dead_letter_only"]
-TopicPolicy = Literal["create", "check"]
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
 OutputSink = Literal["kafka", "stdout", "file"]
@@ -59,47 +58,14 @@ DEFAULT_LABEL_ALLOWLIST = (
     "team",
 )
 
-# Event fields a Kafka record key can be taken from (the first one that is set wins).
-KEY_FIELDS = ("pod_uid", "container_id", "host", "boot_id", "oom_memcg", "task_memcg", "event_id")
-
-_HOST_PORT = re.compile(r"\[?[\w.:-]+\]?:\d{1,5}")
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+_TOPIC = TOPIC_NAME
+# Options renamed since a release: the old key's error names the new one.
+RENAMED = {"kafka.deadletter_topic": "kafka.dead_letter_topic", "kafka.key": "kafka.key_fields"}
 _SIZE = re.compile(r"\s*(\d+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "B": 1}
 for _exp, _letter in enumerate("KMGT", start=1):
     _SIZE_UNITS[_letter] = _SIZE_UNITS[_letter + "IB"] = 1024**_exp
     _SIZE_UNITS[_letter + "B"] = 1000**_exp
-
-
-class ConfigError(Exception):
-    """A configuration problem; the message names the option, the bad value and where it came from."""
-
-    def __init__(self, message: str, *, key: str | None = None) -> None:
-        super().__init__(message)
-        self.key = key  # dotted option name, when one is at fault
-
-
-class Secret:
-    """A string that never shows itself in repr/str (config dumps, tracebacks, logs)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({MASK!r})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 def _help(text: str, *, csv: bool = False) -> dict[str, Any]:
@@ -182,236 +148,6 @@ class SourceConfig:
             raise _fail(s, "files", "contains an empty path")
         if self.journald_since is not None and not self.journald_since.strip():
             raise _fail(s, "journald_since", "must not be empty (leave it unset for the current boot)")
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaConfig:
-    SECTION: ClassVar[str] = "kafka"
-
-    bootstrap_servers: tuple[str, ...] = field(
-        default=(),
-        metadata=_help(
-            "broker host:port list (or one comma-separated string); empty: not configured", csv=True
-        ),
-    )
-    events_topic: str = field(default="oomstream.events.v1", metadata=_help("topic for OOM events"))
-    deadletter_topic: str = field(
-        default="oomstream.deadletter.v1",
-        metadata=_help("topic for partial/unparseable reports with raw lines; empty: none"),
-    )
-    client_id: str = field(default="oomstream", metadata=_help("Kafka client id (broker logs, quotas)"))
-    acks: Acks = field(
-        default="all",
-        metadata=_help("fixed: every in-sync replica must have an event before it counts as sent"),
-    )
-    compression: Compression = field(
-        default="zstd", metadata=_help("record batch compression: zstd, gzip, lz4, snappy, none")
-    )
-    linger_ms: int = field(default=5, metadata=_help("wait this long to fill a batch before sending"))
-    batch_size_bytes: int = field(default=262144, metadata=_help("maximum record batch size per partition"))
-    max_request_size_bytes: int = field(
-        default=1048576, metadata=_help("largest produce request (and record) sent")
-    )
-    max_in_flight: int = field(
-        default=20000, metadata=_help("events submitted and not yet acknowledged, at most (backpressure)")
-    )
-    request_timeout_seconds: float = field(
-        default=30.0, metadata=_help("one produce/metadata request, at most")
-    )
-    connect_timeout_seconds: float = field(
-        default=10.0, metadata=_help("first connection to the cluster at start, at most")
-    )
-    delivery_timeout_seconds: float = field(
-        default=120.0,
-        metadata=_help("submit to final outcome, retries included; then the event fails (and is spooled)"),
-    )
-    key: tuple[str, ...] = field(
-        default=("pod_uid", "container_id", "host"),
-        metadata=_help(
-            "record key: the first of these event fields that is set (" + ", ".join(KEY_FIELDS) + ")",
-            csv=True,
-        ),
-    )
-    partial_events: PartialPolicy = field(
-        default="both",
-        metadata=_help("partial reports: both (events topic + dead letter) or dead_letter_only"),
-    )
-    topic_policy: TopicPolicy = field(
-        default="create", metadata=_help("missing topics: create them, or check (fail at start)")
-    )
-    topic_partitions: int = field(default=6, metadata=_help("partitions of topics this service creates"))
-    topic_replication_factor: int = field(
-        default=0, metadata=_help("replication of topics it creates; 0: min(3, brokers)")
-    )
-    security_protocol: SecurityProtocol = field(
-        default="PLAINTEXT", metadata=_help("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-    )
-    sasl_mechanism: SaslMechanism = field(
-        default="PLAIN", metadata=_help("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-    )
-    sasl_username: str | None = field(default=None, metadata=_help("SASL user name"))
-    sasl_password: Secret | None = field(
-        default=None,
-        metadata=_help("SASL password as a value (masked in output); prefer sasl_password_file or _env"),
-    )
-    sasl_password_file: str | None = field(
-        default=None, metadata=_help("file holding the SASL password, read at connect time")
-    )
-    sasl_password_env: str | None = field(
-        default=None, metadata=_help("environment variable holding the SASL password")
-    )
-    ssl_cafile: str | None = field(
-        default=None, metadata=_help("CA bundle to verify brokers; unset: the system CAs")
-    )
-    ssl_certfile: str | None = field(default=None, metadata=_help("client certificate (PEM) for mutual TLS"))
-    ssl_keyfile: str | None = field(
-        default=None, metadata=_help("client private key (PEM); unset: in ssl_certfile")
-    )
-    ssl_key_password_file: str | None = field(
-        default=None, metadata=_help("file holding the private key's password")
-    )
-    ssl_key_password_env: str | None = field(
-        default=None, metadata=_help("environment variable holding the private key's password")
-    )
-    ssl_check_hostname: bool = field(
-        default=True, metadata=_help("verify that broker certificates match their host names")
-    )
-
-    def __post_init__(self) -> None:
-        s = self.SECTION
-        for server in self.bootstrap_servers:
-            if not _HOST_PORT.fullmatch(server.strip()):
-                raise _fail(s, "bootstrap_servers", f"{server!r} is not host:port")
-        for key in ("events_topic", "deadletter_topic"):
-            topic = getattr(self, key)
-            if (topic or key == "events_topic") and not _TOPIC.fullmatch(topic):
-                raise _fail(s, key, f"{topic!r} is not a valid topic name ([A-Za-z0-9._-], 1 to 249)")
-        if self.partial_events == "dead_letter_only" and not self.deadletter_topic:
-            raise _fail(s, "partial_events", "'dead_letter_only' needs a deadletter_topic")
-        if not self.client_id:
-            raise _fail(s, "client_id", "must not be empty")
-        if not self.key:
-            raise _fail(s, "key", "needs at least one field")
-        for name in self.key:
-            if name not in KEY_FIELDS:
-                raise _fail(s, "key", f"unknown field {name!r}{_suggest(name, KEY_FIELDS)}")
-        _positive(
-            s,
-            self,
-            "batch_size_bytes",
-            "max_request_size_bytes",
-            "max_in_flight",
-            "request_timeout_seconds",
-            "connect_timeout_seconds",
-            "delivery_timeout_seconds",
-            "topic_partitions",
-        )
-        _non_negative(s, self, "linger_ms", "topic_replication_factor")
-        password_sources = [
-            k for k in ("sasl_password", "sasl_password_file", "sasl_password_env") if getattr(self, k)
-        ]
-        if len(password_sources) > 1:
-            raise _fail(s, password_sources[1], f"set only one of {', '.join(password_sources)}")
-        if self.security_protocol.startswith("SASL_"):
-            if not self.sasl_username:
-                raise _fail(
-                    s, "sasl_username", f"required with security_protocol = {self.security_protocol!r}"
-                )
-            if not password_sources:
-                raise _fail(
-                    s,
-                    "sasl_password_file",
-                    f"security_protocol = {self.security_protocol!r} needs sasl_password_file, "
-                    "sasl_password_env or sasl_password",
-                )
-        else:
-            for key in ("sasl_username", *password_sources):
-                if getattr(self, key):
-                    raise _fail(
-                        s, key, f"is set but security_protocol = {self.security_protocol!r} uses no SASL"
-                    )
-        if not self.security_protocol.endswith("SSL"):
-            for key in (
-                "ssl_cafile",
-                "ssl_certfile",
-                "ssl_keyfile",
-                "ssl_key_password_file",
-                "ssl_key_password_env",
-            ):
-                if getattr(self, key):
-                    raise _fail(
-                        s, key, f"is set but security_protocol = {self.security_protocol!r} uses no TLS"
-                    )
-        if self.ssl_keyfile and not self.ssl_certfile:
-            raise _fail(s, "ssl_keyfile", "needs ssl_certfile (the client certificate)")
-        if self.ssl_key_password_file and self.ssl_key_password_env:
-            raise _fail(
-                s, "ssl_key_password_env", "set only one of ssl_key_password_file, ssl_key_password_env"
-            )
-
-    @property
-    def configured(self) -> bool:
-        """False when no broker is configured (the caller decides: error, or a local broker)."""
-        return bool(self.bootstrap_servers)
-
-    def sasl_password_value(self, env: Mapping[str, str] | None = None) -> str | None:
-        """The SASL password, read now from its value, file or variable; None without SASL."""
-        return _read_secret(
-            self.sasl_password, self.sasl_password_file, self.sasl_password_env, "sasl_password", env
-        )
-
-    def ssl_key_password_value(self, env: Mapping[str, str] | None = None) -> str | None:
-        return _read_secret(
-            None, self.ssl_key_password_file, self.ssl_key_password_env, "ssl_key_password", env
-        )
-
-    def sink_options(self) -> dict[str, Any]:
-        """The options in the key names of ``streamer.sinks.kafka.KafkaSinkConfig.from_mapping``.
-
-        ``sasl_password`` (a literal value) has no counterpart there: that sink only reads secrets
-        from a file or a variable, so the caller must pass it another way.
-        """
-        renamed = {
-            "deadletter_topic": "dead_letter_topic",
-            "key": "key_fields",
-            "delivery_timeout_seconds": "retry_max_seconds",
-        }
-        skipped = {"acks", "sasl_password"}  # acks=all is what that sink always does
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in skipped or value is None:
-                continue
-            out[renamed.get(f.name, f.name)] = list(value) if isinstance(value, tuple) else value
-        return out
-
-
-def _read_secret(
-    value: Secret | None, path: str | None, env_name: str | None, what: str, env: Mapping[str, str] | None
-) -> str | None:
-    if value is not None:
-        return value.reveal()
-    if path:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read().rstrip("\r\n")
-        except OSError as error:
-            raise ConfigError(
-                f"kafka.{what}_file = {path!r}: cannot read ({error.strerror or error})",
-                key=f"kafka.{what}_file",
-            ) from None
-        if not text:
-            raise ConfigError(f"kafka.{what}_file = {path!r}: file is empty", key=f"kafka.{what}_file")
-        return text
-    if env_name:
-        text = (os.environ if env is None else env).get(env_name, "")
-        if not text:
-            raise ConfigError(
-                f"kafka.{what}_env = {env_name!r}: environment variable is unset or empty",
-                key=f"kafka.{what}_env",
-            )
-        return text
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -681,7 +417,7 @@ class KubernetesConfig:
 
 SECTIONS: dict[str, type[Any]] = {
     "source": SourceConfig,
-    "kafka": KafkaConfig,
+    "kafka": KafkaOptions,
     "spool": SpoolConfig,
     "state": StateConfig,
     "metrics": MetricsConfig,
@@ -696,7 +432,7 @@ TOP_LEVEL_HELP = {"node_name": "node name put on events; unset: $NODE_NAME, else
 @dataclass(frozen=True, slots=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
-    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    kafka: KafkaOptions = field(default_factory=KafkaOptions)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     state: StateConfig = field(default_factory=StateConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -715,6 +451,8 @@ class Config:
             obj = getattr(self, section)
             values: dict[str, Any] = {}
             for f in fields(obj):
+                if not f.metadata.get("option", True):
+                    continue
                 value = getattr(obj, f.name)
                 if isinstance(value, Secret):
                     value = MASK
@@ -769,6 +507,8 @@ def option_specs() -> list[OptionSpec]:
     for section, cls in SECTIONS.items():
         hints = get_type_hints(cls)
         for f in fields(cls):
+            if not f.metadata.get("option", True):
+                continue
             spec_type = hints[f.name]
             specs.append(
                 OptionSpec(
@@ -793,6 +533,13 @@ def _inner_types(spec: Any) -> tuple[Any, ...]:
 
 def _specs_by_key() -> dict[str, OptionSpec]:
     return {spec.key: spec for spec in option_specs()}
+
+
+def _renamed_or_suggest(key: str, choices: Collection[str], word: str | None = None) -> str:
+    """" (renamed to ...)" for a key that was renamed, else a close match of ``word``."""
+    if key in RENAMED:
+        return f" (renamed: use {RENAMED[key]!r})"
+    return _suggest(key if word is None else word, choices)
 
 
 def _suggest(word: str, choices: Collection[str], quote: bool = True) -> str:
@@ -946,17 +693,25 @@ def load_config(
     for key, value in (overrides or {}).items():
         spec = specs.get(key)
         if spec is None:
-            raise ConfigError(f"unknown option {key!r}{_suggest(key, specs)}", key=key)
+            raise ConfigError(f"unknown option {key!r}{_renamed_or_suggest(key, specs)}", key=key)
         values[key] = _Value(value, spec.flag, from_string=isinstance(value, str))
     # Variables that *_env options name hold secrets, not configuration: they are allowed.
     referenced = {str(v.value) for k, v in values.items() if k.endswith("_env") and isinstance(v.value, str)}
+    renamed_env = {_env_name(old): new for old, new in RENAMED.items()}
     for name in unknown_env:
+        if name in renamed_env:
+            new_name = _env_name(renamed_env[name])
+            raise ConfigError(f"{name}: renamed, use {new_name}", key=renamed_env[name])
         if name not in referenced and name not in allowed_env:
             valid = [spec.env_name for spec in specs.values()] + [ENV_BOOTSTRAP_ALIAS, ENV_CONFIG_PATH]
             raise ConfigError(
                 f"{name}: unknown configuration variable{_suggest(name, valid, quote=False)}", key=None
             )
     return _build(values, specs)
+
+
+def _env_name(key: str) -> str:
+    return ENV_PREFIX + key.replace(".", "_").upper()
 
 
 def _read_toml(path: str, specs: Mapping[str, OptionSpec]) -> dict[str, Any]:
@@ -979,7 +734,8 @@ def _read_toml(path: str, specs: Mapping[str, OptionSpec]) -> dict[str, Any]:
             for option, value in content.items():
                 key = f"{name}.{option}"
                 if key not in specs:
-                    raise ConfigError(f"{path}: unknown key {key!r}{_suggest(option, options)}", key=key)
+                    hint = _renamed_or_suggest(key, options, option)
+                    raise ConfigError(f"{path}: unknown key {key!r}{hint}", key=key)
                 out[key] = value
         elif name in top_level:
             out[name] = content
@@ -1047,6 +803,36 @@ def _where(origin: str, spec: OptionSpec) -> str:
     return f"{origin}: {spec.key}"
 
 
+SectionT = TypeVar("SectionT")
+
+
+def section_from_mapping(
+    cls: type[SectionT], mapping: Mapping[str, Any], origin: str, *, from_strings: bool = False
+) -> SectionT:
+    """One section's options from a plain mapping of option names (``-o KEY=VALUE`` pairs, a table
+    of another file), converted like the loader converts them; literal secrets are refused (put
+    them in a file or a variable: command lines are readable by every user)."""
+    section: str = getattr(cls, "SECTION")  # noqa: B009 - mypy cannot see the ClassVar of a TypeVar
+    specs = {spec.name: spec for spec in option_specs() if spec.section == section}
+    typed: dict[str, Any] = {}
+    for name, value in mapping.items():
+        spec = specs.get(name)
+        if spec is None:
+            hint = _renamed_or_suggest(f"{section}.{name}", list(specs), name)
+            raise ConfigError(f"unknown key {name!r} in {origin}{hint}", key=f"{section}.{name}")
+        if spec.secret:
+            raise ConfigError(
+                f"{name}: secrets are not accepted as values (in {origin}); put it in a file "
+                f"({name}_file) or an environment variable ({name}_env)",
+                key=spec.key,
+            )
+        try:
+            typed[name] = convert(spec, value, from_string=from_strings)
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error} (in {origin})", key=spec.key) from None
+    return cls(**typed, origin=origin)  # type: ignore[call-arg]
+
+
 def with_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
     """A copy of ``config`` with dotted-key overrides applied and validated (tests, programmatic use)."""
     specs = _specs_by_key()
@@ -1071,8 +857,11 @@ def with_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
 # -- command-line flags ----------------------------------------------------------------------------
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser, *, config_flag: bool = True) -> None:
-    """A ``--section-option`` flag for every option (secrets excepted), plus ``--config PATH``.
+def add_cli_arguments(
+    parser: argparse.ArgumentParser, *, config_flag: bool = True, sections: Collection[str] | None = None
+) -> None:
+    """A ``--section-option`` flag for every option (secrets excepted), plus ``--config PATH``;
+    ``sections``: only the options of these sections (``publish`` and ``tail``: kafka).
 
     Flags default to "not given" so that only what the user typed overrides the file and
     environment. Secret values have no flag: command lines are world-readable in /proc.
@@ -1089,7 +878,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, *, config_flag: bool = Tr
             help=f"TOML configuration file (default: ${ENV_CONFIG_PATH}, else built-in defaults)",
         )
     for spec in option_specs():
-        if spec.secret:
+        if spec.secret or (sections is not None and spec.section not in sections):
             continue
         base = _inner_types(spec.type)[0]
         default = "unset" if spec.default in (None, ()) else _show_default(spec.default)
@@ -1120,6 +909,30 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
     for spec in option_specs():
         if hasattr(args, spec.dest):
             out[spec.key] = getattr(args, spec.dest)
+    return out
+
+
+def option_overrides(section: str, pairs: Collection[str], origin: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings naming options of ``section`` as dotted-key overrides; unknown keys
+    and secret values (command lines are readable by every user) are errors."""
+    specs = {spec.name: spec for spec in option_specs() if spec.section == section}
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"{pair!r} in {origin}: expected KEY=VALUE", key=f"{section}.{name}")
+        spec = specs.get(name)
+        if spec is None:
+            hint = _renamed_or_suggest(f"{section}.{name}", list(specs), name)
+            raise ConfigError(f"unknown key {name!r} in {origin}{hint}", key=f"{section}.{name}")
+        if spec.secret:
+            raise ConfigError(
+                f"{name}: secrets are not accepted as values (in {origin}); put it in a file "
+                f"({name}_file) or an environment variable ({name}_env)",
+                key=spec.key,
+            )
+        out[spec.key] = value
     return out
 
 

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
-from streamer.config import ENV_BOOTSTRAP_ALIAS
-from streamer.errors import CliError
+from streamer.config import (
+    ENV_BOOTSTRAP_ALIAS,
+    add_cli_arguments,
+    load_config,
+    option_overrides,
+    overrides_from_args,
+)
+from streamer.errors import CliError, ConfigError
 from streamer.inputs import (
     InputError,
     ScanOptions,
@@ -23,8 +30,8 @@ from streamer.inputs import (
     iter_log_events,
     scan_options_from_args,
 )
-from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError, SinkConfigError
-from streamer.sinks.kafka import COMPRESSION_PACKAGES, KafkaSink, KafkaSinkConfig
+from streamer.kafka import KafkaOptions
+from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError
 
 PROGRESS_INTERVAL_SECONDS = 0.1
 EXIT_DELIVERY_PROBLEMS = 1
@@ -93,42 +100,42 @@ class PublishOutcome:
     seconds: float
 
 
-def kafka_config_from_args(args: argparse.Namespace, command: str) -> KafkaSinkConfig:
-    """--bootstrap / env, the named flags and the -o KEY=VALUE options, as one typed config."""
-    bootstrap = args.bootstrap or os.environ.get(ENV_BOOTSTRAP_ALIAS)
-    if not bootstrap:
+def kafka_options_from_args(args: argparse.Namespace, command: str) -> KafkaOptions:
+    """The Kafka options as ``oomstream run`` reads them (``--config`` file, ``OOMSTREAM_KAFKA_*``
+    variables, ``--kafka-*`` flags), plus this command's short forms: ``--bootstrap``, ``--topic``
+    and ``-o KEY=VALUE``."""
+    origin = f"oomstream {command} options"
+    try:
+        overrides: dict[str, object] = overrides_from_args(args)
+        if args.bootstrap:
+            overrides["kafka.bootstrap_servers"] = args.bootstrap
+        if args.topic:
+            overrides["kafka.events_topic"] = args.topic
+        overrides.update(option_overrides("kafka", args.kafka_options or [], origin))
+        config = load_config(args.config_path, os.environ, overrides)
+    except ConfigError as error:
+        raise CliError(str(error)) from None
+    if not config.kafka.configured:
         raise CliError(
             "no Kafka bootstrap servers: pass --bootstrap HOST:PORT[,HOST:PORT...] "
-            f"or set {ENV_BOOTSTRAP_ALIAS}"
+            f"or set {ENV_BOOTSTRAP_ALIAS} (or kafka.bootstrap_servers in --config FILE)"
         )
-    origin = f"oomstream {command} options" + ("" if args.bootstrap else f" and {ENV_BOOTSTRAP_ALIAS}")
-    base: dict[str, Any] = {"bootstrap_servers": bootstrap}
-    for attribute, key in (
-        ("topic", "events_topic"),
-        ("dead_letter_topic", "dead_letter_topic"),
-        ("compression", "compression"),
-        ("topic_policy", "topic_policy"),
-        ("max_in_flight", "max_in_flight"),
-        ("connect_timeout_seconds", "connect_timeout_seconds"),
-    ):
-        value = getattr(args, attribute, None)
-        if value is not None:
-            base[key] = value
-    try:
-        return KafkaSinkConfig.from_strings(args.kafka_options or [], origin, base=base)
-    except SinkConfigError as error:
-        raise CliError(str(error)) from None
+    if args.config_path:
+        origin += f" and {args.config_path}"
+    return dataclasses.replace(config.kafka, origin=origin)
 
 
 async def publish_files(
     paths: Sequence[str],
-    config: KafkaSinkConfig,
+    config: KafkaOptions,
     options: ScanOptions,
     progress: Progress,
 ) -> PublishOutcome:
     tally = DeliveryTally()
     started = time.perf_counter()
     events = 0
+    from streamer.sinks.kafka import KafkaSink
+
     try:
         async with KafkaSink(config, on_delivery=tally, name="publish") as sink:
             for event in iter_log_events(paths, options, on_progress=progress.add_bytes):
@@ -158,7 +165,7 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         raise CliError(str(error)) from None
     if paths.count("-") > 1:
         raise CliError("stdin (-) can be read only once")
-    config = kafka_config_from_args(args, "publish")
+    config = kafka_options_from_args(args, "publish")
     total = 0
     for path in paths:
         if path != "-":
@@ -171,7 +178,7 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     stderr.write(
         f"oomstream publish: {outcome.files} input(s), {outcome.bytes} bytes, {outcome.events} events "
         f"in {outcome.seconds:.2f}s ({rate:.0f}/s) to {config.events_topic} on "
-        f"{','.join(config.bootstrap_servers)}: {tally.sent} sent "
+        f"{config.servers}: {tally.sent} sent "
         f"({tally.dead_letter_copies} partial, also dead-lettered), "
         f"{tally.dead_lettered} dead-lettered instead, {tally.failed} failed\n"
     )
@@ -185,29 +192,30 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
 
 
 def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    """Connection options shared by publish and tail."""
+    """The Kafka options of ``oomstream run`` (``--config FILE``, ``--kafka-*``), shared by publish
+    and tail, and their short forms."""
     parser.add_argument(
         "--bootstrap",
         default=None,
         metavar="HOST:PORT[,...]",
-        help=f"Kafka bootstrap servers (default: ${ENV_BOOTSTRAP_ALIAS})",
+        help="Kafka bootstrap servers, short for --kafka-bootstrap-servers "
+        f"(default: ${ENV_BOOTSTRAP_ALIAS})",
     )
-    parser.add_argument("--topic", default=None, help="events topic (default: oomstream.events.v1)")
+    parser.add_argument(
+        "--topic",
+        default=None,
+        help="events topic, short for --kafka-events-topic (default: oomstream.events.v1)",
+    )
     parser.add_argument(
         "-o",
         "--kafka-option",
         dest="kafka_options",
         action="append",
         metavar="KEY=VALUE",
-        help="any Kafka sink setting, e.g. -o security_protocol=SASL_SSL -o sasl_username=u "
+        help="any Kafka option by its name, e.g. -o security_protocol=SASL_SSL -o sasl_username=u "
         "-o sasl_password_file=/run/secrets/kafka -o linger_ms=10 (repeatable)",
     )
-    parser.add_argument(
-        "--connect-timeout-seconds",
-        type=float,
-        default=None,
-        help="give up connecting after this long (default: 10)",
-    )
+    add_cli_arguments(parser, sections=("kafka",))
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -220,22 +228,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="log files (gzip ok); - for stdin")
     add_kafka_arguments(parser)
-    parser.add_argument("--dead-letter-topic", default=None, help="default: oomstream.deadletter.v1")
-    parser.add_argument(
-        "--compression",
-        default=None,
-        choices=tuple(COMPRESSION_PACKAGES),
-        help="default: zstd (zstd, lz4, snappy need the cramjam package)",
-    )
-    parser.add_argument(
-        "--topic-policy",
-        default=None,
-        choices=("create", "check"),
-        help="create missing topics (default) or only check that they exist",
-    )
-    parser.add_argument(
-        "--max-in-flight", type=int, default=None, help="unacknowledged events (default 20000)"
-    )
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,

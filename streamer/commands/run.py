@@ -25,6 +25,7 @@ from streamer.enrich.incidents import Correlator
 from streamer.enrich.pid_index import PidIndex
 from streamer.enrich.pods import PodCache
 from streamer.errors import CliError
+from streamer.kafka import KafkaOptions
 from streamer.kube.api import KubeApi, KubeApiConfig, KubeApiError
 from streamer.logging_setup import setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
@@ -37,8 +38,6 @@ from streamer.pipeline import (
 )
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
 from streamer.sinks.file import FileSink
-from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig, connection_kwargs
-from streamer.sinks.kafka import Secret as SinkSecret
 from streamer.sinks.stdout import StdoutSink
 from streamer.sources.base import Source, SourceError
 from streamer.sources.files import FileSource
@@ -214,12 +213,9 @@ async def build_kubernetes(
         if not config.kafka.configured:
             raise CliError("kubernetes.objects_kafka_topic needs kafka.bootstrap_servers")
         # The same brokers and security settings (TLS, SASL) as the sink.
-        security = connection_kwargs(kafka_sink_config(config))
-        for key in ("bootstrap_servers", "client_id", "request_timeout_ms"):
-            security.pop(key, None)
         sources.append(
             KafkaObjectsSource(
-                consumer_options=security,
+                kafka=kafka_sink_config(config),
                 bootstrap_servers=config.kafka.bootstrap_servers,
                 topic=kube.objects_kafka_topic,
                 group_id=kube.objects_kafka_group,
@@ -239,15 +235,10 @@ async def build_kubernetes(
     return KubernetesParts(enricher, sources, correlator, watch, mode)
 
 
-def kafka_sink_config(config: Config) -> KafkaSinkConfig:
-    """The sink's view of [kafka], with a literal ``kafka.sasl_password`` carried over
-    (``sink_options`` leaves it out: the sink takes no secret values from a mapping)."""
-    literal = config.kafka.sasl_password
-    return KafkaSinkConfig.from_mapping(
-        config.kafka.sink_options(),
-        "configuration",
-        sasl_password=None if literal is None else SinkSecret(literal.reveal()),
-    )
+def kafka_sink_config(config: Config) -> KafkaOptions:
+    """[kafka] as the Kafka clients use it (the same object: one declaration of every option),
+    named "configuration" in their errors."""
+    return dataclasses.replace(config.kafka, origin="configuration")
 
 
 def build_sink(config: Config, metrics: Metrics, pipeline_ref: list[Pipeline]) -> Sink:
@@ -260,6 +251,8 @@ def build_sink(config: Config, metrics: Metrics, pipeline_ref: list[Pipeline]) -
     if output.sink == "file":
         assert output.path is not None
         return FileSink(output.path, on_delivery=on_delivery, registry=metrics.registry)
+    from streamer.sinks.kafka import KafkaSink
+
     sink_config = kafka_sink_config(config)
     # Shutdown must end in bounded time even with every broker gone: whatever is still unsent
     # then is reported failed, so the pipeline spools it and does not checkpoint past it.

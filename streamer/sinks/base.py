@@ -26,6 +26,9 @@ import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from parsers.events import AnyEvent, IncidentEvent, OomEvent, event_to_dict, format_time
+from streamer.errors import FatalSinkError, RetriableSinkError, SinkConfigError, SinkError
+
+__all__ = ["FatalSinkError", "RetriableSinkError", "SinkConfigError", "SinkError"]
 
 log = logging.getLogger("oomstream.sinks")
 
@@ -35,26 +38,6 @@ DEAD_LETTER_VERSION = 1
 # Dead-letter reasons that are not errors: the input itself was incomplete or unreadable.
 REASON_PARTIAL_REPORT = "partial_report"
 REASON_UNPARSEABLE = "unparseable_input"
-
-
-class SinkError(Exception):
-    """Base of every sink error. ``setting`` names the configuration key at fault, when one is."""
-
-    def __init__(self, message: str, *, setting: str | None = None) -> None:
-        super().__init__(message)
-        self.setting = setting
-
-
-class RetriableSinkError(SinkError):
-    """Transient: the same operation may succeed later (broker moved, timed out, connection lost)."""
-
-
-class FatalSinkError(SinkError):
-    """Retrying cannot help: bad configuration, authorization, a record the broker will never take."""
-
-
-class SinkConfigError(FatalSinkError, ValueError):
-    """The sink's configuration is invalid; the message names the key and where it came from."""
 
 
 class SinkClosedError(FatalSinkError):

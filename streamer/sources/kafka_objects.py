@@ -15,7 +15,7 @@ partitions are revoked (rebalance) and in ``aclose``.
 
 Positions: ``Source(kind="k8s_kafka", format="k8s_json", position={"topic", "partition", "offset"})``.
 
-Errors: start-up retries what ``streamer.sinks.kafka.classify_kafka_error`` calls retriable
+Errors: start-up retries what ``streamer.kafka.classify_kafka_error`` calls retriable
 (connection refused, no broker yet, timeouts) until ``connect_timeout_seconds``, then raises
 ``KafkaSourceError`` naming the bootstrap servers; fatal errors (authentication, authorization,
 invalid topic) raise at once. While running, retriable fetch and commit errors are logged,
@@ -37,7 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 from parsers.events import K8sEvent, Source
-from streamer.sinks.kafka import classify_kafka_error, describe_error
+from streamer.kafka import (
+    Credentials,
+    KafkaOptions,
+    classify_kafka_error,
+    describe_error,
+    read_credentials_at_connect,
+    security_kwargs,
+)
 from streamer.sources.base import ClosingSource, SourceError
 from streamer.sources.files import MAX_LINE_BYTES
 from streamer.sources.k8s_objects import FORMAT, ObjectLineDecoder, ObjectTracker
@@ -94,7 +101,10 @@ class KafkaObjectsSource(ClosingSource):
         commit_interval_seconds: float = 1.0,
         max_line_bytes: int = MAX_LINE_BYTES,
         consumer_options: dict[str, Any] | None = None,
+        kafka: KafkaOptions | None = None,
     ) -> None:
+        """``kafka``: the service's Kafka options, for security (TLS, SASL; secrets are read again
+        at every connection); ``consumer_options``: further aiokafka consumer arguments."""
         if isinstance(bootstrap_servers, str):
             bootstrap_servers = [s for s in bootstrap_servers.split(",") if s.strip()]
         if not bootstrap_servers:
@@ -117,6 +127,7 @@ class KafkaObjectsSource(ClosingSource):
             self.name, self.counts, tracker=tracker, node=node, max_line_bytes=max_line_bytes
         )
         self._consumer_options = dict(consumer_options or {})
+        self._credentials = Credentials(kafka) if kafka is not None else None
         self._consumer: Any = None
         self._partitions: dict[int, _Partition] = {}
         self._dirty = False
@@ -194,8 +205,12 @@ class KafkaObjectsSource(ClosingSource):
             "auto_offset_reset": self.auto_offset_reset,
             "request_timeout_ms": max(1000, int(self.connect_timeout_seconds * 1000)),
         }
+        if self._credentials is not None:
+            options.update(security_kwargs(self._credentials.options, self._credentials))
         options.update(self._consumer_options)
         consumer = AIOKafkaConsumer(**options)
+        if self._credentials is not None:
+            read_credentials_at_connect(consumer, self._credentials)
         consumer.subscribe([self.topic], listener=Listener())
         return consumer
 

@@ -16,8 +16,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streamer.kafka import KafkaOptions
 from streamer.sinks import DeliveryStatus, DeliveryTally, FatalSinkError
-from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig
+from streamer.sinks.kafka import KafkaSink
 from tests.integration.kafka_broker import (
     LocalCluster,
     consume_all,
@@ -76,7 +77,7 @@ def secured(local_cluster_prerequisites: None) -> Iterator[LocalCluster]:
         cluster.clean()
 
 
-def sasl_config(mechanism: str, password_source: dict[str, str], **overrides: object) -> KafkaSinkConfig:
+def sasl_config(mechanism: str, password_source: dict[str, str], **overrides: object) -> KafkaOptions:
     settings: dict[str, object] = {
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": mechanism,
@@ -87,7 +88,7 @@ def sasl_config(mechanism: str, password_source: dict[str, str], **overrides: ob
     }
     settings.update(password_source)
     settings.update(overrides)
-    return KafkaSinkConfig((f"127.0.0.1:{PORT + 1}",), **settings)  # type: ignore[arg-type]
+    return KafkaOptions((f"127.0.0.1:{PORT + 1}",), **settings)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
@@ -152,7 +153,7 @@ async def test_write_denied_goes_to_dead_letter_and_pipeline_continues(
     readonly = f"it.saslro.events.{time.monotonic_ns()}"
     # The super user creates the topic; svc may only Describe it.
     async with KafkaSink(
-        KafkaSinkConfig((secured.bootstrap,), events_topic=readonly, dead_letter_topic=""),
+        KafkaOptions((secured.bootstrap,), events_topic=readonly, dead_letter_topic=""),
         registry=CollectorRegistry(),
     ):
         pass

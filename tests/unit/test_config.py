@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import tomllib
@@ -13,10 +12,11 @@ from typing import Any, get_args
 import pytest
 
 from streamer import config as cfg
+from streamer import kafka
 from streamer.config import (
     Config,
     ConfigError,
-    KafkaConfig,
+    KafkaOptions,
     Secret,
     add_cli_arguments,
     load_config,
@@ -24,7 +24,6 @@ from streamer.config import (
     overrides_from_args,
     with_overrides,
 )
-from streamer.sinks import kafka
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "oomstream.example.toml"
@@ -45,7 +44,7 @@ def test_defaults_need_nothing() -> None:
     assert config.kafka.bootstrap_servers == ()
     assert not config.kafka.configured
     assert config.kafka.events_topic == "oomstream.events.v1"
-    assert config.kafka.deadletter_topic == "oomstream.deadletter.v1"
+    assert config.kafka.dead_letter_topic == "oomstream.deadletter.v1"
     assert config.kafka.acks == "all"
     assert config.metrics.listen_address == "127.0.0.1:9464"
     assert config.source.kmsg_start == "checkpoint"
@@ -112,20 +111,27 @@ def test_every_option_has_help_and_a_unit_where_it_needs_one() -> None:
         assert spec.help, spec.key
         base = cfg._inner_types(spec.type)[0]
         if base in (int, float) and spec.name not in ("topic_partitions", "topic_replication_factor"):
-            assert re.search(r"_(seconds|ms|bytes)$", spec.name) or spec.name.startswith(
+            assert re.search(r"_(seconds|ms|bytes|attempts)$", spec.name) or spec.name.startswith(
                 ("queue_", "max_in", "max_tasks")
             ), spec.key
 
 
-def test_sink_options_use_the_kafka_sink_names() -> None:
-    names = {f.name for f in dataclasses.fields(kafka.KafkaSinkConfig)}
+def test_the_service_and_the_kafka_clients_share_one_options_class() -> None:
+    """No option is declared twice: [kafka] is the class the sink, the inputs, publish and tail use."""
     config = with_overrides(Config(), {"kafka.bootstrap_servers": "b1:9092"})
-    options = config.kafka.sink_options()
-    assert set(options) <= names
-    sink_config = kafka.KafkaSinkConfig.from_mapping(options, "test")
-    assert sink_config.bootstrap_servers == ("b1:9092",)
-    assert sink_config.dead_letter_topic == "oomstream.deadletter.v1"
-    assert sink_config.key_fields == ("pod_uid", "container_id", "host")
+    assert type(config.kafka) is kafka.KafkaOptions
+    assert config.kafka.bootstrap_servers == ("b1:9092",)
+    assert config.kafka.dead_letter_topic == "oomstream.deadletter.v1"
+    assert config.kafka.key_fields == ("pod_uid", "container_id", "host")
+    assert not hasattr(cfg, "KafkaConfig") and not hasattr(kafka, "KafkaSinkConfig")
+
+
+def test_renamed_kafka_options_name_the_new_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[kafka]\ndeadletter_topic = "x"\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'kafka.deadletter_topic' \(renamed: use 'kafka.dead_letter_topic'\)"):
+        load_config(path, {}, {})
+    with pytest.raises(ConfigError, match=r"OOMSTREAM_KAFKA_KEY: renamed, use OOMSTREAM_KAFKA_KEY_FIELDS"):
+        load_config(None, {"OOMSTREAM_KAFKA_KEY": "host"}, {})
 
 
 # -- precedence ------------------------------------------------------------------------------------
@@ -164,10 +170,10 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
 def test_bootstrap_alias_and_comma_lists(tmp_path: Path) -> None:
     env = {"OOMSTREAM_KAFKA_BOOTSTRAP": "k1:9092, k2:9093"}
     assert load_config(None, env, {}).kafka.bootstrap_servers == ("k1:9092", "k2:9093")
-    path = write(tmp_path, '[kafka]\nbootstrap_servers = "a:1,b:2"\nkey = "host"\n')
+    path = write(tmp_path, '[kafka]\nbootstrap_servers = "a:1,b:2"\nkey_fields = "host"\n')
     config = load_config(path, {}, {})
     assert config.kafka.bootstrap_servers == ("a:1", "b:2")
-    assert config.kafka.key == ("host",)
+    assert config.kafka.key_fields == ("host",)
     both = {"OOMSTREAM_KAFKA_BOOTSTRAP": "a:1", "OOMSTREAM_KAFKA_BOOTSTRAP_SERVERS": "b:2"}
     with pytest.raises(ConfigError, match="both set"):
         load_config(None, both, {})
@@ -288,8 +294,8 @@ def test_file_type_errors(tmp_path: Path) -> None:
     path = write(tmp_path, "[source]\nfollow = 1\n", "b.toml")
     with pytest.raises(ConfigError, match=r"source\.follow: expected true or false, got 1"):
         load_config(path, {}, {})
-    path = write(tmp_path, "[kafka]\nkey = [1, 2]\n", "c.toml")
-    with pytest.raises(ConfigError, match=r"kafka\.key: expected a list of strings"):
+    path = write(tmp_path, "[kafka]\nkey_fields = [1, 2]\n", "c.toml")
+    with pytest.raises(ConfigError, match=r"kafka\.key_fields: expected a list of strings"):
         load_config(path, {}, {})
 
 
@@ -313,7 +319,7 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         ({"kafka.acks": "1"}, r"kafka.acks.*one of 'all', got '1'"),
         ({"kafka.bootstrap_servers": "broker"}, r"kafka.bootstrap_servers: 'broker' is not host:port"),
         ({"kafka.events_topic": "bad topic"}, r"kafka.events_topic: 'bad topic' is not a valid topic name"),
-        ({"kafka.key": "pod_uid,podname"}, r"kafka.key: unknown field 'podname'"),
+        ({"kafka.key_fields": "pod_uid,podname"}, r"kafka.key_fields: unknown field 'podname'"),
         ({"output.sink": "file"}, r"output.path: required when output.sink = 'file'"),
         ({"output.path": "/tmp/x"}, r"output.path: is set but output.sink = 'kafka'"),
         ({"source.kind": "file"}, r"source.files: required when source.kind = 'file'"),
@@ -412,7 +418,7 @@ def test_only_one_password_source() -> None:
 
 
 def test_no_password_without_sasl() -> None:
-    assert KafkaConfig().sasl_password_value() is None
+    assert KafkaOptions().sasl_password_value() is None
 
 
 # -- command-line flags ----------------------------------------------------------------------------
