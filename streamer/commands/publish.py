@@ -14,23 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from streamer.config import (
-    ENV_BOOTSTRAP_ALIAS,
-    add_cli_arguments,
-    load_config,
-    option_overrides,
-    overrides_from_args,
-)
+from streamer.commands.arguments import add_kafka_arguments, add_publish_parser
+from streamer.config import ENV_BOOTSTRAP_ALIAS, load_config, option_overrides, overrides_from_args
 from streamer.errors import CliError, ConfigError
 from streamer.inputs import (
     InputError,
     ScanOptions,
-    add_scan_arguments,
     check_inputs,
     iter_log_events,
     scan_options_from_args,
 )
 from streamer.kafka import KafkaOptions
+
+__all__ = ["add_kafka_arguments", "add_parser", "cmd_publish", "kafka_options_from_args"]
 from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError
 
 PROGRESS_INTERVAL_SECONDS = 0.1
@@ -191,48 +187,4 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     return EXIT_DELIVERY_PROBLEMS if tally.failed or refused else 0
 
 
-def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    """The Kafka options of ``oomstream run`` (``--config FILE``, ``--kafka-*``), shared by publish
-    and tail, and their short forms."""
-    parser.add_argument(
-        "--bootstrap",
-        default=None,
-        metavar="HOST:PORT[,...]",
-        help="Kafka bootstrap servers, short for --kafka-bootstrap-servers "
-        f"(default: ${ENV_BOOTSTRAP_ALIAS})",
-    )
-    parser.add_argument(
-        "--topic",
-        default=None,
-        help="events topic, short for --kafka-events-topic (default: oomstream.events.v1)",
-    )
-    parser.add_argument(
-        "-o",
-        "--kafka-option",
-        dest="kafka_options",
-        action="append",
-        metavar="KEY=VALUE",
-        help="any Kafka option by its name, e.g. -o security_protocol=SASL_SSL -o sasl_username=u "
-        "-o sasl_password_file=/run/secrets/kafka -o linger_ms=10 (repeatable)",
-    )
-    add_cli_arguments(parser, sections=("kafka",))
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "publish",
-        help="parse kernel logs like `parse` and send the events to Kafka",
-        description="Parse kernel logs exactly like `oomstream parse` and publish the events to Kafka "
-        "(acks=all, idempotent). Exit status 1 if any event failed or was dead-lettered "
-        "instead of sent; partial events are sent and also dead-lettered with their raw lines.",
-    )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="log files (gzip ok); - for stdin")
-    add_kafka_arguments(parser)
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
-    add_scan_arguments(parser)
-    parser.set_defaults(handler=cmd_publish)
+add_parser = add_publish_parser  # the arguments live in streamer/commands/arguments.py (light)

@@ -12,14 +12,13 @@ import signal
 import sys
 from typing import Any, TextIO
 
-import orjson
-
 from parsers.events import AnyEvent, event_to_dict
 from parsers.k8s import SignalTracker
 from parsers.records import SourcePosition
 from streamer.checkpoint import CheckpointStore
+from streamer.commands.arguments import add_run_parser, cmd_check_config
 from streamer.commands.tail import format_event_line
-from streamer.config import Config, ConfigError, add_cli_arguments, load_config, overrides_from_args
+from streamer.config import Config, ConfigError, load_config, overrides_from_args
 from streamer.enrich.enricher import Enricher
 from streamer.enrich.incidents import Correlator
 from streamer.enrich.pid_index import PidIndex
@@ -50,6 +49,7 @@ from streamer.sources.select import auto_select
 from streamer.sources.signals import SignalSource
 from streamer.spool import Spool
 
+__all__ = ["add_parser", "cmd_check_config", "cmd_run"]
 log = logging.getLogger("oomstream.run")
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -61,17 +61,6 @@ def _load(args: argparse.Namespace) -> Config:
         return load_config(args.config_path, os.environ, overrides_from_args(args))
     except ConfigError as error:
         raise CliError(str(error)) from None
-
-
-def cmd_check_config(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    config = _load(args)
-    stdout.write(orjson.dumps(config.redacted(), option=orjson.OPT_INDENT_2).decode() + "\n")
-    if not config.kafka.configured and config.output.sink == "kafka":
-        stderr.write(
-            "note: kafka.bootstrap_servers is not set (OOMSTREAM_KAFKA_BOOTSTRAP); "
-            "`make run` starts a local broker and sets it\n"
-        )
-    return 0
 
 
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -355,18 +344,5 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = subparsers.add_parser(
-        "run",
-        help="follow this node's kernel log and publish every OOM kill (the node service)",
-        description="Follow the kernel log (kmsg, journald or files), assemble OOM reports and publish "
-        "events; options come from --config FILE, OOMSTREAM_* variables and these flags.",
-    )
-    add_cli_arguments(run)
-    run.add_argument("--quiet", action="store_true", help="do not print a line per published event")
-    run.set_defaults(handler=cmd_run)
-    check = subparsers.add_parser(
-        "check-config", help="validate the configuration and print it (secrets masked)"
-    )
-    add_cli_arguments(check)
-    check.set_defaults(handler=cmd_check_config)
+# The arguments and check-config live in streamer/commands/arguments.py: they import nothing heavy.
+add_parser = add_run_parser

@@ -10,7 +10,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from streamer.commands.publish import add_kafka_arguments, kafka_options_from_args
+from streamer.commands.arguments import add_tail_parser
+from streamer.commands.publish import kafka_options_from_args
 from streamer.errors import CliError
 from streamer.kafka import (
     Credentials,
@@ -235,30 +236,4 @@ def cmd_tail(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "tail",
-        help="print events from the Kafka events topic",
-        description="Read the events topic and print each event as JSON or as one readable line. "
-        "Without --group and --from-beginning, only new events are shown.",
-    )
-    add_kafka_arguments(parser)
-    parser.add_argument(
-        "--group", default=None, help="consumer group: resume from its committed offsets and commit"
-    )
-    parser.add_argument(
-        "--from-beginning",
-        action="store_true",
-        help="start at the oldest event (for a group: only when it has no committed offset)",
-    )
-    style = parser.add_mutually_exclusive_group()
-    style.add_argument("--json", dest="pretty", action="store_false", default=None, help="JSON lines")
-    style.add_argument("--pretty", dest="pretty", action="store_true", help="one readable line per event")
-    parser.add_argument("--max-events", type=int, default=None, help="stop after N events")
-    parser.add_argument(
-        "--timeout-seconds",
-        type=float,
-        default=None,
-        help="stop when no event arrived for this long (default: wait forever)",
-    )
-    parser.set_defaults(handler=cmd_tail)
+add_parser = add_tail_parser  # the arguments live in streamer/commands/arguments.py (light)

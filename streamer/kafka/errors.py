@@ -8,7 +8,6 @@ line. Classification goes by class name along the MRO, so it works without impor
 from __future__ import annotations
 
 import re
-import ssl
 from dataclasses import dataclass
 
 
@@ -111,7 +110,7 @@ def describe_error(error: BaseException) -> str:
 def failure_kind(error: BaseException) -> str:
     """What a failed direct connection says about the configuration: tls, authentication, network."""
     names = {klass.__name__ for klass in type(error).__mro__}
-    if isinstance(error, ssl.SSLError) or "SSLError" in names:
+    if "SSLError" in names:  # ssl.SSLError and its subclasses, without importing ssl here
         return "tls"
     if classify_kafka_error(error).reason == "authentication_failed":
         return "authentication"

@@ -155,7 +155,7 @@ def test_publish_and_tail_commands(
     monkeypatch.setenv("OOMSTREAM_KAFKA_BOOTSTRAP", kafka_bootstrap)  # bootstrap from the environment
     _, summary = _command(
         publish,
-        ["publish", str(log), "--topic", topic, "--dead-letter-topic", dead, "--host", "node-cli", "--no-progress"],
+        ["publish", str(log), "--topic", topic, "--kafka-dead-letter-topic", dead, "--host", "node-cli", "--no-progress"],
     )
     assert "120 events" in summary and "120 sent (3 partial, also dead-lettered)" in summary, summary
     assert "0 dead-lettered instead, 0 failed" in summary
