@@ -180,3 +180,45 @@ async def test_write_denied_goes_to_dead_letter_and_pipeline_continues(
     assert sorted(e["event_id"] for e in envelopes) == sorted(e.event_id for e in events)
     assert {e["reason"] for e in envelopes} == {"authorization_failed"}
     assert all("TopicAuthorizationFailed" in e["error"] for e in envelopes)
+
+
+async def test_rotated_password_file_is_read_again_at_reconnection(
+    secured: LocalCluster, tmp_path: Path
+) -> None:
+    """The password file is read at every new connection: after the broker's password and the file
+    change, a reconnection authenticates with the new one, without a restart. (aiokafka alone keeps
+    the password it was built with, and the reconnection would fail authentication.)"""
+    user, first, second = "rot", "rot-pw-first-5e1", "rot-pw-second-8c4"
+    admin = ["--bootstrap-server", secured.bootstrap]
+    scram = ["kafka.admin.ConfigCommand", *admin, "--alter", "--entity-type", "users", "--entity-name", user]
+    acl = ["org.apache.kafka.tools.AclCommand", *admin, "--add", "--allow-principal", f"User:{user}"]
+    run_tools(
+        [*scram, "--add-config", f"SCRAM-SHA-512=[password={first}]"],
+        [*acl, *("--operation", "All"), "--resource-pattern-type", "prefixed", "--topic", "it.sasl."],
+    )
+    secret = tmp_path / "password"
+    secret.write_text(first + "\n")
+    topic = f"it.sasl.rotate.{time.monotonic_ns()}"
+    config = sasl_config(
+        "SCRAM-SHA-512", {"sasl_password_file": str(secret)}, sasl_username=user, events_topic=topic
+    )
+    events = make_events(40)
+    tally = DeliveryTally()
+    async with KafkaSink(config, on_delivery=tally, registry=CollectorRegistry()) as sink:
+        for event in events[:20]:
+            await sink.submit(event)
+        await sink.flush(30)
+        assert tally.sent == 20
+        run_tools([*scram, "--add-config", f"SCRAM-SHA-512=[password={second}]"])
+        secret.write_text(second + "\n")
+        time.sleep(1.0)  # the new SCRAM credential reaches the broker's cache
+        # What a broker restart or a network blip does: every connection of the producer drops.
+        client = sink._producer.client
+        for conn in list(client._conns.values()):
+            conn.close()
+        for event in events[20:]:
+            await sink.submit(event)
+        await sink.flush(60)
+    assert tally.failed == 0 and tally.sent == 40, tally.failures[:2]
+    records = await consume_all(secured.bootstrap, topic)
+    assert sorted(orjson.loads(r.value)["event_id"] for r in records) == sorted(e.event_id for e in events)

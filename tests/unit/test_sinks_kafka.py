@@ -526,3 +526,61 @@ async def test_metrics_count_sent_retries_dead_letters_latency_and_in_flight() -
     assert value("oomstream_sink_retries_total", reason="request_timed_out") >= 1
     assert value("oomstream_sink_produce_latency_seconds_count") == 10
     assert value("oomstream_sink_in_flight") == 0
+
+
+async def test_clients_read_the_password_file_again_at_each_connection(tmp_path: Path) -> None:
+    """aiokafka hands its client's password to every connection it opens; the client given to the
+    producer reads it from the file each time, so a rotated file is used by the next connection."""
+    from aiokafka import AIOKafkaProducer
+
+    from streamer.kafka import Credentials, read_credentials_at_connect
+
+    secret = tmp_path / "pw"
+    secret.write_text("first\n")
+    options = KafkaOptions(
+        BOOT,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password_file=str(secret),
+    )
+    credentials = Credentials(options)
+    producer = AIOKafkaProducer(**connection_kwargs(options, credentials=credentials))
+    assert producer.client._sasl_plain_password == "first"
+    read_credentials_at_connect(producer, credentials)
+    secret.write_text("rotated\n")
+    assert producer.client._sasl_plain_password == "rotated"
+    secret.unlink()  # mid-rotation: the last good password, not a crash
+    assert producer.client._sasl_plain_password == "rotated"
+    await producer.stop()
+
+
+async def test_delivery_timeout_bounds_submit_to_outcome_when_the_broker_never_answers() -> None:
+    sink, tally, producers = scripted_sink(lambda *_: None, delivery_timeout_seconds=1.0)
+    await sink.start()
+    producers[0].hold = asyncio.Event()  # every broker gone: no answer, no error
+    began = asyncio.get_running_loop().time()
+    await sink.submit(make_events(1)[0], ["p"])
+    await sink.flush(5)
+    elapsed = asyncio.get_running_loop().time() - began
+    await sink.close()
+    assert tally.failed == 1 and tally.failures[0].reason == "delivery_timeout"
+    assert "delivery_timeout_seconds=1" in (tally.failures[0].error or "")
+    assert 0.9 <= elapsed < 2.5, elapsed
+
+
+async def test_delivery_timeout_ends_resends_before_the_attempts_run_out() -> None:
+    sink, tally, _ = scripted_sink(
+        lambda *_: kerr.KafkaConnectionError("down"),
+        delivery_timeout_seconds=1.0,
+        retry_max_attempts=1000,
+        retry_initial_backoff_seconds=0.05,
+        retry_max_backoff_seconds=0.1,
+    )
+    began = asyncio.get_running_loop().time()
+    async with sink:
+        await sink.submit(make_events(1)[0], ["p"])
+        await sink.flush(5)
+    elapsed = asyncio.get_running_loop().time() - began
+    assert tally.failed == 1 and tally.failures[0].reason in ("connection_error", "delivery_timeout")
+    assert elapsed < 2.5, elapsed
