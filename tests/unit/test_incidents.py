@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import replace
 from typing import Any
@@ -15,10 +16,12 @@ from parsers.events import (
     EVENT_TYPE_K8S_OOM_KILLED,
     EVENT_TYPE_K8S_OOM_KILLING,
     EVENT_TYPE_K8S_SYSTEM_OOM,
+    Analysis,
     CgroupInfo,
     IncidentEvent,
     K8sEvent,
     OomEvent,
+    PodMetadata,
     Source,
     Victim,
     event_to_dict,
@@ -91,9 +94,16 @@ def kernel(
         memcg_stats=None,
         mem_info=None,
         source=Source(kind="kmsg", format="kmsg", position={"seq": seq + 5}, report_position={"seq": seq}),
-        kubernetes=kubernetes,
-        analysis=analysis,
+        kubernetes=PodMetadata.from_dict(kubernetes) if isinstance(kubernetes, dict) else kubernetes,
+        analysis=_analysis(analysis),
     )
+
+
+def _analysis(values: dict[str, Any] | None) -> Analysis | None:
+    """The typed analysis from the fields a test cares about (the others None)."""
+    if values is None:
+        return None
+    return Analysis(**{"limit_bytes": None, "rss_bytes": None, "rss_fraction_of_limit": None, **values})
 
 
 def k8s(
@@ -198,7 +208,7 @@ def test_kernel_then_pod_status() -> None:
     assert summary.host == "node-1.example.internal"
     assert summary.kills == 1
     assert summary.victims == [{"pid": 4242, "comm": "cart"}]
-    assert summary.kubernetes == {
+    assert summary.kubernetes is not None and dataclasses.asdict(summary.kubernetes) == {
         "namespace": "shop",
         "pod": "cart-7d9f8-abcde",
         "pod_uid": POD_UID,
@@ -228,8 +238,8 @@ def test_pod_status_then_kernel() -> None:
     assert summary.visible_in_kubernetes is True
     # Nothing enriched the kernel event: the pod status fields fill the summary.
     assert summary.kubernetes is not None
-    assert summary.kubernetes["pod"] == "cart-7d9f8-abcde"
-    assert summary.kubernetes["container"] == "cart"
+    assert summary.kubernetes.pod == "cart-7d9f8-abcde"
+    assert summary.kubernetes.container == "cart"
 
 
 def test_container_id_with_runtime_prefix_matches_bare_id() -> None:
@@ -304,8 +314,8 @@ def test_static_pod_config_hash_and_api_uid() -> None:
     assert observe(c, hashed, T0 + 4) == make_signal_id("incident", kill.event_id)
     summary = only(close_all(c, T0 + 200))
     assert summary.kubernetes is not None
-    assert summary.kubernetes["pod_uid"] == api_uid  # the API UID, not the hash
-    assert summary.kubernetes["workload"] is None
+    assert summary.kubernetes.pod_uid == api_uid  # the API UID, not the hash
+    assert summary.kubernetes.workload is None
     assert summary.visible_in_kubernetes is True
     assert summary.verdict == "pod_limit"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from parsers.events import CgroupInfo, OomEvent, Source
+from parsers.events import CgroupInfo, OomEvent, PodMetadata, Source
 from streamer.checkpoint import CheckpointStore
 from streamer.logging_setup import JsonFormatter, RateLimiter, RateLimitFilter, TextFormatter, setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
@@ -48,7 +48,7 @@ def event(
         memcg_stats=None,
         mem_info=None,
         source=Source(kind="kmsg", format="kmsg", position=None),
-        kubernetes={"namespace": namespace} if namespace else None,
+        kubernetes=PodMetadata(namespace=namespace) if namespace else None,
     )
 
 

@@ -23,7 +23,7 @@ def _pod_uid(event: AnyEvent) -> str | None:
         return event.cgroup.pod_uid
     if isinstance(event, K8sEvent):
         return event.pod_uid
-    return (event.kubernetes or {}).get("pod_uid")
+    return event.kubernetes.pod_uid if event.kubernetes is not None else None
 
 
 def _container_id(event: AnyEvent) -> str | None:
@@ -31,7 +31,7 @@ def _container_id(event: AnyEvent) -> str | None:
         return event.cgroup.container_id
     if isinstance(event, K8sEvent):
         return event.container_id
-    return (event.kubernetes or {}).get("container_id")
+    return event.kubernetes.container_id if event.kubernetes is not None else None
 
 
 # Kubernetes signals and incidents have no kernel facts: those getters give None and the chain
