@@ -198,6 +198,7 @@ class Delivery:
 
     def record_closed(self, record: Record, message: str) -> None:
         self._record_done_badly(record, "closed", message)
+        self._after_finish()
 
     # -- retries -----------------------------------------------------------------------------------
     async def _retry(self, record: Record, first_error: BaseException, first: ErrorClass) -> None:
