@@ -1,6 +1,7 @@
 """``oomstream publish FILE...``: parse kernel logs exactly like ``oomstream parse`` and send to Kafka.
 
-The scanning is shared with ``parse`` (streamer/inputs.py).
+The scanning is shared with ``parse`` (streamer/inputs.py); the Kafka options are the service's
+(``--config FILE``, ``OOMSTREAM_KAFKA_*``, ``--kafka-*``), read by ``kafka_options_from_args``.
 """
 
 from __future__ import annotations
@@ -25,13 +26,11 @@ from streamer.inputs import (
     scan_options_from_args,
 )
 from streamer.kafka import KafkaOptions
-
-__all__ = ["add_kafka_arguments", "add_parser", "cmd_publish", "kafka_options_from_args"]
 from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError
 
+__all__ = ["add_kafka_arguments", "add_parser", "cmd_publish", "kafka_options_from_args"]
 PROGRESS_INTERVAL_SECONDS = 0.1
 EXIT_DELIVERY_PROBLEMS = 1
-
 
 
 # -- progress ---------------------------------------------------------------------------------------
