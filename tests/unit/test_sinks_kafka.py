@@ -584,3 +584,10 @@ async def test_delivery_timeout_ends_resends_before_the_attempts_run_out() -> No
     elapsed = asyncio.get_running_loop().time() - began
     assert tally.failed == 1 and tally.failures[0].reason in ("connection_error", "delivery_timeout")
     assert elapsed < 2.5, elapsed
+
+
+def test_every_key_field_option_has_a_getter() -> None:
+    from streamer.kafka import KEY_FIELDS
+    from streamer.sinks.kafka import KEY_GETTERS
+
+    assert tuple(KEY_GETTERS) == KEY_FIELDS
