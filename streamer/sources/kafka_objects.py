@@ -40,7 +40,9 @@ from parsers.events import K8sEvent, Source
 from streamer.kafka import (
     Credentials,
     KafkaOptions,
+    Startup,
     classify_kafka_error,
+    connection_kwargs,
     describe_error,
     read_credentials_at_connect,
     security_kwargs,
@@ -163,17 +165,21 @@ class KafkaObjectsSource(ClosingSource):
                     await asyncio.wait_for(consumer.stop(), 5)
                 klass = classify_kafka_error(error, topic_creation=False)
                 remaining = deadline - time.monotonic()
-                if not klass.retriable or remaining <= 0.05 or self._closed:
+                # aiokafka says only "Unable to bootstrap": a direct connection finds a TLS or SASL
+                # mismatch, which no retry fixes (the shared start-up diagnosis of streamer.kafka).
+                detail, misconfigured = await self._diagnose(error, max(0.5, min(5.0, remaining)))
+                if misconfigured or not klass.retriable or remaining <= 0.05 or self._closed:
+                    retriable = klass.retriable and not misconfigured
                     verdict = (
                         f"gave up after {self.connect_timeout_seconds:g} s (connect_timeout_seconds)"
-                        if klass.retriable
+                        if retriable
                         else "not retried"
                     )
                     raise KafkaSourceError(
                         f"{self.name}: cannot consume topic {self.topic!r} as group {self.group_id!r} "
-                        f"from Kafka at {self.servers} ({klass.reason}, {verdict}): {describe_error(error)}",
-                        retriable=klass.retriable,
-                        reason=klass.reason,
+                        f"from Kafka at {self.servers} ({klass.reason}, {verdict}): {detail}",
+                        retriable=retriable,
+                        reason="misconfigured" if misconfigured else klass.reason,
                     ) from error
                 self.counts["connect_retries"] += 1
                 log.info("%s: Kafka at %s not reachable yet (%s); retrying", self.name, self.servers, error)
@@ -184,6 +190,18 @@ class KafkaObjectsSource(ClosingSource):
             break
         log.info("%s: consuming %s as group %s from %s", self.name, self.topic, self.group_id, self.servers)
         self._committer = asyncio.create_task(self._commit_loop(), name=f"{self.name} commits")
+
+    async def _diagnose(self, error: BaseException, timeout: float) -> tuple[str, bool]:
+        """(what went wrong, whether it is the security settings) for a failed start."""
+        if self._credentials is None:
+            return describe_error(error), False
+        options = self._credentials.options
+        startup = Startup(options, connection_kwargs(options, credentials=self._credentials), self.name)
+        causes = await startup.diagnose(timeout)
+        misconfigured = any(kind in ("authentication", "tls") for _, _, kind in causes)
+        if not misconfigured:
+            return describe_error(error), False
+        return str(startup.error("connect", error, causes)), True
 
     def _new_consumer(self) -> Any:
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener

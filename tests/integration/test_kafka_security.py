@@ -222,3 +222,46 @@ async def test_rotated_password_file_is_read_again_at_reconnection(
     assert tally.failed == 0 and tally.sent == 40, tally.failures[:2]
     records = await consume_all(secured.bootstrap, topic)
     assert sorted(orjson.loads(r.value)["event_id"] for r in records) == sorted(e.event_id for e in events)
+
+
+async def test_kafka_objects_input_shares_the_diagnosis_and_reads_the_password(
+    secured: LocalCluster, tmp_path: Path
+) -> None:
+    """The Kafka objects input builds its consumer from the same options and client module: a wrong
+    password is diagnosed at once (not retried until connect_timeout_seconds) and named."""
+    from streamer.sources.kafka_objects import KafkaObjectsSource, KafkaSourceError
+
+    secret = tmp_path / "password"
+    secret.write_text("definitely-wrong-pw\n")
+    options = sasl_config("SCRAM-SHA-512", {"sasl_password_file": str(secret)}, connect_timeout_seconds=20)
+    source = KafkaObjectsSource(
+        kafka=options,
+        bootstrap_servers=options.bootstrap_servers,
+        topic="it.sasl.objects",
+        group_id="it-objects",
+        connect_timeout_seconds=20,
+    )
+    began = time.monotonic()
+    with pytest.raises(KafkaSourceError) as info:
+        async with source:
+            pass
+    assert time.monotonic() - began < 10  # not retried for the whole 20 s
+    message = str(info.value)
+    assert not info.value.retriable and info.value.reason == "misconfigured"
+    assert "SASL authentication" in message and "sasl_mechanism='SCRAM-SHA-512'" in message
+    assert "definitely-wrong-pw" not in message
+    admin = ["--bootstrap-server", secured.bootstrap]
+    run_tools(
+        ["org.apache.kafka.tools.AclCommand", *admin, "--add", "--allow-principal", "User:svc",
+         "--operation", "All", "--group", "it-objects"],
+    )  # fmt: skip
+    secret.write_text(SCRAM_PASSWORD + "\n")  # the right one: read when the consumer is built
+    source = KafkaObjectsSource(
+        kafka=options,
+        bootstrap_servers=options.bootstrap_servers,
+        topic="it.sasl.objects",
+        group_id="it-objects",
+        connect_timeout_seconds=20,
+    )
+    async with source:
+        await source.start()
