@@ -227,7 +227,7 @@ class Framer:
         layout = self._layout
         row = table.split_with_layout(text, layout) if layout is not None else None
         if row is None:
-            if layout is None or text[0] in "\"@_" or text[0].isalpha():
+            if layout is None or text[0] in '"@_' or text[0].isalpha():
                 header = table.header_layout(text)
                 if header is not None:
                     self._layout = header
@@ -468,9 +468,7 @@ class Framer:
             position=position,
         )
 
-    def _syslog(
-        self, text: str, position: SourcePosition, *, journalctl: bool | None = False
-    ) -> Framed:
+    def _syslog(self, text: str, position: SourcePosition, *, journalctl: bool | None = False) -> Framed:
         """RFC 3164/5424 syslog lines, and journalctl short/short-iso/short-precise (same shapes)."""
         start = 0
         facility: int | None = None

@@ -40,9 +40,7 @@ from parsers.records import KernelRecord, SourcePosition
 
 MEMCG_KILL_MESSAGE = "Memory cgroup out of memory"
 NO_KILL_REASON = "no kill line: report truncated or its end lost"
-SUMMARY_ONLY_REASON = (
-    "no kill line: the oom-kill summary names the victim (kill line filtered out or lost)"
-)
+SUMMARY_ONLY_REASON = "no kill line: the oom-kill summary names the victim (kill line filtered out or lost)"
 _CHECK_EVERY_SECONDS = 0.05
 _CHECK_EVERY_LINES = 32
 

@@ -42,6 +42,7 @@ def keywords_for(head: bytes) -> tuple[bytes, ...]:
         return JOURNALCTL_KEYWORDS
     return KEYWORDS
 
+
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 _INDENT = (0x20, 0x09)  # first byte of a continuation line
 
@@ -178,8 +179,6 @@ class LogScanner:
                         out.extend(events)
                 lines += 1
                 pos = end + 1
-                if pos >= limit or (
-                    prefilter and not assembler.needs_every_line and buf[pos] not in _INDENT
-                ):
+                if pos >= limit or (prefilter and not assembler.needs_every_line and buf[pos] not in _INDENT):
                     break  # (an indented line continues the record just framed: frame it too)
         self.counts["lines"] += lines

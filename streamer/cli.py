@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from parsers.events import event_to_json
+from streamer.commands import arguments
 from streamer.errors import CliError
 from streamer.inputs import (
     InputError,
@@ -99,12 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_scan_arguments(parse)
     parse.set_defaults(handler=cmd_parse)
 
-    # Imported here: the Kafka commands pull in aiokafka, which `parse` does not need.
-    from streamer.commands import publish, run, tail
-
-    run.add_parser(sub)
-    publish.add_parser(sub)
-    tail.add_parser(sub)
+    # The other commands' arguments come from a light module; each command's code (Kafka, HTTP,
+    # Kubernetes clients) is imported only when that command runs.
+    arguments.add_run_parser(sub)
+    arguments.add_publish_parser(sub)
+    arguments.add_tail_parser(sub)
     return parser
 
 

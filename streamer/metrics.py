@@ -389,8 +389,8 @@ class Metrics:
             self.incidents.labels(event.verdict, visible).inc()
             return
         namespace = ""
-        if event.kubernetes:
-            namespace = str(event.kubernetes.get("namespace") or "")
+        if event.kubernetes is not None:
+            namespace = event.kubernetes.namespace or ""
         self.oom_events.labels(
             event.constraint or "unknown", event.cgroup.limit_scope or "unknown", namespace
         ).inc()

@@ -11,19 +11,19 @@ import os
 import signal
 from typing import Any, TextIO
 
-import orjson
-
 from parsers.events import AnyEvent, event_to_dict
 from parsers.k8s import SignalTracker
 from streamer import registry
 from streamer.checkpoint import CheckpointStore
+from streamer.commands.arguments import add_run_parser
 from streamer.commands.tail import format_event_line
-from streamer.config import Config, ConfigError, add_cli_arguments, load_config, overrides_from_args
+from streamer.config import Config, ConfigError, load_config, overrides_from_args
 from streamer.enrich.enricher import Enricher
 from streamer.enrich.incidents import Correlator
 from streamer.enrich.pid_index import PidIndex
 from streamer.enrich.pods import PodCache
 from streamer.errors import CliError
+from streamer.kafka import KafkaOptions
 from streamer.kube.api import KubeApi, KubeApiConfig, KubeApiError
 from streamer.logging_setup import setup_logging
 from streamer.metrics import (
@@ -40,8 +40,7 @@ from streamer.pipeline import SIGNAL_LEDGER_NAME, Delivery, Pipeline, PipelineSe
 from streamer.registry import BuildContext
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
 from streamer.sinks.fanout import FanOutSink
-from streamer.sinks.kafka import KafkaSinkConfig, connection_kwargs
-from streamer.sinks.kafka_component import KafkaConfig, sink_config
+from streamer.sinks.kafka_component import CLOSE_SHARE, KafkaSinkOptions, options_for_clients
 from streamer.sources.base import Source, SourceError
 from streamer.sources.k8s_objects import K8sObjectLinesSource
 from streamer.sources.k8s_watch import KubeWatchSource
@@ -59,17 +58,6 @@ def _load(args: argparse.Namespace) -> Config:
         return load_config(args.config_path, os.environ, overrides_from_args(args))
     except ConfigError as error:
         raise CliError(str(error)) from None
-
-
-def cmd_check_config(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    config = _load(args)
-    stdout.write(orjson.dumps(config.redacted(), option=orjson.OPT_INDENT_2).decode() + "\n")
-    if "kafka" in config.sinks.enabled and not config.options("sinks.kafka", KafkaConfig).configured:
-        stderr.write(
-            "note: sinks.kafka.bootstrap_servers is not set (OOMSTREAM_KAFKA_BOOTSTRAP); "
-            "`make run` starts a local broker and sets it\n"
-        )
-    return 0
 
 
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -193,16 +181,13 @@ async def build_kubernetes(
             )
         )
     if kube.objects_kafka_topic:
-        kafka = config.options("sinks.kafka", KafkaConfig)
+        kafka = config.options("sinks.kafka", KafkaSinkOptions)
         if not kafka.configured:
             raise CliError("kubernetes.objects_kafka_topic needs sinks.kafka.bootstrap_servers")
         # The same brokers and security settings (TLS, SASL) as the sink.
-        security = connection_kwargs(sink_config(kafka))
-        for key in ("bootstrap_servers", "client_id", "request_timeout_ms"):
-            security.pop(key, None)
         sources.append(
             KafkaObjectsSource(
-                consumer_options=security,
+                kafka=options_for_clients(kafka),
                 bootstrap_servers=kafka.bootstrap_servers,
                 topic=kube.objects_kafka_topic,
                 group_id=kube.objects_kafka_group,
@@ -229,12 +214,13 @@ def sink_close_share(config: Config) -> float:
     whole budget made an exit with the brokers gone take three times as long."""
     if "kafka" not in config.sinks.enabled:
         return 0.0
-    return config.pipeline.shutdown_timeout_seconds * 0.2
+    return config.pipeline.shutdown_timeout_seconds * CLOSE_SHARE
 
 
-def kafka_sink_config(config: Config) -> KafkaSinkConfig:
-    """The Kafka sink's settings for ``config`` (see ``streamer.sinks.kafka_component.sink_config``)."""
-    return sink_config(config.options("sinks.kafka", KafkaConfig))
+def kafka_sink_config(config: Config) -> KafkaOptions:
+    """[sinks.kafka] as the Kafka clients use it (the same class: one declaration of every option),
+    named "configuration" in their errors."""
+    return options_for_clients(config.options("sinks.kafka", KafkaSinkOptions))
 
 
 @dataclasses.dataclass
@@ -385,18 +371,5 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = subparsers.add_parser(
-        "run",
-        help="follow this node's kernel log and publish every OOM kill (the node service)",
-        description="Follow the kernel log (kmsg, journald or files), assemble OOM reports and publish "
-        "events; options come from --config FILE, OOMSTREAM_* variables and these flags.",
-    )
-    add_cli_arguments(run)
-    run.add_argument("--quiet", action="store_true", help="do not print a line per published event")
-    run.set_defaults(handler=cmd_run)
-    check = subparsers.add_parser(
-        "check-config", help="validate the configuration and print it (secrets masked)"
-    )
-    add_cli_arguments(check)
-    check.set_defaults(handler=cmd_check_config)
+# The arguments and check-config live in streamer/commands/arguments.py: they import nothing heavy.
+add_parser = add_run_parser

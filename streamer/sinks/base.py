@@ -20,12 +20,17 @@ from collections import Counter as TallyCounter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import orjson
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from parsers.events import AnyEvent, IncidentEvent, OomEvent, event_to_dict, format_time
+from streamer.errors import FatalSinkError, RetriableSinkError, SinkConfigError, SinkError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry  # loaded with the metrics, not by check-config
+
+__all__ = ["FatalSinkError", "RetriableSinkError", "SinkConfigError", "SinkError"]
 
 log = logging.getLogger("oomstream.sinks")
 
@@ -35,26 +40,6 @@ DEAD_LETTER_VERSION = 1
 # Dead-letter reasons that are not errors: the input itself was incomplete or unreadable.
 REASON_PARTIAL_REPORT = "partial_report"
 REASON_UNPARSEABLE = "unparseable_input"
-
-
-class SinkError(Exception):
-    """Base of every sink error. ``setting`` names the configuration key at fault, when one is."""
-
-    def __init__(self, message: str, *, setting: str | None = None) -> None:
-        super().__init__(message)
-        self.setting = setting
-
-
-class RetriableSinkError(SinkError):
-    """Transient: the same operation may succeed later (broker moved, timed out, connection lost)."""
-
-
-class FatalSinkError(SinkError):
-    """Retrying cannot help: bad configuration, authorization, a record the broker will never take."""
-
-
-class SinkConfigError(FatalSinkError, ValueError):
-    """The sink's configuration is invalid; the message names the key and where it came from."""
 
 
 class SinkClosedError(FatalSinkError):
@@ -224,6 +209,9 @@ class SinkMetrics:
     """Prometheus metrics shared by every sink; the ``sink`` label tells sinks apart."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # Imported here: `check-config` and `--help` load the sink modules for their options only.
+        from prometheus_client import Counter, Gauge, Histogram
+
         self.events_sent = Counter(
             "oomstream_sink_events_sent",
             "Events acknowledged by the destination",
@@ -269,7 +257,10 @@ _METRICS: weakref.WeakKeyDictionary[CollectorRegistry, SinkMetrics] = weakref.We
 
 
 def sink_metrics(registry: CollectorRegistry | None = None) -> SinkMetrics:
-    registry = REGISTRY if registry is None else registry
+    if registry is None:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
     metrics = _METRICS.get(registry)
     if metrics is None:
         metrics = _METRICS[registry] = SinkMetrics(registry)

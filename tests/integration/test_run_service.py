@@ -22,7 +22,9 @@ pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_allows_oom")]
 
 
 def start_service(tmp: Path) -> subprocess.Popen[str]:
-    return start_oomstream(tmp, OOMSTREAM_SINKS_ENABLED="file", OOMSTREAM_SINKS_FILE_PATH=str(tmp / "events.jsonl"))
+    return start_oomstream(
+        tmp, OOMSTREAM_SINKS_ENABLED="file", OOMSTREAM_SINKS_FILE_PATH=str(tmp / "events.jsonl")
+    )
 
 
 def read_events(path: Path) -> list[dict[str, object]]:

@@ -20,8 +20,35 @@ KEYS = {"abmon": "month", "ab_alt_mon": "month", "abday": "weekday"}
 # Languages util-linux is translated to (po/LINGUAS) and English: where a stamp reads as a date in
 # several languages, these win (a dmesg user is far likelier to run one of them).
 PREFERRED = {
-    "ca", "cs", "da", "de", "es", "et", "eu", "fi", "fr", "gl", "hr", "hu", "id", "it", "ja", "ko",
-    "nl", "pl", "pt", "ru", "sk", "sl", "sr", "sv", "tr", "uk", "vi", "zh", "en",
+    "ca",
+    "cs",
+    "da",
+    "de",
+    "es",
+    "et",
+    "eu",
+    "fi",
+    "fr",
+    "gl",
+    "hr",
+    "hu",
+    "id",
+    "it",
+    "ja",
+    "ko",
+    "nl",
+    "pl",
+    "pt",
+    "ru",
+    "sk",
+    "sl",
+    "sr",
+    "sv",
+    "tr",
+    "uk",
+    "vi",
+    "zh",
+    "en",
 }
 _UCODE = re.compile(r"<U([0-9A-Fa-f]{4,8})>")
 

@@ -207,11 +207,11 @@ def test_backfill_ends_at_end_of_input_while_the_api_is_unreachable(tmp_path: Pa
 
 
 def test_a_literal_sasl_password_reaches_the_kafka_client() -> None:
-    """kafka.sasl_password as a value (masked everywhere) must be the password the client uses;
-    sink_options() leaves it out, so the service hands it over itself."""
+    """kafka.sasl_password as a value (masked everywhere) must be the password the client uses
+    (a glue layer between two options classes once dropped it)."""
     from streamer.commands.run import kafka_sink_config
     from streamer.config import load_config
-    from streamer.sinks.kafka import connection_kwargs
+    from streamer.kafka import connection_kwargs
 
     env = {
         "OOMSTREAM_SINKS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",

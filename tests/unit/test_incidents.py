@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import replace
 from typing import Any
@@ -15,10 +16,12 @@ from parsers.events import (
     EVENT_TYPE_K8S_OOM_KILLED,
     EVENT_TYPE_K8S_OOM_KILLING,
     EVENT_TYPE_K8S_SYSTEM_OOM,
+    Analysis,
     CgroupInfo,
     IncidentEvent,
     K8sEvent,
     OomEvent,
+    PodMetadata,
     Source,
     Victim,
     event_to_dict,
@@ -50,7 +53,9 @@ KUBE_UNKNOWN: dict[str, Any] = {
     **dict.fromkeys(("pod_memory_limit_bytes", "restart_count")),
     "labels": {}, "annotations": {}, "static_pod": False, "deleted": False,
 }  # fmt: skip
-ANALYSIS_UNKNOWN: dict[str, Any] = dict.fromkeys(("limit_fired", "limit_bytes", "rss_bytes", "rss_fraction_of_limit"))
+ANALYSIS_UNKNOWN: dict[str, Any] = dict.fromkeys(
+    ("limit_fired", "limit_bytes", "rss_bytes", "rss_fraction_of_limit")
+)
 
 
 def kernel(
@@ -99,9 +104,16 @@ def kernel(
         memcg_stats=None,
         mem_info=None,
         source=Source(kind="kmsg", format="kmsg", position={"seq": seq + 5}, report_position={"seq": seq}),
-        kubernetes=None if kubernetes is None else {**KUBE_UNKNOWN, **kubernetes},
-        analysis=None if analysis is None else {**ANALYSIS_UNKNOWN, **analysis},
+        kubernetes=PodMetadata.from_dict(kubernetes) if isinstance(kubernetes, dict) else kubernetes,
+        analysis=_analysis(analysis),
     )
+
+
+def _analysis(values: dict[str, Any] | None) -> Analysis | None:
+    """The typed analysis from the fields a test cares about (the others None)."""
+    if values is None:
+        return None
+    return Analysis(**{"limit_bytes": None, "rss_bytes": None, "rss_fraction_of_limit": None, **values})
 
 
 def k8s(
@@ -209,7 +221,7 @@ def test_kernel_then_pod_status() -> None:
     assert summary.host == "node-1.example.internal"
     assert summary.kills == 1
     assert summary.victims == [{"pid": 4242, "comm": "cart"}]
-    assert summary.kubernetes == {
+    assert summary.kubernetes is not None and dataclasses.asdict(summary.kubernetes) == {
         "namespace": "shop",
         "pod": "cart-7d9f8-abcde",
         "pod_uid": POD_UID,
@@ -239,8 +251,8 @@ def test_pod_status_then_kernel() -> None:
     assert summary.visible_in_kubernetes is True
     # Nothing enriched the kernel event: the pod status fields fill the summary.
     assert summary.kubernetes is not None
-    assert summary.kubernetes["pod"] == "cart-7d9f8-abcde"
-    assert summary.kubernetes["container"] == "cart"
+    assert summary.kubernetes.pod == "cart-7d9f8-abcde"
+    assert summary.kubernetes.container == "cart"
 
 
 def test_container_id_with_runtime_prefix_matches_bare_id() -> None:
@@ -315,8 +327,8 @@ def test_static_pod_config_hash_and_api_uid() -> None:
     assert observe(c, hashed, T0 + 4) == make_signal_id("incident", kill.event_id)
     summary = only(close_all(c, T0 + 200))
     assert summary.kubernetes is not None
-    assert summary.kubernetes["pod_uid"] == api_uid  # the API UID, not the hash
-    assert summary.kubernetes["workload"] is None
+    assert summary.kubernetes.pod_uid == api_uid  # the API UID, not the hash
+    assert summary.kubernetes.workload is None
     assert summary.visible_in_kubernetes is True
     assert summary.verdict == "pod_limit"
 

@@ -17,7 +17,9 @@ from k8sfake.objects import ContainerSpec, make_event, make_events_k8s_io_event,
 
 from parsers.events import (
     IncidentEvent,
+    IncidentKubernetes,
     K8sEvent,
+    ObjectRef,
     Source,
     any_event_from_dict,
     event_to_json,
@@ -541,7 +543,9 @@ def test_an_event_first_seen_with_count_1074_declares_the_occurrences_it_does_no
     assert tracker.counts["backfill_capped"] == 1
     # the newest occurrence carries the exact last time and the pid the message names
     assert (got[-1].time, got[-1].details["time_exact"], got[-1].pid) == (
-        "2026-11-27T10:04:58.000000Z", True, 31877
+        "2026-11-27T10:04:58.000000Z",
+        True,
+        31877,
     )
     assert got[0].details["first_timestamp"] == "2026-11-27T09:02:11.000000Z"
     # the combined message names only the newest kill: earlier occurrences do not claim its pid
@@ -939,14 +943,14 @@ def test_incident_schema_accepts_an_incident_and_rejects_extras() -> None:
         signal_event_ids=[make_signal_id("a"), make_signal_id("b")],
         kills=1,
         victims=[{"pid": 42, "comm": "leaky"}],
-        kubernetes={
-            "namespace": "default",
-            "pod": "web-1",
-            "pod_uid": "11111111-2222-4333-8444-555555555555",
-            "container": "app",
-            "container_id": None,
-            "workload": {"kind": "Deployment", "name": "web"},
-        },
+        kubernetes=IncidentKubernetes(
+            namespace="default",
+            pod="web-1",
+            pod_uid="11111111-2222-4333-8444-555555555555",
+            container="app",
+            container_id=None,
+            workload=ObjectRef("Deployment", "web"),
+        ),
         verdict="container_limit",
         visible_in_kubernetes=True,
         workload_kills_in_window=1,

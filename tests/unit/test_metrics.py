@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from parsers.events import CgroupInfo, OomEvent, Source
+from parsers.events import CgroupInfo, OomEvent, PodMetadata, Source
 from streamer.checkpoint import CheckpointStore
 from streamer.logging_setup import JsonFormatter, RateLimiter, RateLimitFilter, TextFormatter, setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
@@ -49,7 +49,7 @@ def event(
         memcg_stats=None,
         mem_info=None,
         source=Source(kind="kmsg", format="kmsg", position=None),
-        kubernetes={"namespace": namespace} if namespace else None,
+        kubernetes=PodMetadata(namespace=namespace) if namespace else None,
     )
 
 
@@ -387,7 +387,9 @@ def test_json_carries_the_suppressed_count() -> None:
 # -- bounds (README "Bounds and what happens at them") ----------------------------------------------
 
 
-def test_every_bound_is_exported_from_zero_and_logged_once_per_growth(caplog: pytest.LogCaptureFixture) -> None:
+def test_every_bound_is_exported_from_zero_and_logged_once_per_growth(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from streamer.metrics import BOUNDS, PIPELINE_BOUNDS, SIGNAL_LEDGER_BOUNDS, SOURCE_BOUNDS
 
     metrics = Metrics()

@@ -195,7 +195,11 @@ SUMMARY_FORMS = {
     st.randoms(use_true_random=False),
 )
 def test_property_every_summary_alone_is_one_kill(
-    items: list[tuple[int, str, int, float]], forms: list[str], wrapper: str, noise: list[str], rnd: random.Random
+    items: list[tuple[int, str, int, float]],
+    forms: list[str],
+    wrapper: str,
+    noise: list[str],
+    rnd: random.Random,
 ) -> None:
     lines: list[tuple[float, str]] = []
     t = 1.0

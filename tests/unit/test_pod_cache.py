@@ -370,7 +370,9 @@ def test_allowlists() -> None:
     assert dict(custom.pods()[0].annotations) == {"owner-email": "a@example.com"}
 
 
-def test_keys_left_out_by_the_allowlists_are_counted_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_keys_left_out_by_the_allowlists_are_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     labels = {"team": "payments", "pod-template-hash": "abc", "security.istio.io/tlsMode": "istio"}
     cache = PodCache(label_allowlist=["team"], annotation_allowlist=())
     with caplog.at_level(logging.INFO, logger="streamer.enrich.pods"):
