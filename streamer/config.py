@@ -13,9 +13,9 @@ issue 11 (``[source]``, ``[kafka]``, ``[output]``) are errors that name the new 
 Precedence: defaults < TOML file < environment < flags. Unknown keys are errors everywhere (a typo
 silently falling back to a default is the worst kind of misconfiguration), with a suggestion.
 
-Secrets: ``sinks.kafka.sasl_password`` is a ``Secret`` (its repr is masked); ``sasl_password_file`` and
-``sasl_password_env`` name where to read it, lazily, via ``KafkaConfig.sasl_password_value()``, so a
-rotated secret file is read at (re)connect time and nothing secret sits in ``Config``.
+Secrets: ``sinks.kafka.sasl_password`` is a ``Secret`` (its repr is masked); ``sasl_password_file``
+and ``sasl_password_env`` name where to read it; ``streamer.kafka.connection`` reads it when a client
+is built and again at every reconnection, so a rotated secret file takes effect without a restart.
 """
 
 from __future__ import annotations
@@ -32,11 +32,15 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from streamer.errors import ConfigError
+from streamer.kafka.options import MASK, TOPIC_NAME, Secret
+
+__all__ = ["MASK", "TOPIC_NAME", "ConfigError", "Secret"]
+
 ENV_PREFIX = "OOMSTREAM_"
 ENV_CONFIG_PATH = "OOMSTREAM_CONFIG"  # path of the TOML file when --config is not given
 ENV_BOOTSTRAP_ALIAS = "OOMSTREAM_KAFKA_BOOTSTRAP"  # short alias of OOMSTREAM_SINKS_KAFKA_BOOTSTRAP_SERVERS
 BOOTSTRAP_KEY = "sinks.kafka.bootstrap_servers"
-MASK = "****"
 _FLAG_DEST_PREFIX = "oomstream_config__"
 
 # The framing formats of parsers.framing.FORMATS (a test keeps the two equal).
@@ -56,20 +60,11 @@ DEFAULT_LABEL_ALLOWLIST = (
     "team",
 )
 
-TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _SIZE = re.compile(r"\s*(\d+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "B": 1}
 for _exp, _letter in enumerate("KMGT", start=1):
     _SIZE_UNITS[_letter] = _SIZE_UNITS[_letter + "IB"] = 1024**_exp
     _SIZE_UNITS[_letter + "B"] = 1000**_exp
-
-
-class ConfigError(Exception):
-    """A configuration problem; the message names the option, the bad value and where it came from."""
-
-    def __init__(self, message: str, *, key: str | None = None) -> None:
-        super().__init__(message)
-        self.key = key  # dotted option name, when one is at fault
 
 
 class OptionError(ConfigError):
@@ -78,29 +73,6 @@ class OptionError(ConfigError):
 
     def __init__(self, option: str, message: str) -> None:
         super().__init__(message, key=option)
-
-
-class Secret:
-    """A string that never shows itself in repr/str (config dumps, tracebacks, logs)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({MASK!r})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 def option_help(text: str, *, csv: bool = False) -> dict[str, Any]:
@@ -382,6 +354,26 @@ class KubernetesConfig:
     workload_window_seconds: float = field(
         default=900.0, metadata=_help("repeated kills of one workload are counted over this long")
     )
+    # Bounds (issue 15; README "Bounds and what happens at them").
+    max_backfill_occurrences: int = field(
+        default=100,
+        metadata=_help(
+            "an Event's count jump: the newest this many occurrences are emitted one by one, older "
+            "ones declared in skipped_occurrences of the first; 0: emit every occurrence"
+        ),
+    )
+    max_object_line_bytes: int = field(
+        default=1048576,
+        metadata=_help(
+            "longer Kubernetes object lines (objects_files, Kafka record values) are skipped and counted"
+        ),
+    )
+    max_ledger_signals: int = field(
+        default=100000,
+        metadata=_help(
+            "published signal ids (and Event objects) remembered across restarts; oldest forgotten first"
+        ),
+    )
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -393,8 +385,10 @@ class KubernetesConfig:
             "stall_timeout_seconds",
             "incident_window_seconds",
             "workload_window_seconds",
+            "max_ledger_signals",
+            "max_object_line_bytes",
         )
-        _non_negative(s, self, "pod_wait_seconds", "tombstone_seconds")
+        _non_negative(s, self, "pod_wait_seconds", "tombstone_seconds", "max_backfill_occurrences")
         if self.kubeconfig_path is not None and self.mode not in ("auto", "kubeconfig"):
             raise _fail(
                 s, "kubeconfig_path", f"is set but kubernetes.mode = {self.mode!r} reads no kubeconfig"
@@ -453,6 +447,8 @@ RENAMED: dict[str, str] = {
     "output.sink": "sinks.enabled",
     "output.path": "sinks.file.path",
     "pipeline.max_line_bytes": "sources.files.max_line_bytes",
+    "kafka.deadletter_topic": "sinks.kafka.dead_letter_topic",
+    "kafka.key": "sinks.kafka.key_fields",
     "pipeline.queue_events": "|removed: it was never used (sinks.kafka.max_in_flight bounds the events "
     "waiting for the sink)",
 }
@@ -552,6 +548,8 @@ class Config:
             obj = getattr(self, table) if table in CORE_SECTIONS else self.components[table]
             values: dict[str, Any] = {}
             for f in fields(obj):
+                if not f.metadata.get("option", True):
+                    continue  # not an option (KafkaOptions.origin)
                 value = getattr(obj, f.name)
                 if isinstance(value, Secret):
                     value = MASK
@@ -615,22 +613,27 @@ def option_specs() -> list[OptionSpec]:
         )
     ]
     for section, cls in sections().items():
-        hints = get_type_hints(cls)
-        for f in fields(cls):
-            spec_type = hints[f.name]
-            specs.append(
-                OptionSpec(
-                    key=f"{section}.{f.name}",
-                    section=section,
-                    name=f.name,
-                    type=spec_type,
-                    default=f.default if f.default is not MISSING else None,
-                    help=str(f.metadata.get("help", "")),
-                    csv=bool(f.metadata.get("csv", False)),
-                    secret=Secret in _inner_types(spec_type),
-                )
-            )
+        specs.extend(_specs_of(section, cls))
     return specs
+
+
+def _specs_of(section: str, cls: type[Any]) -> list[OptionSpec]:
+    """The options of one options class, as table ``section``."""
+    hints = get_type_hints(cls)
+    return [
+        OptionSpec(
+            key=f"{section}.{f.name}",
+            section=section,
+            name=f.name,
+            type=hints[f.name],
+            default=f.default if f.default is not MISSING else None,
+            help=str(f.metadata.get("help", "")),
+            csv=bool(f.metadata.get("csv", False)),
+            secret=Secret in _inner_types(hints[f.name]),
+        )
+        for f in fields(cls)
+        if f.metadata.get("option", True)  # not an option: KafkaOptions.origin
+    ]
 
 
 def _inner_types(spec: Any) -> tuple[Any, ...]:
@@ -945,6 +948,57 @@ def _where(origin: str, spec: OptionSpec) -> str:
     return f"{origin}: {spec.key}"
 
 
+SectionT = TypeVar("SectionT")
+
+
+def _options_of(table: str, cls: type[Any], name: str, origin: str) -> OptionSpec:
+    """The option ``name`` of ``cls`` (as table ``table``) for a plain mapping or ``-o KEY=VALUE``;
+    unknown names and secret values (command lines are readable by every user) are errors."""
+    specs = {spec.name: spec for spec in _specs_of(table, cls)}
+    spec = specs.get(name)
+    if spec is None:
+        # Only options renamed (not moved) say so: a Kafka option renamed when [kafka] became [sinks.kafka].
+        old = next((key for key in (f"{table}.{name}", f"kafka.{name}") if key in RENAMED), None)
+        renamed = None if old is None else _renamed(old)
+        hint = f" ({renamed})" if renamed else _suggest(name, list(specs))
+        raise ConfigError(f"unknown key {name!r} in {origin}{hint}", key=f"{table}.{name}")
+    if spec.secret:
+        raise ConfigError(
+            f"{name}: secrets are not accepted as values (in {origin}); put it in a file "
+            f"({name}_file) or an environment variable ({name}_env)",
+            key=spec.key,
+        )
+    return spec
+
+
+def section_from_mapping(
+    cls: type[SectionT], mapping: Mapping[str, Any], origin: str, *, from_strings: bool = False
+) -> SectionT:
+    """One table's options from a plain mapping of option names (``-o KEY=VALUE`` pairs, a table
+    of another file), converted like the loader converts them."""
+    table: str = getattr(cls, "SECTION")  # noqa: B009 - mypy cannot see the ClassVar of a TypeVar
+    typed: dict[str, Any] = {}
+    for name, value in mapping.items():
+        spec = _options_of(table, cls, name, origin)
+        try:
+            typed[name] = convert(spec, value, from_string=from_strings)
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error} (in {origin})", key=spec.key) from None
+    return cls(**typed, origin=origin)  # type: ignore[call-arg]
+
+
+def option_overrides(table: str, pairs: Collection[str], origin: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings naming options of ``table`` as dotted-key overrides."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"{pair!r} in {origin}: expected KEY=VALUE", key=f"{table}.{name}")
+        out[_options_of(table, sections()[table], name, origin).key] = value
+    return out
+
+
 def with_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
     """A copy of ``config`` with dotted-key overrides applied and validated (tests, programmatic use)."""
     specs = _specs_by_key()
@@ -981,8 +1035,11 @@ def _replace_section(table: str, current: Any, changes: Mapping[str, Any]) -> An
 # -- command-line flags ----------------------------------------------------------------------------
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser, *, config_flag: bool = True) -> None:
-    """A ``--section-option`` flag for every option (secrets excepted), plus ``--config PATH``.
+def add_cli_arguments(
+    parser: argparse.ArgumentParser, *, config_flag: bool = True, sections: Collection[str] | None = None
+) -> None:
+    """A ``--section-option`` flag for every option (secrets excepted), plus ``--config PATH``;
+    ``sections``: only the options of these tables (``publish`` and ``tail``: sinks.kafka).
 
     Flags default to "not given" so that only what the user typed overrides the file and
     environment. Secret values have no flag: command lines are world-readable in /proc.
@@ -999,7 +1056,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, *, config_flag: bool = Tr
             help=f"TOML configuration file (default: ${ENV_CONFIG_PATH}, else built-in defaults)",
         )
     for spec in option_specs():
-        if spec.secret:
+        if spec.secret or (sections is not None and spec.section not in sections):
             continue
         base = _inner_types(spec.type)[0]
         default = "unset" if spec.default in (None, ()) else _show_default(spec.default)
@@ -1014,7 +1071,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser, *, config_flag: bool = Tr
             group.add_argument(spec.flag, metavar="{" + ",".join(get_args(base)) + "}", **kwargs)
         else:
             group.add_argument(spec.flag, metavar=spec.name.rsplit("_", 1)[-1].upper(), **kwargs)
-    _add_renamed_flags(parser)
+    if sections is None:
+        _add_renamed_flags(parser)
 
 
 def _flag_of(key: str) -> str:

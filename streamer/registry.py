@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 if TYPE_CHECKING:
     from streamer.checkpoint import CheckpointStore
     from streamer.config import Config
+    from streamer.kafka.options import KafkaOptions
     from streamer.metrics import Metrics
     from streamer.sinks.base import DeliveryCallback
-    from streamer.sinks.kafka_component import KafkaConfig
 
 ComponentKind = Literal["sources", "sinks"]
 OptionsT = TypeVar("OptionsT")
@@ -80,13 +80,13 @@ class BuildContext:
         """Another component's options (``auto`` reads those of kmsg, journald and files)."""
         return self.config.options(table, cls)
 
-    def kafka_client(self) -> KafkaConfig | None:
+    def kafka_client(self) -> KafkaOptions | None:
         """The Kafka connection settings ([sinks.kafka]: brokers, TLS, SASL) when brokers are
         configured, else None; a Kafka input uses the same cluster and credentials as the sink."""
-        from streamer.sinks.kafka_component import KafkaConfig
+        from streamer.sinks.kafka_component import KafkaSinkOptions, options_for_clients
 
-        settings = self.config.options("sinks.kafka", KafkaConfig)
-        return settings if settings.configured else None
+        settings = self.config.options("sinks.kafka", KafkaSinkOptions)
+        return options_for_clients(settings) if settings.configured else None
 
 
 def kind_of(table: str) -> ComponentKind:

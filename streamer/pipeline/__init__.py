@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from parsers.oom import Assembler
 from streamer.enrich.pid_index import PidIndex
 from streamer.pipeline.correlation import Correlation, Correlator
 from streamer.pipeline.delivery import SPOOL_DRAIN_BATCH, Delivery, EventListener, decode_spooled
@@ -114,10 +115,13 @@ class Pipeline:
         )
         self._stopping = asyncio.Event()
         self._processed = asyncio.Event()
+        self._stop_requested_at: float | None = None  # the shutdown budget counts from here
 
     # -- control ---------------------------------------------------------------------------------
     def stop(self) -> None:
         """Graceful stop: sources close, queued records drain, reports flush, tickets settle."""
+        if not self._stopping.is_set():
+            self._stop_requested_at = time.monotonic()
         self._stopping.set()
 
     @property
@@ -127,6 +131,11 @@ class Pipeline:
     @property
     def signal_ledger(self) -> SignalLedger | None:
         return self.signals.ledger
+
+    @property
+    def assemblers(self) -> list[Assembler]:
+        """Each kernel source's assembler (for their telemetry)."""
+        return self.kernel.assemblers
 
     @property
     def queue_depth(self) -> int:
@@ -188,13 +197,17 @@ class Pipeline:
     def _checkpoint(self) -> None:
         if self.checkpoints is None:
             return
-        self.delivery.flush_spool()  # checkpoints may cover spooled events only once they are on disk
+        if not self.delivery.flush_spool():
+            return  # checkpoints may cover spooled events only once they are on disk
         self.signals.save_ledger(self.checkpoints)
         self.kernel.checkpoint(self.checkpoints)
 
     async def _finish(self) -> None:
+        budget = self.settings.shutdown_timeout_seconds
+        if self._stop_requested_at is not None:
+            budget -= time.monotonic() - self._stop_requested_at  # the drain used part of it
         try:
-            await asyncio.wait_for(self.sink.flush(), self.settings.shutdown_timeout_seconds)
+            await asyncio.wait_for(self.sink.flush(), max(budget, 0.0))
         except (TimeoutError, Exception):
-            log.warning("sink did not flush within %.0f s", self.settings.shutdown_timeout_seconds)
+            log.warning("sink did not flush within %.1f s", max(budget, 0.0))
         self._checkpoint()

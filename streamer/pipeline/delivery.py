@@ -95,10 +95,17 @@ class Delivery:
         self.counts["events_spooled"] += 1
         return True
 
-    def flush_spool(self) -> None:
-        """Before a checkpoint may cover spooled events, the spool must be on disk for good."""
+    def flush_spool(self) -> bool:
+        """Before a checkpoint may cover spooled events, the spool must be on disk for good:
+        False when it could not be written (checkpoints wait until it can)."""
         if self.spool is not None and self.counts["events_spooled"]:
-            self.spool.flush()
+            try:
+                self.spool.flush()
+            except OSError as error:
+                log.error("spool flush failed (%s); checkpoints wait until it succeeds", error)
+                self.counts["spool_errors"] += 1
+                return False
+        return True
 
     # -- the spool drain -------------------------------------------------------------------------
     async def drain_spool(self) -> None:
@@ -139,8 +146,14 @@ class Delivery:
         last, self._drain_last = self._drain_last, None
         spool = self.spool
         if spool is not None and last is not None and not self._drain_failed:
-            spool.ack_through(last)
-            spool.flush()
+            try:
+                spool.ack_through(last)
+                spool.flush()
+            except OSError as error:
+                # The acknowledgement is kept in memory; on disk the cursor stays behind, so a
+                # restart resends these (same ids) rather than losing any.
+                log.error("spool cursor could not be written (%s); a restart resends these", error)
+                self.counts["spool_errors"] += 1
 
 
 def decode_spooled(value: bytes) -> AnyEvent:

@@ -94,6 +94,11 @@ class KernelAssembly:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def assemblers(self) -> list[Assembler]:
+        """Each kernel source's assembler (for their telemetry)."""
+        return [state.assembler for state in self._states.values()]
+
     def start(self, group: asyncio.TaskGroup) -> None:
         for state in self._states.values():
             group.create_task(self._read(state), name=f"read:{state.source.name}")
@@ -126,7 +131,9 @@ class KernelAssembly:
             name, record = item
             state = self._states[name]
             state.tracker.fed(record.position)
-            events = state.assembler.feed(record)
+            # The read time starts the record's deadlines (hold, report timeout) at once: a
+            # backlog followed by silence is released by the ticker, not by a next record.
+            events = state.assembler.feed(record, time.monotonic())
             if self.pid_index is not None and _mentions_oom(record.message):
                 # A storm's next victims are alive now; index them before they die.
                 await self.refresh_pid_index(force=True)
@@ -174,8 +181,9 @@ class KernelAssembly:
                 continue
             try:
                 store.save(state.source.checkpoint_key, state.source.checkpoint_data(safe))
-            except OSError:
-                log.exception("checkpoint of %s failed", name)
+            except OSError as error:
+                # Disk full or failing: the previous checkpoint stays (a restart repeats, never skips).
+                log.error("checkpoint of %s failed (%s); keeping the previous one", name, error)
                 self.counts["checkpoint_errors"] += 1
                 continue
             state.tracker.last_saved = safe

@@ -15,11 +15,13 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING
 
 from parsers.events import AnyEvent
 from streamer.sinks.base import DeadLetter, Sink
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry  # loaded with the metrics, not by check-config
 
 log = logging.getLogger("oomstream.sinks.fanout")
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
-from typing import Literal
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Literal
 
 from streamer.config import OptionError, option_help
 from streamer.registry import BuildContext, Component
@@ -25,6 +23,9 @@ from streamer.sinks.base import (
     SinkError,
 )
 from streamer.sinks.stdout import JsonLinesSink
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry  # loaded with the metrics, not by check-config
 
 AckOn = Literal["write", "fsync"]
 

@@ -14,9 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, TextIO, cast
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
 from parsers.events import AnyEvent, OomEvent, event_to_json
 from streamer.registry import BuildContext, Component
@@ -31,6 +29,9 @@ from streamer.sinks.base import (
     dead_letter_to_json,
     producer_host,
 )
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry  # loaded with the metrics, not by check-config
 
 
 class JsonLinesSink(Sink):

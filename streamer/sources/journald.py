@@ -157,7 +157,9 @@ class JournaldSource(FramedSource):
         elif self._since is not None:
             args.append(f"--since={self._since}")
         if self.follow:
-            args.append("--follow")
+            # --follow alone implies --lines=10, even after a cursor: a restart would read only
+            # the last ten entries of its backlog and skip the rest (kill reports among them).
+            args += ["--follow", "--no-tail"]
         args.extend(self._extra_args)
         return args
 

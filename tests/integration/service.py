@@ -33,7 +33,7 @@ def kafka_settings(bootstrap: str, topic: str) -> dict[str, str]:
     return {
         "OOMSTREAM_KAFKA_BOOTSTRAP": bootstrap,
         "OOMSTREAM_SINKS_KAFKA_EVENTS_TOPIC": topic,
-        "OOMSTREAM_SINKS_KAFKA_DEADLETTER_TOPIC": topic + ".dlq",
+        "OOMSTREAM_SINKS_KAFKA_DEAD_LETTER_TOPIC": topic + ".dlq",
     }
 
 

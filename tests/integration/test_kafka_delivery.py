@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from parsers.events import event_to_dict
 from streamer.commands import publish, tail
+from streamer.kafka import KafkaOptions
 from streamer.sinks import DeadLetter, DeliveryStatus, DeliveryTally
-from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig, select_key
+from streamer.sinks.kafka import KafkaSink, select_key
 from tests.integration.kafka_broker import consume_all, make_events, oom_log, unique_topic
 
 pytestmark = pytest.mark.kafka
@@ -24,14 +25,14 @@ pytestmark = pytest.mark.kafka
 KEY_CHAIN = ("pod_uid", "container_id", "host")
 
 
-def config_for(bootstrap: str, name: str, **overrides: object) -> KafkaSinkConfig:
+def config_for(bootstrap: str, name: str, **overrides: object) -> KafkaOptions:
     settings: dict[str, object] = {
         "events_topic": unique_topic(name),
         "dead_letter_topic": unique_topic(name + ".dl"),
         "producer_host": "it-producer",
     }
     settings.update(overrides)
-    return KafkaSinkConfig(tuple(bootstrap.split(",")), **settings)  # type: ignore[arg-type]
+    return KafkaOptions(tuple(bootstrap.split(",")), **settings)  # type: ignore[arg-type]
 
 
 async def test_events_round_trip_with_keys_headers_order_and_dead_letters(kafka_bootstrap: str) -> None:
@@ -159,7 +160,7 @@ def test_publish_and_tail_commands(
             str(log),
             "--topic",
             topic,
-            "--dead-letter-topic",
+            "--sinks-kafka-dead-letter-topic",
             dead,
             "--host",
             "node-cli",

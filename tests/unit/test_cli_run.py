@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from eventschema import validate_any
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg")
 # `oomstream run` over the sample kernel log to stdout, ending at the end of the file
@@ -37,7 +39,9 @@ def quiet_env(tmp_path: Path) -> dict[str, str]:
 
 
 def events_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    """The events a run printed, each checked against its schema (the service ran in another
+    process, out of reach of tests/conftest.py's check)."""
+    return [validate_any(json.loads(line)) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def test_check_config_masks_secrets_and_shows_the_file_values(tmp_path: Path) -> None:
@@ -203,11 +207,11 @@ def test_backfill_ends_at_end_of_input_while_the_api_is_unreachable(tmp_path: Pa
 
 
 def test_a_literal_sasl_password_reaches_the_kafka_client() -> None:
-    """kafka.sasl_password as a value (masked everywhere) must be the password the client uses;
-    sink_options() leaves it out, so the service hands it over itself."""
+    """kafka.sasl_password as a value (masked everywhere) must be the password the client uses
+    (a glue layer between two options classes once dropped it)."""
     from streamer.commands.run import kafka_sink_config
     from streamer.config import load_config
-    from streamer.sinks.kafka import connection_kwargs
+    from streamer.kafka import connection_kwargs
 
     env = {
         "OOMSTREAM_SINKS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
@@ -218,6 +222,30 @@ def test_a_literal_sasl_password_reaches_the_kafka_client() -> None:
     sink_config = kafka_sink_config(load_config(None, env, {}))
     assert "s3cret" not in repr(sink_config)
     assert connection_kwargs(sink_config)["sasl_plain_password"] == "s3cret"
+
+
+def test_run_declares_the_occurrences_of_a_large_count_it_does_not_emit(tmp_path: Path) -> None:
+    """`oomstream run` with an objects file holding NPD's Event at count 1074 and a cap of 10: ten
+    events, the first declaring 1..1064, one log line saying so; a restart adds nothing."""
+    objects = tmp_path / "k8s.jsonl"
+    npd = (ROOT / "tests" / "data" / "k8s" / "npd-oomkilling-combined-1074.json").read_text()
+    objects.write_text(json.dumps(json.loads(npd)) + "\n")
+    args = (
+        *RUN_SAMPLE, "--kubernetes-mode", "off", "--kubernetes-objects-files", str(objects),
+        "--no-kubernetes-objects-follow", "--kubernetes-max-backfill-occurrences", "10", "--log-format", "text",
+    )  # fmt: skip
+    result = oomstream(*args, env=quiet_env(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    signals = [e for e in events_of(result) if e["type"] == "k8s_oom_killing"]
+    assert [e["occurrence"] for e in signals] == list(range(1065, 1075))
+    assert signals[0]["skipped_occurrences"] == {"first": 1, "last": 1064}
+    assert signals[0]["source"]["position"]["line"] == 1
+    assert "occurrences 1..1064 are declared in skipped_occurrences" in result.stderr
+    assert "bound k8s_backfill_occurrences reached 1064 time(s)" in result.stderr
+
+    again = oomstream(*args, env=quiet_env(tmp_path))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [e for e in events_of(again) if e["type"] == "k8s_oom_killing"] == []
 
 
 def test_two_sinks_at_once_the_second_gets_copies(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any, get_args
 import pytest
 
 from streamer import config as cfg
+from streamer import kafka
 from streamer.config import (
     Config,
     ConfigError,
@@ -23,15 +24,14 @@ from streamer.config import (
     overrides_from_args,
     with_overrides,
 )
-from streamer.sinks import kafka
-from streamer.sinks.kafka_component import KafkaConfig
+from streamer.sinks.kafka_component import KafkaSinkOptions
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "deploy" / "oomstream.example.toml"
 
 
-def kafka_of(config: Config) -> KafkaConfig:
-    return config.options("sinks.kafka", KafkaConfig)
+def kafka_of(config: Config) -> KafkaSinkOptions:
+    return config.options("sinks.kafka", KafkaSinkOptions)
 
 
 def write(tmp_path: Path, text: str, name: str = "oomstream.toml") -> str:
@@ -49,7 +49,7 @@ def test_defaults_need_nothing() -> None:
     assert kafka_of(config).bootstrap_servers == ()
     assert not kafka_of(config).configured
     assert kafka_of(config).events_topic == "oomstream.events.v1"
-    assert kafka_of(config).deadletter_topic == "oomstream.deadletter.v1"
+    assert kafka_of(config).dead_letter_topic == "oomstream.deadletter.v1"
     assert kafka_of(config).acks == "all"
     assert config.metrics.listen_address == "127.0.0.1:9464"
     assert config.components["sources.kmsg"].start == "checkpoint"
@@ -122,20 +122,27 @@ def test_every_option_has_help_and_a_unit_where_it_needs_one() -> None:
         assert spec.help, spec.key
         base = cfg._inner_types(spec.type)[0]
         if base in (int, float) and spec.name not in ("topic_partitions", "topic_replication_factor"):
-            assert re.search(r"_(seconds|ms|bytes)$", spec.name) or spec.name.startswith(
-                ("queue_", "max_in", "max_tasks")
+            assert re.search(r"_(seconds|ms|bytes|attempts)$", spec.name) or spec.name.startswith(
+                ("queue_", "max_in", "max_tasks", "max_backfill_occurrences", "max_ledger_signals")
             ), spec.key
 
 
-def test_sink_options_use_the_kafka_sink_names() -> None:
-    names = {f.name for f in dataclasses.fields(kafka.KafkaSinkConfig)}
+def test_the_service_and_the_kafka_clients_share_one_options_class() -> None:
+    """No option is declared twice: [sinks.kafka] is the class the sink, the inputs, publish and tail use."""
     config = with_overrides(Config(), {"sinks.kafka.bootstrap_servers": "b1:9092"})
-    options = kafka_of(config).sink_options()
-    assert set(options) <= names
-    sink_config = kafka.KafkaSinkConfig.from_mapping(options, "test")
-    assert sink_config.bootstrap_servers == ("b1:9092",)
-    assert sink_config.dead_letter_topic == "oomstream.deadletter.v1"
-    assert sink_config.key_fields == ("pod_uid", "container_id", "host")
+    assert isinstance(kafka_of(config), kafka.KafkaOptions)
+    assert kafka_of(config).bootstrap_servers == ("b1:9092",)
+    assert kafka_of(config).dead_letter_topic == "oomstream.deadletter.v1"
+    assert kafka_of(config).key_fields == ("pod_uid", "container_id", "host")
+    assert not hasattr(cfg, "KafkaConfig")
+
+
+def test_renamed_kafka_options_name_the_new_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[kafka]\ndeadletter_topic = "x"\n')
+    with pytest.raises(ConfigError, match=r"kafka.deadletter_topic is now sinks.kafka.dead_letter_topic"):
+        load_config(path, {}, {})
+    with pytest.raises(ConfigError, match=r"kafka.key is now sinks.kafka.key_fields"):
+        load_config(None, {"OOMSTREAM_KAFKA_KEY": "host"}, {})
 
 
 # -- precedence ------------------------------------------------------------------------------------
@@ -174,10 +181,10 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
 def test_bootstrap_alias_and_comma_lists(tmp_path: Path) -> None:
     env = {"OOMSTREAM_KAFKA_BOOTSTRAP": "k1:9092, k2:9093"}
     assert kafka_of(load_config(None, env, {})).bootstrap_servers == ("k1:9092", "k2:9093")
-    path = write(tmp_path, '[sinks.kafka]\nbootstrap_servers = "a:1,b:2"\nkey = "host"\n')
+    path = write(tmp_path, '[sinks.kafka]\nbootstrap_servers = "a:1,b:2"\nkey_fields = "host"\n')
     config = load_config(path, {}, {})
     assert kafka_of(config).bootstrap_servers == ("a:1", "b:2")
-    assert kafka_of(config).key == ("host",)
+    assert kafka_of(config).key_fields == ("host",)
     both = {"OOMSTREAM_KAFKA_BOOTSTRAP": "a:1", "OOMSTREAM_SINKS_KAFKA_BOOTSTRAP_SERVERS": "b:2"}
     with pytest.raises(ConfigError, match="both set"):
         load_config(None, both, {})
@@ -306,8 +313,8 @@ def test_file_type_errors(tmp_path: Path) -> None:
     path = write(tmp_path, "[sources.files]\nfollow = 1\n", "b.toml")
     with pytest.raises(ConfigError, match=r"sources\.files\.follow: expected true or false, got 1"):
         load_config(path, {}, {})
-    path = write(tmp_path, "[sinks.kafka]\nkey = [1, 2]\n", "c.toml")
-    with pytest.raises(ConfigError, match=r"sinks\.kafka\.key: expected a list of strings"):
+    path = write(tmp_path, "[sinks.kafka]\nkey_fields = [1, 2]\n", "c.toml")
+    with pytest.raises(ConfigError, match=r"sinks\.kafka\.key_fields: expected a list of strings"):
         load_config(path, {}, {})
 
 
@@ -337,7 +344,7 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
             {"sinks.kafka.events_topic": "bad topic"},
             r"sinks.kafka.events_topic: 'bad topic' is not a valid topic name",
         ),
-        ({"sinks.kafka.key": "pod_uid,podname"}, r"sinks.kafka.key: unknown field 'podname'"),
+        ({"sinks.kafka.key_fields": "pod_uid,podname"}, r"sinks.kafka.key_fields: unknown field 'podname'"),
         ({"sinks.enabled": "file"}, r"sinks.file.path: required when sinks.enabled has 'file'"),
         ({"sinks.file.path": "/tmp/x"}, r"sinks.file.path: is set but sinks.enabled = \['kafka'\]"),
         ({"sources.enabled": "files"}, r"sources.files.paths: required when sources.enabled has 'files'"),
@@ -453,7 +460,7 @@ def test_only_one_password_source() -> None:
 
 
 def test_no_password_without_sasl() -> None:
-    assert KafkaConfig().sasl_password_value() is None
+    assert kafka.KafkaOptions().sasl_password_value() is None
 
 
 # -- command-line flags ----------------------------------------------------------------------------

@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +39,22 @@ FIXTURES = sorted(
         *(ROOT / "streamer" / "samples").iterdir(),
     ]
 )
+# Events without a kernel time take their id from their position, which names the file: the
+# inputs are read from one fixed place, so the ids do not depend on where the checkout is.
+INPUTS = Path(tempfile.gettempdir()) / "oomstream-golden-inputs"
+
+
+def _placed(paths: list[Path]) -> list[Path]:
+    """``paths`` copied under INPUTS (same layout as in the checkout)."""
+    placed = []
+    for path in paths:
+        target = INPUTS / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        placed.append(target)
+    return placed
+
+
 _DEVICE_INODE = re.compile(rb'"(device|inode)":\d+')
 REGENERATE = os.environ.get("OOMSTREAM_GOLDEN_REGENERATE") == "1"
 
@@ -56,7 +74,7 @@ _INCIDENT_TIMES = re.compile(rb'"(time|first_seen|last_seen)":"[^"]*"')
 
 
 def _normalize(line: bytes) -> bytes:
-    line = _DEVICE_INODE.sub(rb'"\1":0', line.replace(str(ROOT).encode(), b"<repo>"))
+    line = _DEVICE_INODE.sub(rb'"\1":0', line.replace(str(INPUTS).encode(), b"<repo>"))
     if b'"type":"incident"' in line:
         line = _INCIDENT_TIMES.sub(rb'"\1":"<wall clock>"', line)
     return line
@@ -97,7 +115,7 @@ def _year_dependent(tmp: Path) -> frozenset[bytes]:
     """Inputs whose dates omit the year (syslog, journalctl short): their events depend on the year
     the service runs in, which it takes from the clock, so the service test leaves them out."""
     years = [
-        _groups(_oomstream("parse", "--year", year, *map(str, FIXTURES), tmp=tmp))
+        _groups(_oomstream("parse", "--year", year, *map(str, _placed(FIXTURES)), tmp=tmp))
         for year in ("2024", "2025")
     ]
     return frozenset(path for path in years[0] | years[1] if years[0].get(path) != years[1].get(path))
@@ -121,13 +139,13 @@ def test_fixture_list_is_not_empty() -> None:
 
 
 def test_parse_output_is_unchanged(tmp_path: Path) -> None:
-    output = _oomstream("parse", "--year", "2025", *map(str, FIXTURES), tmp=tmp_path)
+    output = _oomstream("parse", "--year", "2025", *map(str, _placed(FIXTURES)), tmp=tmp_path)
     _check("parse.jsonl", b"".join(_normalize(line) + b"\n" for line in output.splitlines()))
 
 
 def test_service_output_is_unchanged(tmp_path: Path) -> None:
     skip = _year_dependent(tmp_path)
-    files = [p for p in FIXTURES if _normalize(str(p).encode()) not in skip]
+    files = [p for p in _placed(FIXTURES) if _normalize(str(p).encode()) not in skip]
     assert 0 < len(skip) < len(FIXTURES) // 2 and len(files) >= 120
     events = _groups(_oomstream("run", *run_args(files), tmp=tmp_path))
     assert sum(map(len, events.values())) >= 200
@@ -139,7 +157,7 @@ def test_kubernetes_signals_and_incidents_are_unchanged(tmp_path: Path) -> None:
     with objects.open("w") as out:
         for path in sorted((ROOT / "tests" / "data" / "k8s").glob("*.json")):
             out.write(json.dumps(json.loads(path.read_text()), separators=(",", ":")) + "\n")
-    sample = ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"
+    [sample] = _placed([ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"])
     output = _oomstream(
         "run", "--sources-enabled", "files", "--no-sources-files-follow", "--sources-files-paths", str(sample),
         "--sinks-enabled", "stdout", "--no-metrics-enabled", "--no-pipeline-pid-index-enabled",
