@@ -49,8 +49,8 @@ async def describe(bootstrap: str, topics: list[str]) -> dict[str, tuple[int, di
 
 def test_creates_both_topics_with_the_recommended_settings(kafka_bootstrap: str) -> None:
     events, dead = unique_topic("topics-ev"), unique_topic("topics-dl")
-    args = ("--events-topic", events, "--deadletter-topic", dead, "--replication", "1", "--min-insync", "1",
-            "--events-partitions", "4", "--deadletter-partitions", "2", "--events-retention", "7d", "--deadletter-retention", "30d")  # fmt: skip
+    args = ("--events-topic", events, "--dead-letter-topic", dead, "--replication", "1", "--min-insync", "1",
+            "--events-partitions", "4", "--dead-letter-partitions", "2", "--events-retention", "7d", "--dead-letter-retention", "30d")  # fmt: skip
     done = create(kafka_bootstrap, *args)
     assert done.returncode == 0, done.stderr
     got = asyncio.run(describe(kafka_bootstrap, [events, dead]))

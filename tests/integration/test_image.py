@@ -140,7 +140,7 @@ def test_run_publishes_to_the_local_broker(
             "--network", "host", "-v", f"{state}:/var/lib/oomstream",
             "-e", f"OOMSTREAM_KAFKA_BOOTSTRAP={kafka_bootstrap}",
             "-e", f"OOMSTREAM_SINKS_KAFKA_EVENTS_TOPIC={topic}",
-            "-e", f"OOMSTREAM_SINKS_KAFKA_DEADLETTER_TOPIC={topic}.dlq",
+            "-e", f"OOMSTREAM_SINKS_KAFKA_DEAD_LETTER_TOPIC={topic}.dlq",
             "-e", "OOMSTREAM_SOURCES_ENABLED=stdin",
             "-e", "OOMSTREAM_KUBERNETES_MODE=off", "-e", "OOMSTREAM_METRICS_ENABLED=false",
             "-e", "OOMSTREAM_PIPELINE_LINGER_SECONDS=0.2",

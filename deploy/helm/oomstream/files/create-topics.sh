@@ -3,13 +3,13 @@
 #
 #   create-topics.sh --bootstrap HOST:PORT [options]
 #     --events-topic NAME          default oomstream.events.v1
-#     --deadletter-topic NAME      default oomstream.deadletter.v1
+#     --dead-letter-topic NAME     default oomstream.deadletter.v1
 #     --events-partitions N        default 12 (about 1 per 100 nodes; see docs/operations.md#sizing)
-#     --deadletter-partitions N    default 3
+#     --dead-letter-partitions N   default 3
 #     --replication N              default 3
 #     --min-insync N               default 2 (with acks=all: one broker may fail, nothing is lost)
 #     --events-retention DURATION  default 7d  (ms, s, m, h, d suffixes)
-#     --deadletter-retention DUR   default 30d (time to fix the parser and reparse the raw lines)
+#     --dead-letter-retention DUR  default 30d (time to fix the parser and reparse the raw lines)
 #     --command-config FILE        client properties for SASL/TLS (passed to kafka-topics.sh)
 #
 # Needs Kafka's kafka-topics.sh on PATH, or KAFKA_TOPICS naming the command to run instead (e.g.
@@ -27,13 +27,13 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --bootstrap) bootstrap=$2; shift 2 ;;
         --events-topic) events=$2; shift 2 ;;
-        --deadletter-topic) deadletter=$2; shift 2 ;;
+        --dead-letter-topic) deadletter=$2; shift 2 ;;
         --events-partitions) events_partitions=$2; shift 2 ;;
-        --deadletter-partitions) deadletter_partitions=$2; shift 2 ;;
+        --dead-letter-partitions) deadletter_partitions=$2; shift 2 ;;
         --replication) replication=$2; shift 2 ;;
         --min-insync) min_insync=$2; shift 2 ;;
         --events-retention) events_retention=$2; shift 2 ;;
-        --deadletter-retention) deadletter_retention=$2; shift 2 ;;
+        --dead-letter-retention) deadletter_retention=$2; shift 2 ;;
         --command-config) command_config=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "create-topics.sh: unknown option $1" >&2; usage ;;
