@@ -73,9 +73,10 @@ image: tools
 image-test: install tools
 	$(BIN)/python -m pytest -q -rs tests/integration/test_image.py
 
-# deploy/kubernetes/oomstream.yaml, rendered from the Helm chart.
+# deploy/kubernetes/oomstream.yaml and oomstream-k8s-events.yaml, rendered from the Helm chart.
 manifests: helm
 	HELM=$(HELM) deploy/kubernetes/render.sh > deploy/kubernetes/oomstream.yaml
+	HELM=$(HELM) deploy/kubernetes/render.sh k8s-events > deploy/kubernetes/oomstream-k8s-events.yaml
 
 chart-test: install helm crd-schemas
 	$(BIN)/python -m pytest -q -rs tests/unit/test_helm_chart.py

@@ -53,7 +53,8 @@ maps chart values to configuration keys: when the configuration layout changes, 
 {{- $kafka := dict
     "bootstrap_servers" $v.kafka.bootstrapServers
     "events_topic" $v.kafka.topics.events
-    "deadletter_topic" $v.kafka.topics.deadLetter
+    "dead_letter_topic" $v.kafka.topics.deadLetter
+    "key_fields" $v.kafka.keyFields
     "topic_policy" $v.kafka.topicPolicy
     "topic_partitions" (int $v.kafka.topicPartitions)
     "security_protocol" $sec.protocol -}}
@@ -76,11 +77,30 @@ maps chart values to configuration keys: when the configuration layout changes, 
     "mode" (ternary "in_cluster" "off" $v.enrichment.enabled)
     "watch_events" $v.enrichment.watchEvents
     "label_allowlist" $v.enrichment.labelAllowlist
-    "annotation_allowlist" $v.enrichment.annotationAllowlist -}}
+    "annotation_allowlist" $v.enrichment.annotationAllowlist
+    "max_backfill_occurrences" $v.enrichment.bounds.maxBackfillOccurrences
+    "max_ledger_signals" $v.enrichment.bounds.maxLedgerSignals -}}
+{{- $sinks := dict "enabled" (list "kafka") "kafka" $kafka -}}
+{{- if $v.eventSink.enabled -}}
+{{- /* Kafka stays first: the first sink decides delivery; the Event sink gets copies. */ -}}
+{{- $events := dict
+    "repeat_window_seconds" $v.eventSink.repeatWindowSeconds
+    "burst_calls" $v.eventSink.burstCalls
+    "refill_seconds" $v.eventSink.refillSeconds
+    "queue_events" $v.eventSink.queueEvents
+    "reporting_instance" $v.eventSink.reportingInstance -}}
+{{- $_ := set $sinks "enabled" (list "kafka" "k8s_events") -}}
+{{- $_ := set $sinks "k8s_events" $events -}}
+{{- end -}}
+{{- $grace := int $v.terminationGracePeriodSeconds -}}
+{{- if le $grace 10 -}}
+{{- fail "terminationGracePeriodSeconds must be more than 10: the service drains for that minus 10 s before the kubelet kills it" -}}
+{{- end -}}
 {{- $config := dict
     "sources" $sources
-    "sinks" (dict "enabled" (list "kafka") "kafka" $kafka)
+    "sinks" $sinks
     "kubernetes" $kube
+    "pipeline" (dict "shutdown_timeout_seconds" (sub $grace 10))
     "state" (dict "directory" "/var/lib/oomstream/state")
     "spool" (dict "directory" "/var/lib/oomstream/spool" "max_bytes" $v.spool.maxBytes)
     "metrics" (dict "listen_address" (printf ":%d" (int $v.metrics.port)))
