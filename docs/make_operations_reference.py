@@ -76,9 +76,13 @@ def _families() -> Iterator[tuple[str, str, str, list[str]]]:
             "histogram": name + "_bucket/_count/_sum",
         }.get(kind, name)
         yield exposed, kind, wrapper._documentation, list(wrapper._labelnames)
-    # Families read at scrape time: their help as collect() gives it, tallies registered empty.
+    # Families read at scrape time: their help as collect() gives it, tallies registered empty
+    # (every track_* that names families of its own; tests/integration/test_prometheus_alerts.py
+    # checks a real service's scrape against this table).
     metrics.track_formats(Counter())
     metrics.track_parse_errors(Counter())
+    metrics.track_signals(Counter(), Counter())
+    metrics.track_pipeline(Counter())
     collected = {family.name: family for family in metrics._live.collect()}
     for family in [*metrics._live.describe(), *collected.values()]:
         if family.name in seen:

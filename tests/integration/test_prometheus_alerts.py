@@ -6,7 +6,8 @@ UID and container id, so this test's kills (and only them) carry its namespace a
 (other engineers' kills on the same machine carry other labels or none). Prometheus evaluates the
 shipped rule file every second: the kill-rate alert must go pending (it fires after its `for:`),
 the "invisible to Kubernetes" alert must fire (the fake API reports no OOMKilled status), and every
-Grafana panel query must return series from that Prometheus.
+Grafana panel query must return series from that Prometheus, and every metric it scraped must be
+in the operator's guide.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ NODE = "node-prom"
 KILLS = 5
 # What Grafana substitutes before it sends a panel query.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "10m", "$instance": ".*"}
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 def _free(port: int) -> bool:
@@ -280,6 +282,23 @@ def test_real_kills_raise_the_alerts_and_fill_every_dashboard_panel(running: Run
     assert not empty, "panel queries without series:\n" + "\n".join(empty)
     instances = prometheus.query("count by (instance) (oomstream_build_info)")  # the $instance variable
     assert instances
+
+    # Every metric this real service exposed is in the operator's guide's metrics table.
+    names = get_json(
+        f"{prometheus.url}/api/v1/label/__name__/values?"
+        + urllib.parse.urlencode({"match[]": '{job="oomstream"}'})
+    )["data"]
+    undocumented = [name for name in names if name.startswith("oomstream_") and not documented(name)]
+    assert not undocumented, f"metrics missing from docs/operations.md#metrics: {undocumented}"
+
+
+def documented(name: str) -> bool:
+    """``name`` (a scraped series name) has a row in docs/operations.md's metrics table."""
+    rows = set(re.findall(r"^\| `([a-z0-9_/]+)` \|", GUIDE.read_text(), re.MULTILINE))
+    if name.endswith("_created"):  # prometheus_client's creation time beside each counter/histogram
+        return any(row.startswith(name.removesuffix("_created")) for row in rows)
+    base = re.sub(r"_(bucket|count|sum)$", "", name)
+    return name in rows or f"{base}_bucket/_count/_sum" in rows
 
 
 def test_kafka_outage_raises_kafka_unreachable_and_clears_when_kafka_returns(
