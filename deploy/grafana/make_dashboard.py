@@ -227,6 +227,29 @@ ROWS: list[Row] = [
                 8,
             ),
             (
+                "State write errors (disk full?)",
+                "timeseries",
+                "short",
+                [
+                    (
+                        "spool {{instance}}",
+                        f"increase(oomstream_spool_write_errors_total{{{SEL}}}[{RATE}])",
+                    ),
+                    (
+                        "checkpoint {{instance}}",
+                        f"increase(oomstream_checkpoint_save_errors_total{{{SEL}}}[{RATE}])",
+                    ),
+                ],
+                8,
+            ),
+            (
+                "Size bounds hit",
+                "timeseries",
+                "short",
+                [("{{bound}}", summed("bound", "increase", "oomstream_bound_hits_total"))],
+                8,
+            ),
+            (
                 "Queue depth",
                 "timeseries",
                 "short",
