@@ -3,6 +3,7 @@
 # without a Docker engine or registry access.
 #
 #   deploy/image/build.sh [TAG]      default tag: localhost/oomstream:<version>; prints it last
+#   exit status: 3 podman or mmdebstrap missing, 4 mmdebstrap could not make the base
 #
 # The base is made from Debian's packages with mmdebstrap (python3, python3-venv, ca-certificates)
 # and given to the Containerfile as BASE. Storage, the base tarball and podman's configuration live
@@ -33,9 +34,15 @@ base_tar=$TOOLS/image/base-$SUITE-$key.tar
 base_ref=localhost/oomstream-base:$SUITE-$key
 mkdir -p "$TOOLS/image"
 if ! podman image exists "$base_ref"; then
-    if [ ! -s "$base_tar" ]; then
+    if [ ! -f "$base_tar" ] || [ ! -s "$base_tar" ]; then
         echo "build.sh: making the base ($SUITE: $BASE_PACKAGES) with mmdebstrap" >&2
-        mmdebstrap --quiet --variant=apt --include="$BASE_PACKAGES" "$SUITE" "$base_tar.part" "$MIRROR" >&2
+        rm -rf "$base_tar" "$base_tar.part"
+        # --format=tar: mmdebstrap picks the format from the name, and *.part would be a directory.
+        # Exit 4 when only mmdebstrap failed (no mirror reachable, ...): the machine cannot make a
+        # base, which the image test reports as a skip; any later failure is a real one.
+        mmdebstrap --quiet --format=tar --variant=apt --include="$BASE_PACKAGES" "$SUITE" \
+            "$base_tar.part" "$MIRROR" >&2 \
+            || { rm -rf "$base_tar.part"; echo "build.sh: mmdebstrap failed" >&2; exit 4; }
         mv "$base_tar.part" "$base_tar"
     fi
     podman import --quiet "$base_tar" "$base_ref" >/dev/null

@@ -59,7 +59,7 @@ def image() -> Iterator[tuple[str, dict[str, str]]]:
     env = podman_env()
     build = subprocess.run([str(BUILD)], cwd=ROOT, env=env, capture_output=True, timeout=1800)
     stderr = build.stderr.decode(errors="replace")
-    if build.returncode != 0 and ("mmdebstrap" in stderr and "building" not in stderr):
+    if build.returncode == 4:  # build.sh: mmdebstrap itself failed; anything else is a failure
         pytest.skip(f"cannot build images here: making the base failed: {stderr[-1500:]}")
     assert build.returncode == 0, f"podman build of Containerfile failed:\n{stderr[-4000:]}"
     tag = build.stdout.decode().strip().splitlines()[-1]
