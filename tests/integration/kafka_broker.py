@@ -62,6 +62,7 @@ class LocalCluster:
     name: str
     nodes: int = 1
     port: int | None = None
+    controller_port: int | None = None  # default: port + 100
     bootstrap: str = ""
     started_here: bool = False
     extra_properties: str = ""  # server.properties lines (KAFKA_EXTRA_PROPERTIES), e.g. a SASL listener
@@ -79,6 +80,8 @@ class LocalCluster:
         args = ["start", "--name", self.name, "--nodes", str(self.nodes)]
         if self.port is not None:
             args += ["--port", str(self.port)]
+        if self.controller_port is not None:
+            args += ["--controller-port", str(self.controller_port)]
         self.started_here = not self.running()
         self.bootstrap = kafka_sh(*args, env=self._env())
         return self.bootstrap
