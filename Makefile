@@ -56,9 +56,10 @@ helm: $(HELM)
 $(HELM):
 	@mkdir -p $(TOOLS)/bin
 	@command -v go >/dev/null || { echo "warning: no go toolchain: helm not built, the chart tests will skip"; exit 0; }; \
-	echo "building helm $(HELM_VERSION) with go install (once; cached in $(TOOLS)/bin)"; \
-	$(GO_ENV) GOBIN=$(TOOLS)/bin go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION) \
-		|| echo "warning: go install helm failed: the chart tests will skip"
+	echo "building helm $(HELM_VERSION) with go install (once; cached in $(TOOLS)/bin; the 1.2 GB build cache is dropped after)"; \
+	if $(GO_ENV) GOBIN=$(TOOLS)/bin go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION); then \
+		rm -rf $(TOOLS)/go-cache; \
+	else echo "warning: go install helm failed: the chart tests will skip"; fi
 
 # The Prometheus Operator's CRD schemas (ServiceMonitor, PrometheusRule), from the Go module proxy.
 crd-schemas:
