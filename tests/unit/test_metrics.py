@@ -390,17 +390,26 @@ def test_json_carries_the_suppressed_count() -> None:
 def test_every_bound_is_exported_from_zero_and_logged_once_per_growth(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from streamer.metrics import BOUNDS, PIPELINE_BOUNDS, SIGNAL_LEDGER_BOUNDS, SOURCE_BOUNDS
+    from streamer.metrics import BOUNDS
+    from streamer.pipeline import PIPELINE_TELEMETRY
+    from streamer.pipeline.signals import LEDGER_TELEMETRY
+    from streamer.sources.files import FILES_TELEMETRY
 
     metrics = Metrics()
-    ledger: Counter[str] = Counter()
-    source: Counter[str] = Counter()
-    pipeline: Counter[str] = Counter()
-    metrics.track_bounds(ledger, SIGNAL_LEDGER_BOUNDS)
-    metrics.track_bounds(source, SOURCE_BOUNDS)
+    ledger = LEDGER_TELEMETRY.tally()
+    source = FILES_TELEMETRY.tally()
+    pipeline = PIPELINE_TELEMETRY.tally()
+    metrics.track_bounds(ledger)
+    metrics.track_bounds(source)
     metrics.track_pipeline(pipeline)
     got = samples(metrics)
-    for name in (*SIGNAL_LEDGER_BOUNDS.values(), *SOURCE_BOUNDS.values(), *PIPELINE_BOUNDS.values()):
+    declared = (
+        *ledger.telemetry.bounds.values(),
+        *source.telemetry.bounds.values(),
+        *pipeline.telemetry.bounds.values(),
+    )
+    assert len(declared) == 5
+    for name in (*declared, *BOUNDS):
         assert name in BOUNDS, name  # every bound a component counts is documented
         assert got[("oomstream_bound_hits_total", (("bound", name),))] == 0, name
     assert got[("oomstream_k8s_skipped_occurrences_total", ())] == 0
@@ -429,6 +438,29 @@ def test_every_bound_is_exported_from_zero_and_logged_once_per_growth(
         assert [r.getMessage().split(":")[0] for r in caplog.records] == [
             "bound long_lines reached 1 time(s) since the last report"
         ]
+
+
+def test_a_bound_must_be_documented_and_an_undeclared_key_is_not_exposed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from parsers.telemetry import Count, Telemetry
+
+    metrics = Metrics()
+    typo = Telemetry("demo", (Count("dropped", "d", bound="demo_bund"),)).tally()
+    with pytest.raises(ValueError, match="demo: key 'dropped' reports bound 'demo_bund'"):
+        metrics.track_bounds(typo)
+    tally = Telemetry(
+        "demo", (Count("lines", "l", metric="oomstream_source_lines_read"), Count("x", "x"))
+    ).tally()
+    metrics.track_source("demo", tally)
+    tally["lines"] += 2
+    tally["set_directly"] = 5  # bypasses the tally's check
+    with caplog.at_level(logging.ERROR, logger="oomstream.metrics"):
+        got = samples(metrics)
+    assert got[("oomstream_source_lines_read_total", (("source", "demo"),))] == 2
+    assert got[("oomstream_source_counts_total", (("name", "x"), ("source", "demo")))] == 0  # declared: shown
+    assert not [key for key in got if ("name", "set_directly") in key[1]]
+    assert "demo counted 'set_directly', which its Telemetry does not declare" in caplog.text
 
 
 def test_dead_letter_cuts_are_counted() -> None:

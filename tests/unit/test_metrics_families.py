@@ -105,7 +105,9 @@ def test_run_exposes_every_family_and_series_it_had(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         text = _scrape(port)
         # Out: the kernel kill and the Kubernetes signals, both delivered to Kafka.
-        while _value(text, "oomstream_oom_events_total") < 1 or _value(text, "oomstream_k8s_signals_total") < 1:
+        while (
+            _value(text, "oomstream_oom_events_total") < 1 or _value(text, "oomstream_k8s_signals_total") < 1
+        ):
             assert time.monotonic() < deadline, "no events after 60 s:\n" + text[-3000:]
             time.sleep(0.3)
             text = _scrape(port)
