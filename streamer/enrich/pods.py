@@ -50,6 +50,8 @@ POD_CACHE_TELEMETRY = Telemetry(
         Count("bad_object", "pod objects missing what the cache needs"),
         Count("bad_quantity", "memory quantities that did not parse"),
         Count("{}_keys_not_copied", "label or annotation keys left out by the allowlist"),
+        Count("label_keys_not_copied", "label keys left out by label_allowlist"),
+        Count("annotation_keys_not_copied", "annotation keys left out by annotation_allowlist"),
         Count("resurrected", "deleted pods seen alive again"),
         Count("tombstones_expired", "deleted pods forgotten after tombstone_seconds"),
         Count("tombstones_over_cap", "deleted pods forgotten at the cap", bound="pod_tombstones"),
