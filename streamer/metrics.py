@@ -217,16 +217,6 @@ def _reader(counts: Mapping[str, int], key: str) -> Callable[[], int]:
     return lambda: counts.get(key, 0)
 
 
-def _metric_of(counts: Mapping[str, int], key: str) -> str:
-    declared = counts.telemetry.count(key) if isinstance(counts, Tally) else None
-    return declared.metric if declared is not None else ""
-
-
-def _help_of(counts: Mapping[str, int], key: str) -> str:
-    declared = counts.telemetry.count(key) if isinstance(counts, Tally) else None
-    return declared.help if declared is not None else ""
-
-
 class _Queue(Protocol):
     maxsize: int
 
@@ -259,7 +249,7 @@ class _LiveCollector(Collector):
     """Exposes tallies and sizes owned by other objects, read at scrape time."""
 
     def __init__(self) -> None:
-        self.sources: dict[str, Mapping[str, int]] = {}
+        self.sources: dict[str, Tally] = {}
         self.tallies: dict[str, tuple[str, str, list[Mapping[str, int]]]] = {}
         self.queues: dict[str, _Queue | Callable[[], int]] = {}
         self.spool: _HasStats | None = None
@@ -290,9 +280,10 @@ class _LiveCollector(Collector):
             for _, by_source in own.values():
                 by_source[source] = 0
             for key, count in sorted(declared_items(counts).items()):
-                metric = _metric_of(counts, key) or SOURCE_COUNTS.get(key, ("", ""))[0]
+                declared = counts.telemetry.count(key)
+                metric = declared.metric if declared is not None else ""
                 if metric:
-                    help_text, by_source = own.setdefault(metric, (_help_of(counts, key), {}))
+                    _, by_source = own.setdefault(metric, (declared.help if declared else "", {}))
                     by_source[source] = by_source.get(source, 0) + count
                 else:
                     other.add_metric([source, key], count)
@@ -406,7 +397,7 @@ class Metrics:
 
     # -- tallies read at scrape time --------------------------------------------------------------
 
-    def track_source(self, name: str, counts: Mapping[str, int]) -> None:
+    def track_source(self, name: str, counts: Tally) -> None:
         """Expose a source's tally under ``source=name``: keys declared with a metric of their own
         (those of ``SOURCE_COUNTS`` for every source) as that metric, every other declared key as
         ``oomstream_source_counts_total{source, name}``.
@@ -431,11 +422,11 @@ class Metrics:
         elif all(existing is not counts for existing in entry[2]):
             entry[2].append(counts)
 
-    def track_formats(self, counts: Mapping[str, int]) -> None:
+    def track_formats(self, counts: Tally) -> None:
         """Records framed per input format (``Framer.records_by_format``)."""
         self.track_tally("oomstream_records", "Kernel records framed, per input format", "format", counts)
 
-    def track_parse_errors(self, counts: Mapping[str, int]) -> None:
+    def track_parse_errors(self, counts: Tally) -> None:
         """Lines that could not be framed or used, by reason (``Framer.skipped``, long lines, ...)."""
         self.track_tally(
             "oomstream_parse_errors", "Input lines skipped as unparseable, by reason", "reason", counts
