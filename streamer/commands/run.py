@@ -313,6 +313,15 @@ async def build_service(
         metrics.track_bounds(signal_source.counts)
     for assembler in pipeline.assemblers:
         metrics.track_bounds(assembler.counts)
+    if isinstance(sink, FanOutSink):
+        metrics.track_tally(
+            "oomstream_side_sinks", "Side sinks' tallies (start failures, errors, copies dropped), by name",
+            "name", sink.counts,
+        )  # fmt: skip
+    if pid_index is not None:
+        metrics.track_tally(
+            "oomstream_pid_index", "Pid index scans and attributions, by name", "name", pid_index.counts
+        )
     for part in _sinks_of(sink):
         bounds = getattr(part, "bounds", None)
         if isinstance(bounds, Tally):

@@ -59,6 +59,10 @@ class FanOutSink(Sink):
         self.primary = primary
         self.sides = [_Side(sink, queue_events) for sink in sides]
         self.counts: Tally = FANOUT_TELEMETRY.tally()
+        for side in self.sides:  # each side's series visible from zero
+            name = side.sink.name
+            self.counts[f"{name}_start_failures"] = self.counts[f"{name}_errors"] = 0
+            self.counts[f"{name}_dropped"] = 0
 
     async def start(self) -> None:
         await self.primary.start()

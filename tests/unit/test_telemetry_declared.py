@@ -163,3 +163,27 @@ def test_a_key_declared_twice_must_agree() -> None:
         Telemetry("x", (Count("a", "h", bound="b1"), Count("a", "h", bound="b2")))
     merged = Telemetry("x", (Count("a", "h"),)) + Telemetry("y", (Count("a", "other help"), Count("b", "h")))
     assert merged.keys == ("a", "b")
+
+
+def test_every_declared_bound_is_described_and_every_metric_named_well() -> None:
+    from streamer.metrics import BOUNDS
+
+    declarations = {t.component: t for path in SOURCES for t in declarations_in(path)}
+    assert len(declarations) >= 20
+    problems = []
+    for telemetry in declarations.values():
+        for count in telemetry:
+            if count.bound and count.bound not in BOUNDS:
+                problems.append(
+                    f"{telemetry.component}: {count.key!r} reports undescribed bound {count.bound!r}"
+                )
+            if count.metric and (
+                not count.metric.startswith("oomstream_") or count.metric.endswith("_total")
+            ):
+                problems.append(f"{telemetry.component}: {count.key!r} has metric {count.metric!r}")
+            if not count.help.strip():
+                problems.append(f"{telemetry.component}: {count.key!r} has no help text")
+    assert not problems, "\n".join(problems)
+    # Every bound described is reported by some component's key.
+    reported = {count.bound for telemetry in declarations.values() for count in telemetry}
+    assert set(BOUNDS) <= reported, set(BOUNDS) - reported
