@@ -122,5 +122,8 @@ class Tally(Counter[str]):
         """Keys set directly (``tally[key] = n`` bypasses the check) that are not declared."""
         return [key for key in list(self) if self.telemetry.count(key) is None]
 
-    def __reduce__(self) -> tuple[object, ...]:
+    def copy(self) -> Tally:
+        return Tally(self.telemetry, self.items())
+
+    def __reduce__(self) -> tuple[object, ...]:  # Counter's passes only the counts
         return type(self), (self.telemetry, list(self.items()))

@@ -108,9 +108,7 @@ def test_publish_without_bootstrap_names_flag_and_variable(monkeypatch: pytest.M
     args = _publish_args([str(log)])
     with pytest.raises(CliError, match=r"--bootstrap HOST:PORT.*OOMSTREAM_KAFKA_BOOTSTRAP"):
         args.handler(args, io.StringIO(), io.StringIO())
-    args = _publish_args(
-        [str(log), "--bootstrap", "127.0.0.1:1", "--sinks-kafka-connect-timeout-seconds", "2"]
-    )
+    args = _publish_args([str(log), "--bootstrap", "127.0.0.1:1", "--sinks-kafka-connect-timeout-seconds", "2"])
     began = time.monotonic()
     with pytest.raises(CliError, match=r"bootstrap_servers=127\.0\.0\.1:1 .*oomstream publish options"):
         args.handler(args, io.StringIO(), io.StringIO())

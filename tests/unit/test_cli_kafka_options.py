@@ -25,12 +25,7 @@ def parser() -> argparse.ArgumentParser:
 
 def kafka_flags(command: str) -> set[str]:
     sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return {
-        s
-        for a in sub.choices[command]._actions
-        for s in a.option_strings
-        if s.startswith(("--sinks-kafka-", "--kafka-"))
-    }
+    return {s for a in sub.choices[command]._actions for s in a.option_strings if s.startswith(("--sinks-kafka-", "--kafka-"))}
 
 
 def test_publish_and_tail_have_every_kafka_flag_of_run() -> None:
@@ -52,16 +47,7 @@ def test_config_file_then_variables_then_flags_then_short_forms(
         'dead_letter_topic = "dl.file"\nclient_id = "from-file"\n'
     )
     monkeypatch.setenv("OOMSTREAM_SINKS_KAFKA_COMPRESSION", "lz4")
-    argv = [
-        "publish",
-        "x.log",
-        "--config",
-        str(config),
-        "--sinks-kafka-linger-ms",
-        "9",
-        "--topic",
-        "ev.short",
-    ]
+    argv = ["publish", "x.log", "--config", str(config), "--sinks-kafka-linger-ms", "9", "--topic", "ev.short"]
     options = kafka_options_from_args(parser().parse_args([*argv, "-o", "client_id=from-o"]), "publish")
     assert isinstance(options, KafkaOptions)
     assert options.bootstrap_servers == ("a:9092",) and options.dead_letter_topic == "dl.file"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import pickle
 from collections import Counter
 from pathlib import Path
 
@@ -156,6 +157,11 @@ def test_a_tally_refuses_an_undeclared_key_and_accepts_patterns() -> None:
     assert "lnies" not in tally
     tally["set_directly"] = 1  # bypasses the check; the metrics layer reports it
     assert tally.undeclared() == ["set_directly"]
+    del tally["set_directly"]
+    for twin in (tally.copy(), pickle.loads(pickle.dumps(tally))):
+        assert twin == tally and twin.telemetry == telemetry
+        with pytest.raises(UndeclaredCountError):
+            twin["lnies"] += 1
 
 
 def test_a_key_declared_twice_must_agree() -> None:
