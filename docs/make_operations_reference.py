@@ -6,9 +6,14 @@ tests/unit/test_operations_guide.py fails when the committed file differs from a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import json
+import os
 import re
 import sys
-from collections import Counter
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,9 +62,44 @@ def configuration_reference() -> str:
     return "\n".join(lines).strip()
 
 
+def _built_metrics() -> Metrics:
+    """The metrics of a service built (not started) with every part that registers families: a
+    files source, the Kafka sink with a side sink, the spool, Kubernetes (kubeconfig mode, objects
+    files), the pid index. Nothing connects anywhere; tests/unit/test_option_wiring.py builds the
+    same way."""
+    from streamer.commands.run import build_service
+
+    async def build(tmp: Path) -> Metrics:
+        kubeconfig = tmp / "kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1", "kind": "Config", "current-context": "c",
+                    "clusters": [{"name": "c", "cluster": {"server": "https://192.0.2.1:6443"}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                }
+            )
+        )  # fmt: skip
+        settings: dict[str, Any] = {
+            "node_name": "node", "sources.enabled": ["files"], "sources.files.paths": [os.devnull],
+            "sinks.enabled": ["kafka", "file"], "sinks.kafka.bootstrap_servers": ["192.0.2.1:9092"],
+            "sinks.file.path": str(tmp / "events.jsonl"), "kubernetes.mode": "kubeconfig",
+            "kubernetes.kubeconfig_path": str(kubeconfig), "kubernetes.objects_files": [os.devnull],
+            "state.directory": str(tmp / "state"), "spool.directory": str(tmp / "spool"),
+        }  # fmt: skip
+        async with contextlib.AsyncExitStack() as stack:
+            service = await build_service(config.load_config(None, {}, settings), stack, io.StringIO())
+            return service.metrics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return asyncio.run(build(Path(tmp)))
+
+
 def _families() -> Iterator[tuple[str, str, str, list[str]]]:
-    """(exposed name, type, help, label names) of every metric the service can expose."""
-    metrics = Metrics()
+    """(exposed name, type, help, label names) of every metric the service can expose
+    (tests/integration/test_prometheus_alerts.py checks a real service's scrape against them)."""
+    metrics = _built_metrics()
     seen: set[str] = set()
     wrappers = [getattr(metrics, name) for name in vars(metrics)] + [
         getattr(metrics.sink, n) for n in vars(metrics.sink)
@@ -76,13 +116,7 @@ def _families() -> Iterator[tuple[str, str, str, list[str]]]:
             "histogram": name + "_bucket/_count/_sum",
         }.get(kind, name)
         yield exposed, kind, wrapper._documentation, list(wrapper._labelnames)
-    # Families read at scrape time: their help as collect() gives it, tallies registered empty
-    # (every track_* that names families of its own; tests/integration/test_prometheus_alerts.py
-    # checks a real service's scrape against this table).
-    metrics.track_formats(Counter())
-    metrics.track_parse_errors(Counter())
-    metrics.track_signals(Counter(), Counter())
-    metrics.track_pipeline(Counter())
+    # Families read at scrape time, with their help as collect() gives it.
     collected = {family.name: family for family in metrics._live.collect()}
     for family in [*metrics._live.describe(), *collected.values()]:
         if family.name in seen:
