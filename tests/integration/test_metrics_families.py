@@ -4,8 +4,11 @@
 declared per component (issue 11, item 5), from the run below: the service follows a kernel
 sample and the bundled Kubernetes objects, publishes to the Kafka broker, and is scraped over
 HTTP once its events are out (the run has since gained a side sink and the pid index, whose
-series the snapshot does not hold: more is allowed). The run today must expose every family of the snapshot with the
-same type and help text, and every series (name and labels; values differ run to run) it had.
+series the snapshot does not hold: more is allowed). Issue 14 changed only what it changed on
+purpose: the oomstream_oom_events lines (labels limit_fired, workload_kind, workload) and its new
+families oomstream_oom_last_kill_* and oomstream_sink_healthy, taken from a run of its code.
+The run today must expose every family of the snapshot with the same type and help text, and
+every series (name and labels; values differ run to run) it had.
 More is allowed: new families, new series. Regenerate (after an intended change, saying why in
 the commit) with ``OOMSTREAM_GOLDEN_REGENERATE=1``.
 """
