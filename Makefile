@@ -40,7 +40,8 @@ run: install
 			$(BIN)/oomstream run --log-format text $(RUN_ARGS); \
 	fi; \
 	bootstrap=$$($(KAFKA) start | tail -n1) || exit 1; \
-	trap '$(KAFKA) stop >/dev/null 2>&1' EXIT; \
+	echo "$$bootstrap" > $(RUN_STATE)/kafka-bootstrap; \
+	trap 'rm -f $(RUN_STATE)/kafka-bootstrap; $(KAFKA) stop >/dev/null 2>&1' EXIT; \
 	echo "oomstream: publishing to the local broker at $$bootstrap (topic oomstream.events.v1); Ctrl-C stops"; \
 	OOMSTREAM_KAFKA_BOOTSTRAP=$$bootstrap OOMSTREAM_STATE_DIRECTORY=$(RUN_STATE)/state \
 		OOMSTREAM_SPOOL_DIRECTORY=$(RUN_STATE)/spool $(BIN)/oomstream run --log-format text $(RUN_ARGS)

@@ -81,11 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     parse.set_defaults(handler=cmd_parse)
 
     # Imported here: the Kafka commands pull in aiokafka, which `parse` does not need.
-    from streamer.commands import publish, run, tail
+    from streamer.commands import publish, run, tail, timeline
 
     run.add_parser(sub)
     publish.add_parser(sub)
     tail.add_parser(sub)
+    timeline.add_parser(sub)
     return parser
 
 

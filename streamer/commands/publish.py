@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from streamer.commands.bootstrap import find_bootstrap
 from streamer.config import ENV_BOOTSTRAP_ALIAS
 from streamer.errors import CliError
 from streamer.inputs import (
@@ -95,13 +96,9 @@ class PublishOutcome:
 
 def kafka_config_from_args(args: argparse.Namespace, command: str) -> KafkaSinkConfig:
     """--bootstrap / env, the named flags and the -o KEY=VALUE options, as one typed config."""
-    bootstrap = args.bootstrap or os.environ.get(ENV_BOOTSTRAP_ALIAS)
-    if not bootstrap:
-        raise CliError(
-            "no Kafka bootstrap servers: pass --bootstrap HOST:PORT[,HOST:PORT...] "
-            f"or set {ENV_BOOTSTRAP_ALIAS}"
-        )
-    origin = f"oomstream {command} options" + ("" if args.bootstrap else f" and {ENV_BOOTSTRAP_ALIAS}")
+    found = find_bootstrap(args.bootstrap)
+    bootstrap = found.servers
+    origin = f"oomstream {command} options" + ("" if args.bootstrap else f" and {found.origin}")
     base: dict[str, Any] = {"bootstrap_servers": bootstrap}
     for attribute, key in (
         ("topic", "events_topic"),
@@ -190,7 +187,8 @@ def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
         "--bootstrap",
         default=None,
         metavar="HOST:PORT[,...]",
-        help=f"Kafka bootstrap servers (default: ${ENV_BOOTSTRAP_ALIAS})",
+        help=f"Kafka bootstrap servers (default: ${ENV_BOOTSTRAP_ALIAS}, the file in $OOMSTREAM_CONFIG, "
+        "else the local broker `make run` started)",
     )
     parser.add_argument("--topic", default=None, help="events topic (default: oomstream.events.v1)")
     parser.add_argument(

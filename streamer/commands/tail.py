@@ -216,6 +216,10 @@ def cmd_tail(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         raise CliError("--timeout-seconds must be > 0")
     config = kafka_config_from_args(args, "tail")
     pretty = args.pretty if args.pretty is not None else stdout.isatty()
+    stderr.write(
+        f"oomstream tail: reading {config.events_topic} from Kafka at "
+        f"{','.join(config.bootstrap_servers)} ({config.origin})\n"
+    )
     count = asyncio.run(
         tail_events(
             config,

@@ -1,0 +1,248 @@
+"""``oomstream timeline``: OOM kills in kill-time order, incidents joined, from Kafka or JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from streamer.commands.publish import add_kafka_arguments, kafka_config_from_args
+from streamer.errors import CliError
+from streamer.timeline.model import GROUP_BY, Filters, Timeline, group_incidents, parse_time, summarize
+from streamer.timeline.sources import KafkaRange, KafkaReadStats, iter_json_lines, read_kafka_range
+from streamer.timeline.terminal import Style, render
+
+DEFAULT_SINCE = "1h"
+DEFAULT_MAX_PUBLISH_DELAY = "10m"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(text: str, option: str) -> float:
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise CliError(f"{option} {text!r}: not a duration (examples: 90s, 30m, 2h, 7d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_moment(text: str, option: str, now: float) -> float:
+    """RFC 3339, ``now``, or a duration ago (``2h``, ``-2h``, ``2h ago``)."""
+    value = text.strip()
+    if value.lower() == "now":
+        return now
+    relative = value.lower().removesuffix("ago").strip().removeprefix("-")
+    if _DURATION.match(relative):
+        return now - parse_duration(relative, option)
+    moment = parse_time(value)
+    if moment is None:
+        raise CliError(
+            f"{option} {text!r}: not a time (RFC 3339 like 2026-12-04T14:00:00Z, 'now', or a duration ago like 2h)"
+        )
+    return moment
+
+
+def filters_from_args(args: argparse.Namespace, now: float) -> Filters:
+    if args.since and args.from_time:
+        raise CliError("--since and --from both give the start of the range: use one")
+    since = None
+    if args.since:
+        since = now - parse_duration(args.since, "--since")
+    elif args.from_time:
+        since = parse_moment(args.from_time, "--from", now)
+    until = parse_moment(args.to_time, "--to", now) if args.to_time else None
+    if since is not None and until is not None and until <= since:
+        raise CliError("--to must be later than the start of the range")
+    return Filters(
+        since=since,
+        until=until,
+        namespaces=frozenset(args.namespace or ()),
+        workloads=frozenset(args.workload or ()),
+        pods=frozenset(args.pod or ()),
+        nodes=frozenset(args.node or ()),
+        containers=frozenset(args.container or ()),
+        incidents=frozenset(args.incident or ()),
+        types=frozenset(args.type or ()),
+    )
+
+
+def load_timeline(args: argparse.Namespace, filters: Filters, stderr: TextIO) -> tuple[Timeline, str]:
+    """Read every event of the source into a Timeline; returns it and a line naming the source."""
+    timeline = Timeline()
+    if args.files:
+        bad: list[str] = []
+
+        def on_bad_line(path: str, number: int, reason: str) -> None:
+            timeline.stats.read += 1
+            timeline.stats.skipped["not JSON"] += 1
+            if len(bad) < 5:
+                bad.append(f"{path}:{number}: {reason}")
+                stderr.write(f"oomstream timeline: skipped {path}:{number}: {reason}\n")
+
+        timeline.add_all(iter_json_lines(args.files, on_bad_line))
+        names = ", ".join("stdin" if p == "-" else p for p in args.files)
+        return timeline, f"{names} ({timeline.stats.read} events read)"
+    config = kafka_config_from_args(args, "timeline")
+    servers = ",".join(config.bootstrap_servers)
+    stderr.write(
+        f"oomstream timeline: reading {config.events_topic} from Kafka at {servers} ({config.origin})\n"
+    )
+    now = time.time()
+    since = filters.since if filters.since is not None else now - parse_duration(DEFAULT_SINCE, "--since")
+    window = KafkaRange(
+        since_ms=int(since * 1000),
+        until_ms=int(filters.until * 1000) if filters.until is not None else None,
+        max_publish_delay_ms=int(parse_duration(args.max_publish_delay, "--max-publish-delay") * 1000),
+        group=args.group,
+    )
+    stats = KafkaReadStats()
+
+    async def consume() -> None:
+        async for value in read_kafka_range(config, window, stats):
+            try:
+                timeline.add(orjson.loads(value))
+            except orjson.JSONDecodeError:
+                timeline.stats.read += 1
+                timeline.stats.skipped["not JSON"] += 1
+
+    asyncio.run(consume())
+    return timeline, (
+        f"Kafka {servers} topic {config.events_topic}: {stats.records} records from "
+        f"{stats.partitions} partition(s), seeked by time"
+    )
+
+
+def cmd_timeline(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    now = time.time()
+    filters = filters_from_args(args, now)
+    if not args.files and filters.since is None:
+        # Kafka: never the whole topic by default.
+        filters = Filters(**{**filters.__dict__, "since": now - parse_duration(DEFAULT_SINCE, "--since")})
+    if args.serve:
+        from streamer.timeline.serve import serve_from_args
+
+        return serve_from_args(args, filters, stdout, stderr)
+    timeline, source = load_timeline(args, filters, stderr)
+    incidents = timeline.incidents(filters)
+    groups = group_incidents(incidents, args.group_by)
+    summary = summarize(incidents)
+    stats = timeline.stats
+    source += f"; {stats.duplicates} duplicate(s) shown once" if stats.duplicates else ""
+    if stats.skipped:
+        skipped = ", ".join(f"{reason}: {count}" for reason, count in stats.skipped.most_common())
+        source += f"; skipped {sum(stats.skipped.values())} ({skipped})"
+        stderr.write(f"oomstream timeline: skipped {sum(stats.skipped.values())} input(s): {skipped}\n")
+    if args.html:
+        from streamer.timeline.html import write_report
+
+        size = write_report(Path(args.html), incidents, summary, source=source, filters=filters)
+        stderr.write(
+            f"oomstream timeline: wrote {args.html} ({size / 1024:.0f} KiB, {summary.kills} kill(s), "
+            f"{summary.incidents} incident(s))\n"
+        )
+        if not args.json and not args.print:
+            return 0
+    if args.json:
+        document: dict[str, Any] = {
+            "summary": {**summary.to_dict(), "source": source, "group_by": args.group_by},
+            "groups": [{"key": g.key, "incidents": [i.to_dict() for i in g.incidents]} for g in groups],
+        }
+        out = getattr(stdout, "buffer", None)
+        data = orjson.dumps(document, option=orjson.OPT_INDENT_2 if stdout.isatty() else 0) + b"\n"
+        if out is not None:
+            out.write(data)
+            out.flush()
+        else:
+            stdout.write(data.decode())
+        return 0
+    style = Style(colour=_colour(args.color, stdout), width=_width(args.width, stdout))
+    for line in render(groups, summary, style, source=source, group_by=args.group_by):
+        stdout.write(line + "\n")
+    stdout.flush()
+    return 0
+
+
+def _colour(choice: str, stdout: TextIO) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    return stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _width(requested: int | None, stdout: TextIO) -> int:
+    if requested is not None:
+        if requested < 40:
+            raise CliError("--width must be at least 40")
+        return requested
+    if stdout.isatty():
+        return shutil.get_terminal_size((80, 24)).columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) >= 40 else 120
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "timeline",
+        help="OOM kills in kill-time order with their Kubernetes signals (terminal, --json, --html, --serve)",
+        description="Read events from the Kafka events topic over a time range (seeking by time; "
+        "nothing committed unless --group) or from JSON-lines files (`oomstream parse`, "
+        "`tail --json`; - for stdin), join the events of each incident and print them in kill-time "
+        "order with a summary. --html writes a self-contained report; --serve a live page.",
+    )
+    parser.add_argument(
+        "files", nargs="*", metavar="FILE", help="JSON-lines files (gzip ok; - for stdin); none: Kafka"
+    )
+    when = parser.add_argument_group("range")
+    when.add_argument(
+        "--since", default=None, help=f"the last DURATION (e.g. 30m, 2h, 7d; Kafka default {DEFAULT_SINCE})"
+    )
+    when.add_argument("--from", dest="from_time", default=None, help="start: RFC 3339 or a duration ago (2h)")
+    when.add_argument(
+        "--to", dest="to_time", default=None, help="end (exclusive): RFC 3339, now, or a duration ago"
+    )
+    pick = parser.add_argument_group("filters (repeatable; an incident matches any value given)")
+    pick.add_argument("-n", "--namespace", action="append")
+    pick.add_argument("--workload", action="append", help="Kind/name, name, or namespace/Kind/name")
+    pick.add_argument("--pod", action="append")
+    pick.add_argument("--node", "--host", dest="node", action="append")
+    pick.add_argument("--container", action="append")
+    pick.add_argument("--incident", action="append", help="incident id or its prefix")
+    pick.add_argument(
+        "--type", action="append", help="event type: oom_kill, k8s_oom_killed, k8s_evicted, ..."
+    )
+    parser.add_argument("--group-by", choices=GROUP_BY, default="incident")
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--json", action="store_true", help="one JSON document (summary + groups of incidents)"
+    )
+    output.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    output.add_argument(
+        "--width", type=int, default=None, help="columns (default: the terminal's, 120 when piped)"
+    )
+    output.add_argument("--html", metavar="FILE", default=None, help="write a self-contained HTML report")
+    output.add_argument("--print", action="store_true", help="with --html: print the timeline too")
+    live = parser.add_argument_group("live page")
+    live.add_argument("--serve", action="store_true", help="serve the live page, following the topic")
+    live.add_argument(
+        "--listen", default="127.0.0.1:8765", help="HOST:PORT (default 127.0.0.1:8765, loopback)"
+    )
+    live.add_argument(
+        "--window-events", type=int, default=20000, help="events kept in memory by --serve (default 20000)"
+    )
+    kafka = parser.add_argument_group("Kafka")
+    add_kafka_arguments(kafka)  # type: ignore[arg-type]
+    kafka.add_argument("--group", default=None, help="commit the offsets read under this consumer group")
+    kafka.add_argument(
+        "--max-publish-delay",
+        default=DEFAULT_MAX_PUBLISH_DELAY,
+        help=f"read records published up to this long after --to (default {DEFAULT_MAX_PUBLISH_DELAY}): "
+        "kills replayed from the spool are published late",
+    )
+    parser.set_defaults(handler=cmd_timeline)
