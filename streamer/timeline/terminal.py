@@ -7,6 +7,7 @@ not fit move to a line of their own, so an 80-column terminal shows every fact w
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ LIMIT_COLOURS = {
     "evicted": "34",
 }
 WIDE = 100
+ANSI_FREE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -77,12 +79,11 @@ def _listing(counter: Counter[str], limit: int = 6) -> str:
 def render_summary(summary: Summary, style: Style, source: str) -> list[str]:
     first = format_time(summary.first_kill) if summary.first_kill is not None else "-"
     last = format_time(summary.last_kill) if summary.last_kill is not None else "-"
-    head = (
-        f"{summary.kills} kill(s) in {summary.incidents} incident(s); first {first[:23]}Z, last {last[:23]}Z"
-        if summary.first_kill is not None
-        else f"{summary.kills} kill(s) in {summary.incidents} incident(s)"
-    )
-    lines = [style.paint("OOM timeline", "1") + f"  {head}"]
+    lines = [
+        style.paint("OOM timeline", "1") + f"  {summary.kills} kill(s) in {summary.incidents} incident(s)"
+    ]
+    if summary.first_kill is not None:
+        lines.append(f"  first kill {first[:23]}Z, last {last[:23]}Z")
     notes = []
     if summary.not_seen_by_kubernetes:
         notes.append(style.paint(f"{summary.not_seen_by_kubernetes} not seen by Kubernetes", "1;31"))
@@ -90,8 +91,11 @@ def render_summary(summary: Summary, style: Style, source: str) -> list[str]:
         notes.append(style.paint(f"{summary.repeated_workloads} workload(s) killed repeatedly", "1;33"))
     if summary.kubernetes_only:
         notes.append(f"{summary.kubernetes_only} with Kubernetes signals only")
-    if notes:
+    plain_notes = len("; ".join(ANSI_FREE.sub("", n) for n in notes)) + 2
+    if notes and plain_notes <= style.width:
         lines.append("  " + "; ".join(notes))
+    else:
+        lines.extend("  " + note for note in notes)
     for label, counter in (
         ("namespaces", summary.by_namespace),
         ("workloads", summary.by_workload),
