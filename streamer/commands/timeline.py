@@ -43,7 +43,8 @@ def parse_moment(text: str, option: str, now: float) -> float:
     moment = parse_time(value)
     if moment is None:
         raise CliError(
-            f"{option} {text!r}: not a time (RFC 3339 like 2026-12-04T14:00:00Z, 'now', or a duration ago like 2h)"
+            f"{option} {text!r}: not a time (RFC 3339 like 2026-12-04T14:00:00Z, 'now', "
+            "or a duration ago like 2h)"
         )
     return moment
 

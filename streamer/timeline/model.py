@@ -399,6 +399,8 @@ class Timeline:
         self._seen: set[str] = set()
         self._incidents: dict[str, Incident] = {}
         self._aliases: dict[str, str] = {}  # merged incident id -> the id it was merged into
+        self.events = 0  # events held (the live page bounds this)
+        self.replaced: list[str] = []  # incident keys the last add() folded into another
 
     def add(self, data: Any) -> Incident | None:
         """Add one decoded event; returns the incident it joined, None when skipped or a duplicate."""
@@ -414,6 +416,8 @@ class Timeline:
             self.stats.duplicates += 1
             return None
         self._seen.add(entry.event_id)
+        self.events += 1
+        self.replaced = []
         if entry.type == INCIDENT_SUMMARY:
             return self._add_summary(entry)
         key = self._resolve(entry.incident_id or f"event:{entry.event_id}")
@@ -441,11 +445,48 @@ class Timeline:
             self._aliases[merged] = key
             other = self._incidents.pop(merged, None)
             if other is not None:
+                self.replaced.append(merged)
                 for event in other.events:
                     _insort(incident.events, event)
                 if incident.summary is None:
                     incident.summary = other.summary
         return incident
+
+    def evict_oldest(self, keep_events: int) -> list[str]:
+        """Drop the oldest incidents (by time) until at most ``keep_events`` events are held.
+
+        Their event ids are forgotten too, so memory stays bounded; a duplicate of an evicted event
+        arriving later shows again, which a bounded window has to accept.
+        """
+        if self.events <= keep_events:
+            return []
+        dropped: list[str] = []
+        for incident in sorted(self._incidents.values(), key=_incident_order):
+            if self.events <= keep_events:
+                break
+            del self._incidents[incident.key]
+            dropped.append(incident.key)
+            self.events -= len(incident.events) + (1 if incident.summary is not None else 0)
+            for entry in incident.events:
+                self._seen.discard(entry.event_id)
+            if incident.summary is not None:
+                self._seen.discard(str(incident.summary.get("event_id")))
+        dead = set(dropped)
+        self._aliases = {k: v for k, v in self._aliases.items() if v not in dead}
+        return dropped
+
+    def workload_siblings(self, incident: Incident) -> list[Incident]:
+        """The incidents with kills of ``incident``'s workload, renumbered (the live page's repeats)."""
+        if not incident.kills:
+            return [incident]
+        key = incident.workload_key
+        siblings = sorted(
+            (i for i in self._incidents.values() if i.kills and i.workload_key == key), key=_incident_order
+        )
+        for number, sibling in enumerate(siblings, start=1):
+            sibling.workload_kill_number = number
+            sibling.workload_kills = len(siblings)
+        return siblings
 
     def incidents(self, filters: Filters | None = None) -> list[Incident]:
         """Incidents in time order (unknown times last), repeat numbers set over the result."""

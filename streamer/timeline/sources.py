@@ -10,6 +10,7 @@ much later when the spool replays), or up to the end offsets taken when reading 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -46,7 +47,9 @@ def _open_lines(path: str) -> Iterator[bytes]:
     try:
         with open(path, "rb") as probe:
             magic = probe.read(2)
-        handle: IO[bytes] = gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
+        handle: IO[bytes] = (
+            gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # type: ignore[assignment]  # noqa: SIM115
+        )
     except OSError as error:
         raise CliError(f"{path}: cannot read ({error.strerror or error})") from None
     with handle:
@@ -97,11 +100,8 @@ async def read_kafka_range(
             f"cannot read from Kafka at {servers} ({classify_kafka_error(error).reason}): {error}"
         ) from None
     try:
-        topics = await consumer.topics()  # refreshes the metadata partitions_for_topic reads
-        partitions = consumer.partitions_for_topic(config.events_topic)
-        if config.events_topic not in topics or not partitions:
-            raise CliError(f"topic {config.events_topic!r} does not exist on {servers} (--topic)")
-        assigned = [TopicPartition(config.events_topic, p) for p in sorted(partitions)]
+        partitions = await topic_partitions(config)
+        assigned = [TopicPartition(config.events_topic, p) for p in partitions]
         stats.partitions = len(assigned)
         consumer.assign(assigned)
         ends = await consumer.end_offsets(assigned)
@@ -146,6 +146,35 @@ async def read_kafka_range(
             await consumer.commit({tp: ends[tp] for tp in assigned})
     finally:
         await _stop(consumer)
+
+
+async def topic_partitions(config: KafkaSinkConfig) -> list[int]:
+    """The events topic's partitions (a consumer without a subscription has no metadata for it)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    servers = ",".join(config.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**connection_kwargs(config))
+    try:
+        await asyncio.wait_for(admin.start(), config.connect_timeout_seconds)
+        described = await asyncio.wait_for(
+            admin.describe_topics([config.events_topic]), config.connect_timeout_seconds
+        )
+    except Exception as error:
+        reason = "timeout" if isinstance(error, TimeoutError) else classify_kafka_error(error).reason
+        raise CliError(
+            f"cannot describe topic {config.events_topic!r} on {servers} ({reason}): {error}"
+        ) from None
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    for topic in described:
+        if (
+            topic.get("topic") == config.events_topic
+            and topic.get("error_code") == 0
+            and topic.get("partitions")
+        ):
+            return sorted(int(p["partition"]) for p in topic["partitions"])
+    raise CliError(f"topic {config.events_topic!r} does not exist on {servers} (--topic)")
 
 
 async def _stop(consumer: Any) -> None:

@@ -248,7 +248,7 @@
     var lim = names.map(function (w) { return per[w].limit == null ? null : per[w].limit / 1048576; });
     rssPlot = new uPlot({
       width: plotWidth(el), height: 260,
-      scales: { x: { time: false, range: [-0.6, names.length - 0.4] } },
+      scales: { x: { time: false, range: [-0.6, names.length - 0.4] }, y: { range: function (u, lo, hi) { return [0, Math.max(1, hi) * 1.08]; } } },
       axes: [{ splits: function () { return xs; }, values: function (u, s) { return s.map(function (n) { var w = names[n] || ""; return w.length > 16 ? "…" + w.slice(-15) : w; }); }, rotate: 0 },
              { label: "MiB" }],
       series: [{ label: "workload", value: function (u, v) { return v == null ? "-" : names[v]; } },
