@@ -27,6 +27,8 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
+from streamer.sinks.k8s_events import K8sEventsOptions
+
 ENV_PREFIX = "OOMSTREAM_"
 ENV_CONFIG_PATH = "OOMSTREAM_CONFIG"  # path of the TOML file when --config is not given
 ENV_BOOTSTRAP_ALIAS = "OOMSTREAM_KAFKA_BOOTSTRAP"  # short alias of OOMSTREAM_KAFKA_BOOTSTRAP_SERVERS
@@ -689,6 +691,7 @@ SECTIONS: dict[str, type[Any]] = {
     "log": LogConfig,
     "output": OutputConfig,
     "kubernetes": KubernetesConfig,
+    "k8s_events": K8sEventsOptions,
 }
 TOP_LEVEL_HELP = {"node_name": "node name put on events; unset: $NODE_NAME, else the host name"}
 
@@ -704,6 +707,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    k8s_events: K8sEventsOptions = field(default_factory=K8sEventsOptions)
     node_name: str | None = None
     # Dotted option -> where its value came from (file path, variable, flag); defaults are absent.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False, hash=False)

@@ -37,6 +37,8 @@ from streamer.pipeline import (
 )
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
 from streamer.sinks.file import FileSink
+from streamer.sinks.k8s_events import K8sEventSink
+from streamer.sinks.k8s_events import build as build_k8s_event_sink
 from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig, connection_kwargs
 from streamer.sinks.kafka import Secret as SinkSecret
 from streamer.sinks.stdout import StdoutSink
@@ -239,6 +241,32 @@ async def build_kubernetes(
     return KubernetesParts(enricher, sources, correlator, watch, mode)
 
 
+async def build_event_sink(
+    config: Config, stack: contextlib.AsyncExitStack, env: dict[str, str] | None = None
+) -> K8sEventSink | None:
+    """[k8s_events]: the per-pod Kubernetes Event sink, beside the main sink (observes published kills)."""
+    options = config.k8s_events
+    if not options.enabled:
+        return None
+    environ = dict(os.environ) if env is None else env
+    kube = config.kubernetes
+    mode = kube.resolved_mode(environ)
+    if mode == "off":
+        raise CliError("k8s_events.enabled needs the Kubernetes API: kubernetes.mode resolved to off")
+    api = await stack.enter_async_context(
+        KubeApi(
+            KubeApiConfig(
+                mode=mode,
+                kubeconfig_path=kube.kubeconfig_path,
+                context=kube.context,
+                request_timeout_seconds=kube.request_timeout_seconds,
+            )
+        )
+    )
+    sink = build_k8s_event_sink(options, {"api": api, "node": config.resolved_node_name(environ)})
+    return None if sink is None else await stack.enter_async_context(sink)
+
+
 def kafka_sink_config(config: Config) -> KafkaSinkConfig:
     """The sink's view of [kafka], with a literal ``kafka.sasl_password`` carried over
     (``sink_options`` leaves it out: the sink takes no secret values from a mapping)."""
@@ -299,8 +327,14 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
         pipeline_ref: list[Pipeline] = []
         sink = build_sink(config, metrics, pipeline_ref)
 
+        event_sink = await build_event_sink(config, stack)
+        if event_sink is not None:
+            metrics.track_source("k8s_events", event_sink.counts)
+
         def published(event: AnyEvent, result: DeliveryResult) -> None:
             metrics.observe_event(event)
+            if event_sink is not None:
+                event_sink.observe(event)  # queues only: never delays or fails delivery
             if print_events and config.output.sink != "stdout":
                 stdout.write(format_event_line(event_to_dict(event)) + "\n")
                 stdout.flush()
