@@ -10,9 +10,9 @@ same), ``source.component: oomstream`` and ``reportingComponent``/``reportingIns
 Like client-go's EventCorrelator (tools/record/events_cache.go), it bounds what reaches the API
 server: kills of one container within ``repeat_window_seconds`` update the existing Event (count,
 lastTimestamp, message) with a PATCH instead of creating new ones, and every API call takes a
-token from this node's bucket (``burst`` tokens, one more each ``refill_seconds``; client-go:
+token from this node's bucket (``burst_calls`` tokens, one more each ``refill_seconds``; client-go:
 25, then 1 per 5 minutes). Kills that find the bucket empty are aggregated per container and
-sent as one update, count included, when a token is back, so an OOM storm costs at most ``burst``
+sent as one update, count included, when a token is back, so an OOM storm costs at most ``burst_calls``
 calls and then one call per refill, and no kill is missing from the counts.
 
 It never blocks or fails delivery: ``observe`` only queues (a full queue drops and counts), the
@@ -69,7 +69,7 @@ class K8sEventsOptions:
             "kills of one container within this long update its Event's count instead of a new Event"
         ),
     )
-    burst: int = field(
+    burst_calls: int = field(
         default=25, metadata=_help("API calls this node may make at once before kills are aggregated")
     )
     refill_seconds: float = field(
@@ -88,7 +88,7 @@ class K8sEventsOptions:
         for key in ("repeat_window_seconds", "refill_seconds"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{self.SECTION}.{key}: must be > 0", key=f"{self.SECTION}.{key}")
-        for key in ("burst", "queue_events"):
+        for key in ("burst_calls", "queue_events"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{self.SECTION}.{key}: must be >= 1", key=f"{self.SECTION}.{key}")
 
@@ -209,7 +209,7 @@ class K8sEventSink:
         self.instance = options.reporting_instance or f"oomstream-{node}"
         self.clock = clock
         self.wall_clock = wall_clock
-        self.bucket = TokenBucket(options.burst, options.refill_seconds, clock)
+        self.bucket = TokenBucket(options.burst_calls, options.refill_seconds, clock)
         self.counts: Counter[str] = Counter()
         self._queue: asyncio.Queue[OomEvent] = asyncio.Queue(options.queue_events)
         self._tracked: OrderedDict[tuple[str, str, str], _Tracked] = OrderedDict()

@@ -150,7 +150,7 @@ async def test_repeats_within_the_window_update_the_count(tmp_path: Path) -> Non
 async def test_a_200_kill_storm_is_rate_bounded_then_aggregated(tmp_path: Path) -> None:
     clock = FakeClock()
     async with FakeApiServer() as server:
-        api, sink = await _sink(server, tmp_path, clock, burst=25, refill_seconds=300)
+        api, sink = await _sink(server, tmp_path, clock, burst_calls=25, refill_seconds=300)
         try:
             # 200 kills in 50 pods (4 each), all at once.
             for n in range(200):

@@ -1,0 +1,118 @@
+"""`oomstream run` with the Kubernetes Event sink on: a kernel report (the bundled 6.18 pod-limit
+sample, read as a file) enriched from the fake API server's pod, published to the real broker, and
+a core/v1 Event on the pod. With RBAC denying Event creation, Kafka delivery is untouched and the
+service says which rule is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from k8sfake.client import write_kubeconfig
+from k8sfake.objects import ContainerSpec, make_pod
+
+from tests.integration.kafka_broker import unique_topic
+from tests.integration.service import ROOT, kafka_settings, start_oomstream
+from tests.integration.test_k8s_end_to_end import TOKEN, ThreadedApi, api, records  # noqa: F401
+
+pytestmark = pytest.mark.kafka
+NODE = "node-events"
+SAMPLE = ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"
+POD_UID = "069f04fa-7f16-4864-9226-0642f8fc2327"
+CONTAINER_ID = "053c1732d5701f04ac6b4503b2e311684fbbf0d2a984aea75e3a36619edc1c2d"
+
+
+def _start(tmp: Path, bootstrap: str, topic: str, api: ThreadedApi) -> subprocess.Popen[str]:
+    kubeconfig = write_kubeconfig(tmp / "kubeconfig", api.server.url, TOKEN)
+    api.call(api.server.upsert, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "spec": {}})
+    pod = make_pod(
+        name="web-7d4b9c8f5d-x2x7q",
+        namespace="payments",
+        uid=POD_UID,
+        node=NODE,
+        containers=[
+            ContainerSpec("web", container_id=CONTAINER_ID, memory_request="96Mi", memory_limit="96Mi")
+        ],
+    )
+    api.call(api.server.upsert, pod)
+    return start_oomstream(
+        tmp,
+        **kafka_settings(bootstrap, topic),
+        NODE_NAME=NODE,
+        OOMSTREAM_SOURCE_KIND="file",
+        OOMSTREAM_SOURCE_FILES=str(SAMPLE),
+        OOMSTREAM_KUBERNETES_MODE="kubeconfig",
+        OOMSTREAM_KUBERNETES_KUBECONFIG_PATH=str(kubeconfig),
+        OOMSTREAM_KUBERNETES_POD_WAIT_SECONDS="5",
+        OOMSTREAM_K8S_EVENTS_ENABLED="true",
+    )
+
+
+def _wait(condition: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    return condition()
+
+
+def _stop(service: subprocess.Popen[str]) -> str:
+    service.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = service.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        service.kill()
+        _, stderr = service.communicate()
+    return stderr
+
+
+def _kills(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    return [e for e in records(bootstrap, topic) if e.get("type") == "oom_kill"]
+
+
+def test_run_posts_an_event_on_the_pod_beside_kafka(
+    tmp_path: Path, kafka_bootstrap: str, api: ThreadedApi
+) -> None:
+    topic = unique_topic("i13-k8s-events")
+    service = _start(tmp_path, kafka_bootstrap, topic, api)
+    try:
+        kills = _wait(lambda: _kills(kafka_bootstrap, topic))
+        assert len(kills) == 1 and kills[0]["kubernetes"]["pod"] == "web-7d4b9c8f5d-x2x7q"
+        events = _wait(lambda: api.call(api.server.objects, "v1", "Event", "payments"), timeout=20)
+    finally:
+        stderr = _stop(service)
+    assert len(events) == 1, stderr[-3000:]
+    event = events[0]
+    assert event["involvedObject"]["uid"] == POD_UID
+    assert event["involvedObject"]["fieldPath"] == "spec.containers{web}"
+    assert event["reason"] == "OomstreamKernelOOMKill" and event["type"] == "Warning"
+    assert event["message"].startswith(
+        "process python3 (pid 3465) in container web killed by the kernel OOM killer at the pod limit 96Mi"
+    )
+    assert event["source"] == {"component": "oomstream", "host": NODE}
+
+
+def test_forbidden_events_never_touch_kafka_delivery(
+    tmp_path: Path, kafka_bootstrap: str, api: ThreadedApi
+) -> None:
+    api.call(api.server.forbid, "create", "events")
+    topic = unique_topic("i13-k8s-events-rbac")
+    service = _start(tmp_path, kafka_bootstrap, topic, api)
+    try:
+        kills = _wait(lambda: _kills(kafka_bootstrap, topic))
+        assert len(kills) == 1
+        _wait(lambda: api.call(lambda: api.server.count_requests(status=403)), timeout=20)
+    finally:
+        stderr = _stop(service)
+    assert api.call(api.server.objects, "v1", "Event", "payments") == []
+    assert "RBAC does not allow verb 'create' on resource 'events'" in stderr
+    assert service.returncode == 0, stderr[-3000:]
+    json.dumps(kills)  # the published kill is a whole event
