@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,22 @@ from k8sfake.objects import ContainerSpec, make_pod
 
 from tests.integration.kafka_broker import unique_topic
 from tests.integration.service import ROOT, kafka_settings, start_oomstream
-from tests.integration.test_k8s_end_to_end import TOKEN, ThreadedApi, api, records  # noqa: F401
+from tests.integration.test_k8s_end_to_end import TOKEN, ThreadedApi, records
 
 pytestmark = pytest.mark.kafka
 NODE = "node-events"
 SAMPLE = ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg"
 POD_UID = "069f04fa-7f16-4864-9226-0642f8fc2327"
 CONTAINER_ID = "053c1732d5701f04ac6b4503b2e311684fbbf0d2a984aea75e3a36619edc1c2d"
+
+
+@pytest.fixture
+def fake_api() -> Iterator[ThreadedApi]:
+    threaded = ThreadedApi()
+    try:
+        yield threaded
+    finally:
+        threaded.close()
 
 
 def _start(tmp: Path, bootstrap: str, topic: str, api: ThreadedApi) -> subprocess.Popen[str]:
@@ -79,8 +89,9 @@ def _kills(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 
 def test_run_posts_an_event_on_the_pod_beside_kafka(
-    tmp_path: Path, kafka_bootstrap: str, api: ThreadedApi
+    tmp_path: Path, kafka_bootstrap: str, fake_api: ThreadedApi
 ) -> None:
+    api = fake_api
     topic = unique_topic("i13-k8s-events")
     service = _start(tmp_path, kafka_bootstrap, topic, api)
     try:
@@ -101,8 +112,9 @@ def test_run_posts_an_event_on_the_pod_beside_kafka(
 
 
 def test_forbidden_events_never_touch_kafka_delivery(
-    tmp_path: Path, kafka_bootstrap: str, api: ThreadedApi
+    tmp_path: Path, kafka_bootstrap: str, fake_api: ThreadedApi
 ) -> None:
+    api = fake_api
     api.call(api.server.forbid, "create", "events")
     topic = unique_topic("i13-k8s-events-rbac")
     service = _start(tmp_path, kafka_bootstrap, topic, api)
