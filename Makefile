@@ -51,12 +51,14 @@ run: install
 samples: install
 	$(BIN)/oomstream parse $(SAMPLES)
 
-# Speed figures (see README): parsing, the pid index, and Kafka delivery against the local broker.
+# Speed figures (see README): parsing, the pid index, Kafka delivery against the local broker, and
+# the timeline over 100,000 events from Kafka (seconds, peak memory, HTML report size).
 bench: install
 	$(BIN)/python tests/bench/bench_parse.py
 	$(BIN)/python tests/bench/bench_pid_index.py
 	$(BIN)/python tests/bench/bench_pod_cache.py
 	$(BIN)/python tests/bench/bench_kafka.py
+	$(BIN)/python tests/bench/bench_timeline.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

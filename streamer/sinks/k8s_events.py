@@ -31,10 +31,12 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from parsers.events import AnyEvent, OomEvent
-from streamer.kube.api import KubeApi, KubeApiError
+
+if TYPE_CHECKING:  # the API client (kubernetes_asyncio) loads only when the sink runs
+    from streamer.kube.api import KubeApi, KubeApiError
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +301,8 @@ class K8sEventSink:
         self.counts["kills_observed"] += 1
 
     async def _send_pending(self) -> None:
+        from streamer.kube.api import KubeApiError
+
         if self.clock() < self._retry_at:
             return
         for tracked in [t for t in self._tracked.values() if t.pending]:
@@ -332,6 +336,8 @@ class K8sEventSink:
                 "message": message,
             }
             path = f"/api/v1/namespaces/{tracked.namespace}/events/{tracked.name}"
+            from streamer.kube.api import KubeApiError
+
             try:
                 stored = await self.api.write_json("PATCH", path, patch, content_type=STRATEGIC_MERGE_PATCH)
             except KubeApiError as error:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from dateutil import parser as date_parser
 
 from parsers.events import event_from_dict
@@ -38,9 +39,12 @@ def parse_time(value: Any) -> float | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        moment = date_parser.isoparse(value)
-    except (ValueError, OverflowError):
-        return None
+        moment = datetime.fromisoformat(value)  # ~1 µs; dateutil only for what it does not take
+    except ValueError:
+        try:
+            moment = date_parser.isoparse(value)
+        except (ValueError, OverflowError):
+            return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -73,11 +77,22 @@ class Entry:
     container: str | None
     workload: str | None  # "Kind/name" when enriched
     incident_id: str | None
-    data: Mapping[str, Any]
+    kernel_time: float | None
+    analysis: Mapping[str, Any] | None  # kills: limit_fired, limit_bytes, rss_bytes, rss_fraction_of_limit
+    label: str | None  # "comm(pid)" of the victim (kills) or of the process a signal names
+    memcg: str | None  # the killed cgroup (kills), what "repeated" counts by outside Kubernetes
+    # The rest of the event, slimmed and kept encoded: ~1 KB instead of ~15 KB of Python objects,
+    # which is what lets 100,000 events fit in memory. Decoded when shown.
+    raw: bytes
 
     @property
     def is_kill(self) -> bool:
         return self.type == KERNEL_KILL
+
+    @property
+    def data(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = orjson.loads(self.raw)
+        return decoded
 
 
 def entry_from_event(data: Mapping[str, Any]) -> Entry | str:
@@ -99,6 +114,10 @@ def entry_from_event(data: Mapping[str, Any]) -> Entry | str:
         when = parse_time(data.get("first_seen")) or parse_time(data.get("time"))
     else:
         when = parse_time(data.get("time"))
+    slim = _slim(data, kind)
+    kernel_time = data.get("kernel_time")
+    victim = _mapping(data.get("victim"))
+    cgroup = _mapping(data.get("cgroup"))
     return Entry(
         event_id=event_id,
         type=kind,
@@ -109,8 +128,54 @@ def entry_from_event(data: Mapping[str, Any]) -> Entry | str:
         container=_text(kube.get("container")) or _text(data.get("container")),
         workload=workload_name,
         incident_id=_text(data.get("incident_id")),
-        data=data,
+        kernel_time=kernel_time if isinstance(kernel_time, int | float) else None,
+        analysis=slim.get("analysis") if kind == KERNEL_KILL else None,
+        label=_label(victim if kind == KERNEL_KILL else data),
+        memcg=(_text(cgroup.get("oom_memcg")) or _text(cgroup.get("task_memcg")))
+        if kind == KERNEL_KILL
+        else None,
+        # A copy: orjson's result keeps its whole growth buffer (~8 KB here) allocated.
+        raw=bytes(memoryview(orjson.dumps(slim))),
     )
+
+
+def _label(holder: Mapping[str, Any]) -> str | None:
+    comm, pid = holder.get("comm"), holder.get("pid")
+    if comm is None and pid is None:
+        return None
+    return f"{comm or '?'}({pid if pid is not None else '?'})"
+
+
+# What the timeline shows of a kernel kill; the rest (memcg_stats, mem_info, the whole task table,
+# raw lines, source positions, labels) is dropped at load so 100,000 events fit in memory.
+_KILL_KEYS = (
+    "event_id", "type", "time", "kernel_time", "host", "victim", "trigger", "constraint", "cgroup",
+    "memcg", "tasks_total", "group_kill", "partial", "partial_reason", "kill_message", "analysis",
+    "incident_id", "schema_version",
+)  # fmt: skip
+_KUBE_KEYS = ("namespace", "pod", "pod_uid", "container", "node", "workload", "qos_class")
+_MEMCG_KEYS = ("usage_kb", "limit_kb", "failcnt", "swap_usage_kb", "swap_limit_kb")
+_CGROUP_KEYS = ("task_memcg", "oom_memcg", "pod_uid", "container_id", "limit_scope", "qos_class")
+_TASK_KEYS = ("pid", "name", "rss_pages", "oom_score_adj")
+
+
+def _slim(data: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    if kind != KERNEL_KILL:
+        dropped = ("source", "details", "origin", "signal_event_ids", "victims", "enrichment")
+        return {k: v for k, v in data.items() if k not in dropped}
+    slim = {key: data.get(key) for key in _KILL_KEYS}
+    kube = data.get("kubernetes")
+    slim["kubernetes"] = {k: kube.get(k) for k in _KUBE_KEYS} if isinstance(kube, Mapping) else None
+    cgroup = data.get("cgroup")
+    slim["cgroup"] = {k: cgroup.get(k) for k in _CGROUP_KEYS} if isinstance(cgroup, Mapping) else None
+    memcg = data.get("memcg")
+    slim["memcg"] = {k: memcg.get(k) for k in _MEMCG_KEYS} if isinstance(memcg, Mapping) else None
+    tasks = [t for t in data.get("tasks") or [] if isinstance(t, Mapping)]
+    tasks.sort(key=lambda t: -t["rss_pages"] if isinstance(t.get("rss_pages"), int) else 0)
+    slim["tasks"] = [{k: t.get(k) for k in _TASK_KEYS} for t in tasks[:TOP_TASKS]]
+    if data.get("analysis") is None:
+        slim["analysis"] = _analyse(data)  # needs the full report: computed before it is dropped
+    return slim
 
 
 @dataclass(frozen=True)
@@ -165,7 +230,7 @@ class Incident:
     # Set by Timeline.build: nth kill of this workload in the loaded range, and how many there are.
     workload_kill_number: int = 0
     workload_kills: int = 0
-    _computed: tuple[Entry, Mapping[str, Any]] | None = field(default=None, repr=False, compare=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def incident_id(self) -> str | None:
@@ -176,7 +241,14 @@ class Incident:
 
     @property
     def kills(self) -> list[Entry]:
-        return [e for e in self.events if e.is_kill]
+        cached: list[Entry] | None = self._cache.get("kills")
+        if cached is None:
+            cached = self._cache["kills"] = [e for e in self.events if e.is_kill]
+        return cached
+
+    def changed(self) -> None:
+        """Forget derived facts (called when events or the summary change)."""
+        self._cache.clear()
 
     @property
     def kill(self) -> Entry | None:
@@ -194,6 +266,13 @@ class Incident:
         return parse_time(_mapping(self.summary).get("first_seen"))
 
     def _first(self, attribute: str) -> str | None:
+        key = "first:" + attribute
+        if key not in self._cache:
+            self._cache[key] = self._find_first(attribute)
+        value: str | None = self._cache[key]
+        return value
+
+    def _find_first(self, attribute: str) -> str | None:
         kill = self.kill
         if kill is not None and getattr(kill, attribute):
             value: str | None = getattr(kill, attribute)
@@ -240,22 +319,15 @@ class Incident:
         if self.pod:
             return f"{self.namespace or '-'}/pod/{self.pod}"
         kill = self.kill
-        cgroup = _mapping(kill.data.get("cgroup")) if kill else {}
-        memcg = _text(cgroup.get("oom_memcg")) or _text(cgroup.get("task_memcg"))
-        return f"{self.node or '-'}:{memcg or '-'}"
+        return f"{self.node or '-'}:{(kill.memcg if kill else None) or '-'}"
 
     @property
     def analysis(self) -> Mapping[str, Any]:
-        """The published analysis; for a kill published without one, the enricher's own reading."""
+        """The published analysis; for a kill published without one, the enricher's own (at load)."""
         kill = self.kill
         if kill is None:
             return {}
-        published = _mapping(kill.data.get("analysis"))
-        if published:
-            return published
-        if self._computed is None or self._computed[0] is not kill:
-            self._computed = (kill, _analyse(kill.data))
-        return self._computed[1]
+        return _mapping(kill.analysis)
 
     @property
     def limit_fired(self) -> str | None:
@@ -296,15 +368,9 @@ class Incident:
     @property
     def victim(self) -> str | None:
         kill = self.kill
-        if kill is None:
-            for entry in self.events:
-                comm, pid = entry.data.get("comm"), entry.data.get("pid")
-                if comm or pid is not None:
-                    return f"{comm or '?'}({pid if pid is not None else '?'})"
-            return None
-        victim = _mapping(kill.data.get("victim"))
-        pid = victim.get("pid")
-        return f"{victim.get('comm') or '?'}({pid if pid is not None else '?'})"
+        if kill is not None:
+            return kill.label or "?(?)"
+        return next((entry.label for entry in self.events if entry.label), None)
 
     def to_dict(self) -> dict[str, Any]:
         """The machine form (``--json``, the HTML report, the live page)."""
@@ -313,7 +379,6 @@ class Incident:
         if kill is not None:
             data = kill.data
             tasks = [t for t in data.get("tasks") or [] if isinstance(t, Mapping)]
-            tasks.sort(key=lambda t: -(t.get("rss_pages") or 0) if isinstance(t.get("rss_pages"), int) else 0)
             kernel = {
                 "victim": data.get("victim"),
                 "trigger": data.get("trigger"),
@@ -423,6 +488,7 @@ class Timeline:
         key = self._resolve(entry.incident_id or f"event:{entry.event_id}")
         incident = self._incidents.setdefault(key, Incident(key))
         _insort(incident.events, entry)
+        incident.changed()
         return incident
 
     def add_all(self, events: Iterable[Any]) -> None:
@@ -437,9 +503,11 @@ class Timeline:
     def _add_summary(self, entry: Entry) -> Incident:
         key = self._resolve(entry.incident_id or f"event:{entry.event_id}")
         incident = self._incidents.setdefault(key, Incident(key))
-        incident.summary = entry.data
+        summary = entry.data
+        incident.summary = summary
+        incident.changed()
         # Signals published before the link was found carry the old ids: fold them in.
-        for merged in entry.data.get("merged_incident_ids") or []:
+        for merged in summary.get("merged_incident_ids") or []:
             if not isinstance(merged, str) or self._resolve(merged) == key:
                 continue
             self._aliases[merged] = key
@@ -515,13 +583,7 @@ def _only_types(incident: Incident, types: frozenset[str]) -> Incident:
 
 
 def _entry_order(entry: Entry) -> tuple[bool, float, float, str]:
-    kernel_time = entry.data.get("kernel_time")
-    return (
-        entry.time is None,
-        entry.time or 0.0,
-        float(kernel_time) if isinstance(kernel_time, int | float) else 0.0,
-        entry.event_id,
-    )
+    return (entry.time is None, entry.time or 0.0, entry.kernel_time or 0.0, entry.event_id)
 
 
 def _incident_order(incident: Incident) -> tuple[bool, float, str]:

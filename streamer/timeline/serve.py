@@ -22,7 +22,7 @@ from aiohttp import web
 
 from streamer.errors import CliError
 from streamer.sinks.kafka import KafkaSinkConfig, classify_kafka_error, connection_kwargs
-from streamer.timeline.html import render_page
+from streamer.timeline.html import page_incident, render_page
 from streamer.timeline.model import Filters, Incident, Timeline
 from streamer.timeline.sources import topic_partitions
 
@@ -42,7 +42,7 @@ class LiveState:
     def snapshot(self) -> dict[str, Any]:
         return {
             "source": self.describe(),
-            "incidents": [i.to_dict() for i in self.timeline.incidents()],
+            "incidents": [page_incident(i) for i in self.timeline.incidents()],
         }
 
     def describe(self) -> str:
@@ -71,7 +71,7 @@ class LiveState:
         if incident not in changed:
             changed.append(incident)
         for item in changed:
-            payload = item.to_dict()
+            payload = page_incident(item)
             if item is incident and replaced:
                 payload["replaces"] = replaced
             self.publish("incident", payload)

@@ -113,3 +113,24 @@ def test_report_reads_filters_and_range_from_the_url(report: Path) -> None:
             r.get_attribute("data-key") for r in driver.find_elements("css selector", "#incidents tr.row")
         ] == ["inc-d"]
         assert console_errors(driver) == []
+
+
+def test_a_10000_event_report_stays_small_and_renders(tmp_path: Path) -> None:
+    from timeline_fixtures import synthetic_events
+
+    events = synthetic_events(10_000)
+    kills = sum(1 for e in events if e["type"] == "oom_kill")
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    html = tmp_path / "report.html"
+    assert main(["timeline", str(source), "--html", str(html)]) == 0
+    assert html.stat().st_size < 2_000_000  # README states the size; compressed data keeps it small
+    with browser() as driver:
+        driver.get(html.as_uri())
+        assert _wait(driver, lambda: _text(driver, "count-kills") == str(kills), timeout=30)
+        assert _text(driver, "count-incidents") == str(kills)  # one incident per kill in this set
+        assert len(driver.find_elements("css selector", "#incidents tr.row")) == 300  # one page of rows
+        driver.find_element("id", "more").click()
+        assert _wait(driver, lambda: len(driver.find_elements("css selector", "#incidents tr.row")) == 600)
+        screenshot(driver, "timeline-report-10k.png")
+        assert console_errors(driver) == []

@@ -1,7 +1,7 @@
 /* oomstream timeline page: the offline report (data embedded) and the live page (SSE). */
 (function () {
   "use strict";
-  var DATA = JSON.parse(document.getElementById("oom-data").textContent);
+  var DATA = { incidents: [] };
   var LIMIT_COLOURS = {
     container_limit: "#e6a700", pod_limit: "#b04ad0", node_allocatable: "#e0523a", node: "#b00020",
     cgroup_limit: "#2a9d8f", unknown: "#8a8f98", kubernetes_only: "#1f77b4", evicted: "#1f77b4"
@@ -13,7 +13,6 @@
   };
   var PAGE = 300;
   var incidents = new Map(); // key -> incident
-  (DATA.incidents || []).forEach(function (i) { incidents.set(i.key, i); });
   var state = { q: "", namespace: "", workload: "", node: "", limit: "", lanes: "node", series: "namespace",
                 from: null, to: null, sort: "t", desc: false, open: new Set(), shown: PAGE };
   var lanesPlot = null, killsPlot = null, rssPlot = null, markers = [];
@@ -380,10 +379,29 @@
     });
   }
 
-  readUrl();
-  renderLegend();
-  bind();
-  update();
-  if (DATA.mode === "live") live();
-  window.oomTimeline = { incidents: incidents, state: state, update: update };
+  /* The report embeds its data gzip-compressed (base64); the live page's shell embeds plain JSON. */
+  function loadData() {
+    var text = document.getElementById("oom-data").textContent.trim();
+    var prefix = "gzip+base64:";
+    if (text.indexOf(prefix) !== 0) return Promise.resolve(JSON.parse(text));
+    var binary = atob(text.slice(prefix.length)), bytes = new Uint8Array(binary.length);
+    for (var n = 0; n < binary.length; n++) bytes[n] = binary.charCodeAt(n);
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return new Response(stream).text().then(JSON.parse);
+  }
+
+  loadData().then(function (data) {
+    DATA = data;
+    (DATA.incidents || []).forEach(function (i) { incidents.set(i.key, i); });
+    readUrl();
+    renderLegend();
+    bind();
+    update();
+    document.body.dataset.ready = "true";
+    if (DATA.mode === "live") live();
+    window.oomTimeline = { incidents: incidents, state: state, update: update };
+  }).catch(function (error) {
+    document.body.insertAdjacentHTML("afterbegin", '<p class="bad" style="padding:12px">Could not read the report data: ' + esc(error) + "</p>");
+    throw error;
+  });
 })();
