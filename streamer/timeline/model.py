@@ -117,7 +117,7 @@ def entry_from_event(data: Mapping[str, Any]) -> Entry | str:
     slim = _slim(data, kind)
     kernel_time = data.get("kernel_time")
     victim = _mapping(data.get("victim"))
-    cgroup = _mapping(data.get("cgroup"))
+    cgroup = _mapping(data.get("cgroup")) if kind == KERNEL_KILL else {}
     return Entry(
         event_id=event_id,
         type=kind,
