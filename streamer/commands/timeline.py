@@ -15,7 +15,15 @@ import orjson
 
 from streamer.commands.publish import add_kafka_arguments, kafka_config_from_args
 from streamer.errors import CliError
-from streamer.timeline.model import GROUP_BY, Filters, Timeline, group_incidents, parse_time, summarize
+from streamer.timeline.model import (
+    GROUP_BY,
+    Filters,
+    Group,
+    Timeline,
+    group_incidents,
+    parse_time,
+    summarize,
+)
 from streamer.timeline.sources import KafkaRange, KafkaReadStats, iter_json_lines, read_kafka_range
 from streamer.timeline.terminal import Style, render
 
@@ -150,23 +158,37 @@ def cmd_timeline(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
         if not args.json and not args.print:
             return 0
     if args.json:
-        document: dict[str, Any] = {
-            "summary": {**summary.to_dict(), "source": source, "group_by": args.group_by},
-            "groups": [{"key": g.key, "incidents": [i.to_dict() for i in g.incidents]} for g in groups],
-        }
-        out = getattr(stdout, "buffer", None)
-        data = orjson.dumps(document, option=orjson.OPT_INDENT_2 if stdout.isatty() else 0) + b"\n"
-        if out is not None:
-            out.write(data)
-            out.flush()
-        else:
-            stdout.write(data.decode())
+        write_json(stdout, {**summary.to_dict(), "source": source, "group_by": args.group_by}, groups)
         return 0
     style = Style(colour=_colour(args.color, stdout), width=_width(args.width, stdout))
     for line in render(groups, summary, style, source=source, group_by=args.group_by):
         stdout.write(line + "\n")
     stdout.flush()
     return 0
+
+
+def write_json(stdout: TextIO, summary: dict[str, Any], groups: list[Group]) -> None:
+    """``{"summary": ..., "groups": [{"key", "incidents": [...]}]}``, written one incident at a
+    time: 100,000 incidents as Python objects at once would take gigabytes."""
+    out = getattr(stdout, "buffer", None)
+
+    def emit(data: bytes) -> None:
+        if out is not None:
+            out.write(data)
+        else:
+            stdout.write(data.decode())
+
+    emit(b'{"summary":' + orjson.dumps(summary) + b',"groups":[')
+    for group_number, group in enumerate(groups):
+        emit((b"," if group_number else b"") + b'{"key":' + orjson.dumps(group.key) + b',"incidents":[')
+        for number, incident in enumerate(group.incidents):
+            emit((b"," if number else b"") + orjson.dumps(incident.to_dict()))
+        emit(b"]}")
+    emit(b"]}\n")
+    if out is not None:
+        out.flush()
+    else:
+        stdout.flush()
 
 
 def _colour(choice: str, stdout: TextIO) -> bool:

@@ -9,8 +9,8 @@ origin on the live page, so the file cannot reach a CDN even by mistake.
 from __future__ import annotations
 
 import base64
-import gzip
 import html
+import zlib
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -34,23 +34,36 @@ def _script_safe(data: bytes) -> str:
 
 
 def _encode_data(data: dict[str, Any], live: bool) -> str:
+    """The live page's shell: plain JSON (it carries no incidents; they come over the stream)."""
+    del live
+    return _script_safe(orjson.dumps(data))
+
+
+def compressed_report_data(incidents: list[Incident], summary: Summary, *, source: str) -> str:
     """The report's data gzip-compressed and base64-encoded (the page inflates it with the
     browser's DecompressionStream): incident JSON compresses about tenfold, so a 10,000-event
-    report is a file one can attach to a ticket. The live page's shell carries no data."""
-    encoded = orjson.dumps(data)
-    if live:
-        return _script_safe(encoded)
-    return "gzip+base64:" + base64.b64encode(gzip.compress(encoded, 6, mtime=0)).decode("ascii")
+    report is a file one can attach to a ticket. Encoded one incident at a time, so memory stays
+    that of the timeline, not of a second copy of it as Python objects."""
+    gzip_stream = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip container
+    head = {"mode": "report", "source": source, "summary": summary.to_dict()}
+    chunks = [gzip_stream.compress(orjson.dumps(head)[:-1] + b',"incidents":[')]
+    for number, incident in enumerate(incidents):
+        piece = orjson.dumps(page_incident(incident))
+        chunks.append(gzip_stream.compress(b"," + piece if number else piece))
+    chunks.append(gzip_stream.compress(b"]}"))
+    chunks.append(gzip_stream.flush())
+    return "gzip+base64:" + base64.b64encode(b"".join(chunks)).decode("ascii")
 
 
-def render_page(data: dict[str, Any], *, title: str, live: bool) -> str:
+def render_page(data: dict[str, Any] | str, *, title: str, live: bool) -> str:
+    """The page with ``data`` inlined: a dict as JSON, or text already encoded for the page."""
     page = _asset("page.html")
     parts = {
         "{{CONNECT}}": "'self'" if live else "'none'",
         "{{TITLE}}": html.escape(title),
         "{{UPLOT_CSS}}": _asset("uPlot.min.css"),
         "{{PAGE_CSS}}": _asset("page.css"),
-        "{{DATA}}": _encode_data(data, live),
+        "{{DATA}}": data if isinstance(data, str) else _encode_data(data, live),
         "{{UPLOT_JS}}": _asset("uPlot.iife.min.js"),
         "{{PAGE_JS}}": _asset("page.js"),
     }
@@ -78,22 +91,13 @@ def page_incident(incident: Incident) -> dict[str, Any]:
     return compact
 
 
-def report_data(incidents: list[Incident], summary: Summary, *, source: str, mode: str) -> dict[str, Any]:
-    return {
-        "mode": mode,
-        "source": source,
-        "summary": summary.to_dict(),
-        "incidents": [page_incident(incident) for incident in incidents],
-    }
-
-
 def write_report(
     path: Path, incidents: list[Incident], summary: Summary, *, source: str, filters: Filters
 ) -> int:
     """Write the report atomically; returns its size in bytes."""
     del filters  # already applied; the page's own filters start empty
     page = render_page(
-        report_data(incidents, summary, source=source, mode="report"),
+        compressed_report_data(incidents, summary, source=source),
         title="oomstream OOM timeline",
         live=False,
     )
