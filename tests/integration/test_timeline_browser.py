@@ -48,7 +48,7 @@ def test_report_is_self_contained(report: Path) -> None:
 
 
 def test_report_in_chromium(report: Path) -> None:
-    with browser() as driver:
+    with browser(1400, 1450) as driver:  # tall enough for the screenshot to show an expanded row
         driver.get(report.as_uri())
         assert _wait(driver, lambda: _text(driver, "count-kills") == str(FIXTURE_KILLS))
         assert _text(driver, "count-incidents") == str(FIXTURE_INCIDENTS)
