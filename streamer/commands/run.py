@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import orjson
 
@@ -167,6 +167,19 @@ class KubernetesParts:
     mode: str
 
 
+def kube_api(config: Config, mode: Literal["in_cluster", "kubeconfig"]) -> KubeApi:
+    """A client of the API server as [kubernetes] configures it (``async with`` opens it)."""
+    kube = config.kubernetes
+    return KubeApi(
+        KubeApiConfig(
+            mode=mode,
+            kubeconfig_path=kube.kubeconfig_path,
+            context=kube.context,
+            request_timeout_seconds=kube.request_timeout_seconds,
+        )
+    )
+
+
 async def build_kubernetes(
     config: Config, stack: contextlib.AsyncExitStack, env: dict[str, str] | None = None
 ) -> KubernetesParts:
@@ -183,16 +196,7 @@ async def build_kubernetes(
     cache: PodCache | None = None
     watch: KubeWatchSource | None = None
     if mode != "off":
-        api = await stack.enter_async_context(
-            KubeApi(
-                KubeApiConfig(
-                    mode=mode,
-                    kubeconfig_path=kube.kubeconfig_path,
-                    context=kube.context,
-                    request_timeout_seconds=kube.request_timeout_seconds,
-                )
-            )
-        )
+        api = await stack.enter_async_context(kube_api(config, mode))
         cache = PodCache(
             tombstone_seconds=kube.tombstone_seconds,
             label_allowlist=kube.label_allowlist,
@@ -249,20 +253,10 @@ async def build_event_sink(
     if not options.enabled:
         return None
     environ = dict(os.environ) if env is None else env
-    kube = config.kubernetes
-    mode = kube.resolved_mode(environ)
+    mode = config.kubernetes.resolved_mode(environ)
     if mode == "off":
         raise CliError("k8s_events.enabled needs the Kubernetes API: kubernetes.mode resolved to off")
-    api = await stack.enter_async_context(
-        KubeApi(
-            KubeApiConfig(
-                mode=mode,
-                kubeconfig_path=kube.kubeconfig_path,
-                context=kube.context,
-                request_timeout_seconds=kube.request_timeout_seconds,
-            )
-        )
-    )
+    api = await stack.enter_async_context(kube_api(config, mode))
     sink = build_k8s_event_sink(options, {"api": api, "node": config.resolved_node_name(environ)})
     return None if sink is None else await stack.enter_async_context(sink)
 
