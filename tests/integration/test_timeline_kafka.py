@@ -231,3 +231,41 @@ def test_live_page_shows_a_new_kill_within_a_second(kafka_bootstrap: str) -> Non
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_tail_and_timeline_find_the_local_broker_without_flags(kafka_bootstrap: str, tmp_path: Path) -> None:
+    # What `make run` leaves for them: .state/kafka-bootstrap in the directory it runs from.
+    topic = f"i13-discovery-{uuid.uuid4().hex[:8]}"
+    event = kill_event(at=time.time() - 5, host="node-a", namespace="payments", workload=("Deployment", "web"), pod="web-1", container="web", limit_fired="container_limit", rss_mib=500, limit_mib=512, pid=7, comm="java", incident_id="disc-1")
+    asyncio.run(_publish(kafka_bootstrap, topic, [(event, None)]))
+    (tmp_path / ".state").mkdir()
+    (tmp_path / ".state" / "kafka-bootstrap").write_text(kafka_bootstrap + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OOMSTREAM_")}
+    env["PYTHONPATH"] = str(REPO)
+    base = [sys.executable, "-m", "streamer.cli"]
+    tail = subprocess.run(
+        [*base, "tail", "--topic", topic, "--from-beginning", "--json", "--max-events", "1", "--timeout-seconds", "20"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert tail.returncode == 0, tail.stderr
+    assert orjson.loads(tail.stdout)["event_id"] == event["event_id"]
+    assert f"from Kafka at {kafka_bootstrap}" in tail.stderr and "the local broker `make run` started" in tail.stderr
+    timeline = subprocess.run(
+        [*base, "timeline", "--topic", topic, "--since", "10m", "--width", "80"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert timeline.returncode == 0, timeline.stderr
+    assert "the local broker `make run` started" in timeline.stderr
+    assert timeline.stdout.startswith("OOM timeline  1 kill(s) in 1 incident(s)")
+    # Without the marker (and no flag, variable or config file) the error says how to get a broker;
+    # not checkable while a `make run` of this checkout has left its own marker.
+    (tmp_path / ".state" / "kafka-bootstrap").unlink()
+    from streamer.commands.bootstrap import local_broker_files
+
+    if any(path.exists() for path in local_broker_files(tmp_path)):
+        return
+    missing = subprocess.run(
+        [*base, "tail", "--topic", topic, "--timeout-seconds", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert missing.returncode == 2
+    assert "no Kafka bootstrap servers" in missing.stderr and "make run" in missing.stderr

@@ -267,3 +267,36 @@ def test_no_broker_anywhere_says_how_to_get_one(tmp_path: Path, monkeypatch: pyt
     )
     with pytest.raises(CliError, match="make run"):
         find_bootstrap(None, {})
+
+
+def test_live_window_is_bounded_and_pages_are_told() -> None:
+    import asyncio
+
+    from timeline_fixtures import synthetic_events
+
+    from streamer.timeline.serve import LiveState
+
+    async def scenario() -> tuple[LiveState, list[bytes]]:
+        state = LiveState(Timeline(), window_events=100, source="test")
+        page: asyncio.Queue[bytes | None] = asyncio.Queue(10_000)
+        state.clients.add(page)
+        for event in synthetic_events(400):
+            state.add(event)
+        messages = []
+        while not page.empty():
+            item = page.get_nowait()
+            assert item is not None
+            messages.append(item)
+        return state, messages
+
+    state, messages = asyncio.run(scenario())
+    assert state.timeline.events <= 100
+    held = state.timeline.incidents()
+    assert held and all(i.key.startswith("bench-") for i in held)
+    # The newest incidents are the ones kept; the pages were told which ones were dropped.
+    assert max(int(i.key.split("-")[1]) for i in held) == 299
+    evicted = [m for m in messages if m.startswith(b"event: evict\n")]
+    assert evicted
+    dropped = {key for m in evicted for key in orjson.loads(m.split(b"data: ", 1)[1])}
+    assert dropped.isdisjoint({i.key for i in held})
+    assert len(dropped) + len(held) == 300  # every incident is either held or announced as dropped
