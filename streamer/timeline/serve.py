@@ -29,6 +29,7 @@ from streamer.timeline.sources import topic_partitions
 FOLLOW_WAIT_MS = 100
 CLIENT_QUEUE = 1000  # updates queued for one slow page before it is made to reconnect
 KEEPALIVE_SECONDS = 15.0
+STATUS_INTERVAL_SECONDS = 1.0  # the page's "events held / records read" line, at most this often
 
 
 @dataclass
@@ -38,6 +39,7 @@ class LiveState:
     source: str
     clients: set[asyncio.Queue[bytes | None]] = field(default_factory=set)
     kafka_records: int = 0
+    _status_sent: float = 0.0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,10 @@ class LiveState:
         dropped = self.timeline.evict_oldest(self.window_events)
         if dropped:
             self.publish("evict", dropped)
+        now = time.monotonic()
+        if now - self._status_sent >= STATUS_INTERVAL_SECONDS:
+            self._status_sent = now
+            self.publish("status", self.describe())
 
 
 async def follow_topic(

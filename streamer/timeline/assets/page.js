@@ -123,6 +123,15 @@
   }
   function plotWidth(el) { return Math.max(320, (el.clientWidth || document.body.clientWidth - 40)); }
   function tzUtc(ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); }
+  /* 24-hour UTC tick labels: seconds when zoomed in, the date when the axis spans days. */
+  function timeTicks(u, splits) {
+    var span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+    return splits.map(function (t) {
+      var iso = new Date(t * 1000).toISOString();
+      if (span > 2 * 86400) return iso.slice(5, 10) + " " + iso.slice(11, 16);
+      return span < 600 ? iso.slice(11, 19) : iso.slice(11, 16);
+    });
+  }
 
   function renderLanes(list) {
     var lanes = uniq(list, laneOf), index = {};
@@ -147,7 +156,7 @@
       legend: { show: false }, cursor: { drag: { x: true, y: false }, points: { show: false } },
       scales: { x: { time: true, min: state.from != null ? state.from : min - pad, max: state.to != null ? state.to : max + pad },
                 y: { auto: false, range: [-0.6, lanes.length - 0.4] } },
-      axes: [{}, { size: 150, splits: function () { return lanes.map(function (_, n) { return n; }); },
+      axes: [{ values: timeTicks }, { size: 150, splits: function () { return lanes.map(function (_, n) { return n; }); },
                    values: function (u, splits) { return splits.map(function (n) { var l = lanes[n] || ""; return l.length > 24 ? "…" + l.slice(-23) : l; }); } }],
       series: [{}, { label: "events", paths: function () { return null; }, points: { show: false } }],
       hooks: {
@@ -226,7 +235,7 @@
       return { label: name, stroke: PALETTE[s % PALETTE.length], width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: n < 40 } };
     }));
     killsPlot = new uPlot({ width: plotWidth(el), height: 260, tzDate: tzUtc, scales: { x: { time: true } },
-      axes: [{}, { label: "kills per " + (step >= 3600 ? step / 3600 + " h" : step / 60 + " min") }], series: series },
+      axes: [{ values: timeTicks }, { label: "kills per " + (step >= 3600 ? step / 3600 + " h" : step / 60 + " min") }], series: series },
       [xs].concat(cols), el);
   }
   function renderRss(list) {
@@ -372,6 +381,10 @@
       incidents.set(i.key, i);
       (i.replaces || []).forEach(function (k) { incidents.delete(k); });
       scheduleUpdate();
+    });
+    source.addEventListener("status", function (ev) {
+      DATA.source = JSON.parse(ev.data);
+      $("source").textContent = DATA.source;
     });
     source.addEventListener("evict", function (ev) {
       JSON.parse(ev.data).forEach(function (k) { incidents.delete(k); });
