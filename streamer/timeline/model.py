@@ -425,7 +425,7 @@ def _analyse(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """The enricher's analysis of a kill published without one (unenriched, `oomstream parse`)."""
     try:
         event = event_from_dict(dict(data))
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, AttributeError):
         return {}
     return analyse(event, None) or {}
 
@@ -473,7 +473,11 @@ class Timeline:
         if not isinstance(data, Mapping):
             self.stats.skipped[f"not a JSON object ({type(data).__name__})"] += 1
             return None
-        entry = entry_from_event(data)
+        try:
+            entry = entry_from_event(data)
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as error:
+            # A field of an unexpected shape (a list where an object belongs...): skipped, counted.
+            entry = f"malformed {data.get('type')} event ({type(error).__name__})"
         if isinstance(entry, str):
             self.stats.skipped[entry] += 1
             return None

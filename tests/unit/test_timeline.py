@@ -300,3 +300,40 @@ def test_live_window_is_bounded_and_pages_are_told() -> None:
     dropped = {key for m in evicted for key in orjson.loads(m.split(b"data: ", 1)[1])}
     assert dropped.isdisjoint({i.key for i in held})
     assert len(dropped) + len(held) == 300  # every incident is either held or announced as dropped
+
+
+def test_malformed_fields_are_skipped_and_counted_never_raised() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    base = fixture_set()[0]
+    junk = st.one_of(
+        st.none(),
+        st.integers(),
+        st.text(max_size=5),
+        st.lists(st.integers(), max_size=3),
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    )
+    keys = st.sampled_from(sorted(base))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(keys, junk, min_size=1, max_size=6))
+    def check(changes: dict[str, object]) -> None:
+        timeline = Timeline()
+        timeline.add({**base, **changes})
+        incidents = timeline.incidents()
+        assert timeline.stats.read == 1
+        assert len(incidents) + sum(timeline.stats.skipped.values()) == 1
+        for incident in incidents:
+            incident.to_dict()
+            list(
+                render(
+                    group_incidents(incidents, "incident"),
+                    summarize(incidents),
+                    Style(False, 80),
+                    source="x",
+                    group_by="incident",
+                )
+            )
+
+    check()
