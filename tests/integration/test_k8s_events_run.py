@@ -128,3 +128,62 @@ def test_forbidden_events_never_touch_kafka_delivery(
     assert "RBAC does not allow verb 'create' on resource 'events'" in stderr
     assert service.returncode == 0, stderr[-3000:]
     json.dumps(kills)  # the published kill is a whole event
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("kernel_allows_oom")
+def test_real_kernel_kills_in_a_pod_become_one_event_with_their_count(
+    tmp_path: Path, kafka_bootstrap: str, fake_api: ThreadedApi
+) -> None:
+    """Two genuine OOM kills in one container's memory cgroup, read from /dev/kmsg: one Event on
+    the pod, created by the first kill and patched to count 2 by the second."""
+    from oomlab import cgroupfs_parts, container_id, memcg, pod_uid, run_oom
+
+    api = fake_api
+    uid, cid = pod_uid(), container_id()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", api.server.url, TOKEN)
+    api.call(api.server.upsert, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "spec": {}})
+    pod = make_pod(
+        name="cache-6b7c8d9e0f-k2k2k",
+        namespace="shop",
+        uid=uid,
+        node=NODE,
+        containers=[ContainerSpec("redis", container_id=cid, memory_request="64Mi", memory_limit="64Mi")],
+    )
+    api.call(api.server.upsert, pod)
+    topic = unique_topic("i13-k8s-events-kernel")
+    service = start_oomstream(
+        tmp_path,
+        **kafka_settings(kafka_bootstrap, topic),
+        NODE_NAME=NODE,
+        OOMSTREAM_SOURCE_KMSG_START="end",
+        OOMSTREAM_KUBERNETES_MODE="kubeconfig",
+        OOMSTREAM_KUBERNETES_KUBECONFIG_PATH=str(kubeconfig),
+        OOMSTREAM_K8S_EVENTS_ENABLED="true",
+    )
+    try:
+        time.sleep(4.0)  # connected to Kafka and the API, pods listed
+        assert service.poll() is None, service.communicate()[1][-3000:]
+        killed: list[int] = []
+        for _ in range(2):
+            with memcg(cgroupfs_parts("guaranteed", uid, cid), 64 << 20) as cgroup:
+                killed += run_oom(cgroup, comm="redis-victim")
+        assert len(killed) == 2
+
+        def counted() -> list[dict[str, Any]]:
+            events = api.call(api.server.objects, "v1", "Event", "shop")
+            return events if events and events[0].get("count") == 2 else []
+
+        events = _wait(counted, timeout=30)
+    finally:
+        stderr = _stop(service)
+    assert len(events) == 1, stderr[-3000:]
+    event = events[0]
+    assert event["involvedObject"]["uid"] == uid
+    assert event["involvedObject"]["fieldPath"] == "spec.containers{redis}"
+    assert f"(pid {killed[1]})" in event["message"]  # the latest kill's process
+    assert (
+        "in container redis killed by the kernel OOM killer at the container limit 64Mi" in event["message"]
+    )
+    published = [e for e in records(kafka_bootstrap, topic) if e.get("type") == "oom_kill"]
+    assert sorted(e["victim"]["pid"] for e in published) == sorted(killed)
