@@ -257,6 +257,12 @@ class Incident:
 
     @property
     def time(self) -> float | None:
+        if "time" not in self._cache:
+            self._cache["time"] = self._find_time()
+        value: float | None = self._cache["time"]
+        return value
+
+    def _find_time(self) -> float | None:
         kill = self.kill
         if kill is not None and kill.time is not None:
             return kill.time
