@@ -553,19 +553,6 @@ class Timeline:
         self._aliases = {k: v for k, v in self._aliases.items() if v not in dead}
         return dropped
 
-    def workload_siblings(self, incident: Incident) -> list[Incident]:
-        """The incidents with kills of ``incident``'s workload, renumbered (the live page's repeats)."""
-        if not incident.kills:
-            return [incident]
-        key = incident.workload_key
-        siblings = sorted(
-            (i for i in self._incidents.values() if i.kills and i.workload_key == key), key=_incident_order
-        )
-        for number, sibling in enumerate(siblings, start=1):
-            sibling.workload_kill_number = number
-            sibling.workload_kills = len(siblings)
-        return siblings
-
     def incidents(self, filters: Filters | None = None) -> list[Incident]:
         """Incidents in time order (unknown times last), repeat numbers set over the result."""
         chosen = [i for i in self._incidents.values() if i.events or i.summary is not None]
@@ -680,7 +667,10 @@ def summarize(incidents: list[Incident]) -> Summary:
         by_limit=by_limit,
         by_node=by_node,
         not_seen_by_kubernetes=sum(1 for i in incidents if i.visible_in_kubernetes is False),
-        repeated_workloads=sum(1 for count in by_workload.values() if count > 1),
+        # Kill incidents, not kills: a group kill is one kill of its workload.
+        repeated_workloads=sum(
+            1 for count in Counter(i.workload_key for i in incidents if i.kills).values() if count > 1
+        ),
         kubernetes_only=sum(1 for i in incidents if not i.kills),
     )
 

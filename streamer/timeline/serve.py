@@ -23,7 +23,7 @@ from aiohttp import web
 from streamer.errors import CliError
 from streamer.sinks.kafka import KafkaSinkConfig, classify_kafka_error, connection_kwargs
 from streamer.timeline.html import page_incident, render_page
-from streamer.timeline.model import Filters, Incident, Timeline
+from streamer.timeline.model import Filters, Timeline
 from streamer.timeline.sources import topic_partitions
 
 FOLLOW_WAIT_MS = 100
@@ -68,18 +68,15 @@ class LiveState:
         incident = self.timeline.add(data)
         if incident is None:
             return
-        replaced = list(self.timeline.replaced)
-        changed: list[Incident] = self.timeline.workload_siblings(incident)
-        if incident not in changed:
-            changed.append(incident)
-        for item in changed:
-            payload = page_incident(item)
-            if item is incident and replaced:
-                payload["replaces"] = replaced
-            self.publish("incident", payload)
-        dropped = self.timeline.evict_oldest(self.window_events)
-        if dropped:
-            self.publish("evict", dropped)
+        # Only the changed incident goes out: the page numbers a workload's repeated kills itself,
+        # so a storm in one workload costs one message per event, not one per sibling.
+        payload = page_incident(incident)
+        if self.timeline.replaced:
+            payload["replaces"] = list(self.timeline.replaced)
+        self.publish("incident", payload)
+        if self.timeline.events > self.window_events:
+            # Down to 90% at once: evicting sorts the incidents, so it must not run per event.
+            self.publish("evict", self.timeline.evict_oldest(self.window_events * 9 // 10))
         now = time.monotonic()
         if now - self._status_sent >= STATUS_INTERVAL_SECONDS:
             self._status_sent = now

@@ -7,7 +7,8 @@ its own:
 * baseline: reading the same records with a bare aiokafka consumer (getmany, nothing decoded);
 * ``oomstream timeline --since 1h --json`` from Kafka (decode, dedupe, join, order, summarize);
 * ``oomstream timeline FILE --json`` from the same events as JSON lines;
-* ``oomstream timeline --html`` for 10,000 and for N events: seconds and the report's size.
+* ``oomstream timeline --html`` for 10,000 and for N events: seconds and the report's size;
+* the live page's state (``--serve``) taking all N events into its 20,000-event window.
 
 Ratios are printed against the baseline measured in this run. Broker: ``$OOMSTREAM_KAFKA_BOOTSTRAP``,
 else the single local broker of deploy/local-kafka/kafka.sh (started here if needed).
@@ -161,3 +162,20 @@ def run(bootstrap: str, count: int) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+    live_window(events)
+
+
+def live_window(events: list[dict[str, object]]) -> None:
+    """The live page's state taking every event (the backfill of --serve), window 20,000."""
+    from streamer.timeline.model import Timeline
+    from streamer.timeline.serve import LiveState
+
+    state = LiveState(Timeline(), 20_000, "bench")
+    started = time.perf_counter()
+    for event in events:
+        state.add(event)
+    seconds = time.perf_counter() - started
+    print(
+        f"  --serve   state: {len(events)} events into a 20,000-event window: {seconds:5.2f}s "
+        f"({seconds / len(events) * 1e6:.0f} us/event), {state.timeline.events} held"
+    )

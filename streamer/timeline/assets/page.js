@@ -90,7 +90,7 @@
     all.forEach(function (i) {
       kills += i.kills;
       if (i.visible_in_kubernetes === false) unseen++;
-      if (i.kills) { byWorkload[workloadOf(i)] = (byWorkload[workloadOf(i)] || 0) + 1; if (i.t != null) times.push(i.t); }
+      if (i.kills) { var w = i.workload_key || workloadOf(i); byWorkload[w] = (byWorkload[w] || 0) + 1; if (i.t != null) times.push(i.t); }
     });
     $("count-kills").textContent = kills;
     $("count-incidents").textContent = all.length;
@@ -315,8 +315,20 @@
   function currentList() {
     return Array.from(incidents.values()).filter(function (i) { return matches(i, false); });
   }
+  /* A workload's n-th kill of N among the incidents held, the way `oomstream timeline` counts. */
+  function numberRepeats(all) {
+    var byWorkload = {};
+    all.filter(function (i) { return i.kills; }).sort(function (a, b) { return (a.t || 0) - (b.t || 0) || (a.key < b.key ? -1 : 1); })
+      .forEach(function (i) { var w = i.workload_key || workloadOf(i); (byWorkload[w] = byWorkload[w] || []).push(i); });
+    all.forEach(function (i) { i.workload_kill_number = 0; i.workload_kills = 0; });
+    Object.keys(byWorkload).forEach(function (w) {
+      var list = byWorkload[w];
+      list.forEach(function (i, n) { i.workload_kill_number = n + 1; i.workload_kills = list.length; });
+    });
+  }
   function update() {
     var all = Array.from(incidents.values());
+    numberRepeats(all);
     var inFilters = all.filter(function (i) { return matches(i, true); });
     fillSelect("f-namespace", uniq(all, function (i) { return i.namespace; }), state.namespace);
     fillSelect("f-workload", uniq(all, function (i) { return i.kills || i.workload ? workloadOf(i) : null; }), state.workload);
