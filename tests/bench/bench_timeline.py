@@ -158,10 +158,6 @@ def run(bootstrap: str, count: int) -> None:
                 f"  --html    {size} events: {report.stat().st_size / 1e6:5.1f} MB report in {html_s:5.2f}s, "
                 f"peak {html_mib:4.0f} MiB"
             )
-
-
-if __name__ == "__main__":
-    sys.exit(main())
     live_window(events)
 
 
@@ -179,3 +175,7 @@ def live_window(events: list[dict[str, object]]) -> None:
         f"  --serve   state: {len(events)} events into a 20,000-event window: {seconds:5.2f}s "
         f"({seconds / len(events) * 1e6:.0f} us/event), {state.timeline.events} held"
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
