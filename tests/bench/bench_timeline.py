@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -79,7 +78,6 @@ async def publish(bootstrap: str, topic: str, events: list[bytes]) -> None:
 
 def timed(argv: list[str]) -> tuple[float, float, str]:
     """(seconds, peak RSS MiB, stdout) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     # A wrapper measures its own child alone: ru_maxrss of RUSAGE_CHILDREN is a maximum over all.
     wrapper = (
@@ -89,7 +87,6 @@ def timed(argv: list[str]) -> tuple[float, float, str]:
     )
     result = subprocess.run([sys.executable, "-c", wrapper, *argv], capture_output=True, text=True, cwd=ROOT)
     seconds = time.perf_counter() - started
-    del before
     if result.returncode != 0:
         raise SystemExit(f"bench_timeline: {' '.join(argv)} failed:\n{result.stderr[-2000:]}")
     peak_kib = int(result.stderr.strip().splitlines()[-1])
