@@ -1,0 +1,1 @@
+"""SRE incident timelines: ``oomstream timeline`` (model, sources, terminal view, HTML page, live server)."""
