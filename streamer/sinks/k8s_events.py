@@ -249,8 +249,8 @@ class K8sEventSink:
         """Post what the bucket allows within ``flush_seconds``, then stop; the rest is counted."""
         if self._task is None:
             return
-        deadline = self.clock() + flush_seconds
-        while (not self._queue.empty() or self._sendable()) and self.clock() < deadline:
+        deadline = time.monotonic() + flush_seconds  # real time: shutdown is, whatever the bucket's clock
+        while (not self._queue.empty() or self._sendable()) and time.monotonic() < deadline:
             self._wakeup.set()
             await asyncio.sleep(0.02)
         self._task.cancel()
