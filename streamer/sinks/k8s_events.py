@@ -15,10 +15,19 @@ token from this node's bucket (``burst_calls`` tokens, one more each ``refill_se
 sent as one update, count included, when a token is back, so an OOM storm costs at most ``burst_calls``
 calls and then one call per refill, and no kill is missing from the counts.
 
-It never blocks or fails delivery: ``observe`` only queues (a full queue drops and counts), the
-Events are posted by a task of their own, and every API failure is logged and counted. A 403
-says which RBAC rule is missing (``create``/``patch`` on ``events``, added to the manifests only
-when this sink is enabled).
+A repeat sets both the legacy ``count`` and ``series`` (``count``, ``lastObservedTime``), as the
+events.k8s.io/v1 recorder (client-go tools/events) does for an isomorphic Event, so readers of
+either API see the repetition. ``eventTime`` stays unset: the API server treats an Event with one
+as new-style and then refuses updates of ``count``, ``lastTimestamp`` and ``message``
+(``ValidateEventUpdate``).
+
+It is a side sink (``[sinks] enabled = ["kafka", "k8s_events"]``): FanOutSink hands it copies
+through a queue of its own, so it never blocks or fails delivery. ``submit`` only queues (a full
+queue drops and counts), the Events are posted by a task of its own, and every API failure is
+logged and counted; each copy gets one DeliveryResult (ACKED once posted or when there is nothing
+to post, FAILED when dropped). A copy seen twice (the spool resends an event that failed on the
+first sink) is posted once. A 403 says which RBAC rule is missing (``create``/``patch`` on
+``events``, added to the manifests only when this sink is enabled).
 """
 
 from __future__ import annotations
@@ -26,73 +35,88 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from parsers.events import AnyEvent, OomEvent
+from streamer.config import ConfigError, OptionError, option_help
+from streamer.registry import BuildContext, Component
+from streamer.sinks.base import (
+    DeadLetter,
+    DeliveryCallback,
+    DeliveryResult,
+    DeliveryStatus,
+    Sink,
+    SinkConfigError,
+)
 
-if TYPE_CHECKING:  # the API client (kubernetes_asyncio) loads only when the sink runs
+if TYPE_CHECKING:  # the API client (kubernetes_asyncio, aiohttp) loads only when the sink runs
+    from prometheus_client import CollectorRegistry
+
     from streamer.kube.api import KubeApi, KubeApiError
 
 log = logging.getLogger(__name__)
 
 REASON = "OomstreamKernelOOMKill"
-COMPONENT = "oomstream"
+REPORTER = "oomstream"  # source.component, reportingComponent
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 RETRY_SECONDS = 5.0
 FORBIDDEN_LOG_INTERVAL_SECONDS = 60.0
 MAX_TRACKED = 4096  # containers remembered for repeats (oldest forgotten first)
-
-
-def _help(text: str) -> dict[str, Any]:
-    # The same metadata shape as streamer/config.py's options (flags, env names, help are generated).
-    return {"help": text, "csv": False}
+MAX_SEEN_EVENT_IDS = 10_000  # event ids remembered to post a resent copy once
+CLOSE_FLUSH_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
 class K8sEventsOptions:
-    """``[k8s_events]``: a Kubernetes Event on the pod for each kernel OOM kill."""
+    """``[sinks.k8s_events]``: a Kubernetes Event on the pod for each kernel OOM kill. Enabled as a
+    side sink: ``[sinks] enabled = ["kafka", "k8s_events"]`` (needs RBAC create/patch on events)."""
 
-    SECTION: ClassVar[str] = "k8s_events"
-
-    enabled: bool = field(
-        default=False,
-        metadata=_help(
-            "post a core/v1 Event on the pod for each kernel OOM kill (needs RBAC create/patch events)"
-        ),
-    )
     repeat_window_seconds: float = field(
         default=600.0,
-        metadata=_help(
+        metadata=option_help(
             "kills of one container within this long update its Event's count instead of a new Event"
         ),
     )
     burst_calls: int = field(
-        default=25, metadata=_help("API calls this node may make at once before kills are aggregated")
+        default=25, metadata=option_help("API calls this node may make at once before kills are aggregated")
     )
     refill_seconds: float = field(
-        default=300.0, metadata=_help("after the burst, one more API call each this many seconds")
+        default=300.0, metadata=option_help("after the burst, one more API call each this many seconds")
     )
     queue_events: int = field(
-        default=10000, metadata=_help("kills waiting to be posted; past that they are dropped and counted")
+        default=10000,
+        metadata=option_help("kills waiting to be posted; past that they are dropped and counted"),
     )
     reporting_instance: str | None = field(
-        default=None, metadata=_help("reportingInstance of the Events; unset: oomstream-<node name>")
+        default=None, metadata=option_help("reportingInstance of the Events; unset: oomstream-<node name>")
     )
 
     def __post_init__(self) -> None:
-        from streamer.config import ConfigError
-
         for key in ("repeat_window_seconds", "refill_seconds"):
             if getattr(self, key) <= 0:
-                raise ConfigError(f"{self.SECTION}.{key}: must be > 0", key=f"{self.SECTION}.{key}")
+                raise OptionError(key, "must be > 0")
         for key in ("burst_calls", "queue_events"):
             if getattr(self, key) < 1:
-                raise ConfigError(f"{self.SECTION}.{key}: must be >= 1", key=f"{self.SECTION}.{key}")
+                raise OptionError(key, "must be >= 1")
+        if self.reporting_instance is not None and not self.reporting_instance.strip():
+            raise OptionError("reporting_instance", "must not be empty (leave it unset for oomstream-<node>)")
+
+    def check_config(self, enabled: tuple[str, ...]) -> None:
+        """``enabled``: sinks.enabled. Events on pods are a copy of what the first sink delivers:
+        the first sink decides delivery and checkpoints, which this one cannot."""
+        if enabled and enabled[0] == "k8s_events":
+            raise ConfigError(
+                f"sinks.enabled: {list(enabled)!r}: k8s_events cannot be the first sink (the first "
+                "decides delivery and checkpoints); list it after one, e.g. "
+                'sinks.enabled = ["kafka", "k8s_events"]',
+                key="sinks.enabled",
+            )
 
 
 def _quantity(value: int | None) -> str:
@@ -119,23 +143,21 @@ LIMIT_WORDS = {
 def kill_message(event: OomEvent) -> str:
     """ "process java (pid 4242) in container web killed by the kernel OOM killer at the container
     limit 512Mi; RSS 511Mi (99.8%); trigger java"."""
-    kube = event.kubernetes or {}
     victim = event.victim
-    analysis = event.analysis or {}
+    analysis = event.analysis
     who = f"process {victim.comm or '?'} (pid {victim.pid})" if victim is not None else "a process"
-    container = kube.get("container")
+    container = event.kubernetes.container if event.kubernetes is not None else None
     where = f" in container {container}" if container else ""
-    limit = LIMIT_WORDS.get(str(analysis.get("limit_fired")), "")
-    limit_bytes = analysis.get("limit_bytes")
-    if limit and isinstance(limit_bytes, int) and analysis.get("limit_fired") != "node":
-        limit = f"{limit} {_quantity(limit_bytes)}"
-    text = f"{who}{where} killed by the kernel OOM killer" + (f" {limit}" if limit else "")
-    rss = analysis.get("rss_bytes")
-    if isinstance(rss, int):
-        fraction = analysis.get("rss_fraction_of_limit")
-        text += f"; RSS {_quantity(rss)}"
-        if isinstance(fraction, int | float):
-            text += f" ({fraction * 100:.1f}%)"
+    text = f"{who}{where} killed by the kernel OOM killer"
+    if analysis is not None:
+        limit = LIMIT_WORDS.get(analysis.limit_fired, "")
+        if limit and analysis.limit_bytes is not None and analysis.limit_fired != "node":
+            limit = f"{limit} {_quantity(analysis.limit_bytes)}"
+        text += f" {limit}" if limit else ""
+        if analysis.rss_bytes is not None:
+            text += f"; RSS {_quantity(analysis.rss_bytes)}"
+            if analysis.rss_fraction_of_limit is not None:
+                text += f" ({analysis.rss_fraction_of_limit * 100:.1f}%)"
     if event.trigger is not None and event.trigger.comm:
         text += f"; trigger {event.trigger.comm}"
     return text
@@ -143,6 +165,14 @@ def kill_message(event: OomEvent) -> str:
 
 def _rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _micro_time(seconds: float) -> str:
+    """A Kubernetes MicroTime (RFC 3339 with microseconds), as ``series.lastObservedTime`` takes."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_Copy = tuple[str | None, tuple[object, ...]]  # a submitted event's id and positions, for its result
 
 
 @dataclass
@@ -155,9 +185,8 @@ class _Tracked:
     container: str | None
     name: str | None = None  # the Event's name once created
     count: int = 0  # the count the API server holds
-    first_wall: float = 0.0
     last_sent_mono: float = 0.0  # when the server's copy was last written (monotonic)
-    pending: int = 0  # kills not sent yet
+    pending: list[_Copy] = field(default_factory=list)  # kills not sent yet
     pending_message: str = ""
     pending_wall: float = 0.0
     aggregated: bool = False  # some of the pending kills waited for a token
@@ -193,8 +222,8 @@ class TokenBucket:
         return max(0.0, (1.0 - self.tokens) * self.refill_seconds)
 
 
-class K8sEventSink:
-    """``observe(event)`` after each publish; ``async with`` runs the posting task."""
+class K8sEventSink(Sink):
+    """``async with`` opens the API client and runs the posting task; ``submit`` only queues."""
 
     def __init__(
         self,
@@ -202,91 +231,146 @@ class K8sEventSink:
         api: KubeApi,
         node: str,
         *,
+        on_delivery: DeliveryCallback | None = None,
+        registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.options = options
-        self.api = api
+        super().__init__(name="k8s_events", on_delivery=on_delivery, registry=registry)
+        self.api = api  # opened by start, closed by close: the sink owns it
         self.node = node
         self.instance = options.reporting_instance or f"oomstream-{node}"
+        self.repeat_window_seconds = options.repeat_window_seconds
+        self.queue_events = options.queue_events
         self.clock = clock
         self.wall_clock = wall_clock
         self.bucket = TokenBucket(options.burst_calls, options.refill_seconds, clock)
         self.counts: Counter[str] = Counter()
-        self._queue: asyncio.Queue[OomEvent] = asyncio.Queue(options.queue_events)
+        self._queue: asyncio.Queue[tuple[OomEvent, tuple[object, ...]]] = asyncio.Queue()
+        self._pending_total = 0  # kills in _tracked not sent yet; with the queue <= queue_events
         self._tracked: OrderedDict[tuple[str, str, str], _Tracked] = OrderedDict()
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._api_open = False
         self._last_forbidden_log = -FORBIDDEN_LOG_INTERVAL_SECONDS
         self._retry_at = 0.0
 
-    # -- the pipeline's side: never blocks ----------------------------------------------------------
+    # -- the first sink's side: never blocks -----------------------------------------------------
 
-    def observe(self, event: AnyEvent) -> None:
+    async def submit(self, event: AnyEvent, positions: Sequence[object] = ()) -> None:
+        self.observe(event, tuple(positions))
+
+    def observe(self, event: AnyEvent, positions: tuple[object, ...] = ()) -> None:
+        """Queue a kill in a pod for posting; anything else has nothing to post (ACKED now)."""
         if not isinstance(event, OomEvent):
+            self._result(event.event_id, positions, DeliveryStatus.ACKED, "not_a_kernel_kill")
             return
-        kube = event.kubernetes or {}
-        if not kube.get("namespace") or not kube.get("pod"):
+        kube = event.kubernetes
+        if kube is None or not kube.namespace or not kube.pod:
             self.counts["skipped_not_in_a_pod"] += 1
+            self._result(event.event_id, positions, DeliveryStatus.ACKED, "not_in_a_pod")
             return
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if event.event_id in self._seen:
+            # The spool resent an event that failed on the first sink: posted (or queued) already.
+            self.counts["duplicates"] += 1
+            self._result(event.event_id, positions, DeliveryStatus.ACKED, "duplicate")
+            return
+        if self._queue.qsize() + self._pending_total >= self.queue_events:
             self.counts["dropped_queue_full"] += 1
+            self._result(event.event_id, positions, DeliveryStatus.FAILED, "queue_full")
             return
+        self._seen[event.event_id] = None
+        while len(self._seen) > MAX_SEEN_EVENT_IDS:
+            self._seen.popitem(last=False)
+        self._queue.put_nowait((event, positions))
         self._wakeup.set()
 
-    # -- lifecycle ---------------------------------------------------------------------------------
+    async def submit_dead_letter(self, letter: DeadLetter, positions: Sequence[object] = ()) -> None:
+        self._result(letter.event_id, tuple(positions), DeliveryStatus.ACKED, "not_a_kernel_kill")
 
-    async def __aenter__(self) -> K8sEventSink:
-        self._task = asyncio.create_task(self._run(), name="k8s-events")
-        return self
+    def _result(
+        self,
+        event_id: str | None,
+        positions: tuple[object, ...],
+        status: DeliveryStatus,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._report(DeliveryResult(event_id, positions, status, reason=reason, error=error))
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    # -- lifecycle -----------------------------------------------------------------------------------
 
-    async def aclose(self, flush_seconds: float = 2.0) -> None:
-        """Post what the bucket allows within ``flush_seconds``, then stop; the rest is counted."""
-        if self._task is None:
+    async def start(self) -> None:
+        if self._task is not None:
             return
-        deadline = time.monotonic() + flush_seconds  # real time: shutdown is, whatever the bucket's clock
-        while (not self._queue.empty() or self._sendable()) and time.monotonic() < deadline:
+        if not self._api_open:
+            await self.api.__aenter__()
+            self._api_open = True
+        self._task = asyncio.create_task(self._run(), name="k8s-events")
+
+    async def flush(self, timeout_seconds: float | None = None) -> None:
+        """Post what the bucket allows within ``timeout_seconds`` (real time: shutdown is, whatever
+        the bucket's clock)."""
+        deadline = time.monotonic() + (CLOSE_FLUSH_SECONDS if timeout_seconds is None else timeout_seconds)
+        while (
+            self._task is not None
+            and (not self._queue.empty() or self._sendable())
+            and time.monotonic() < deadline
+        ):
             self._wakeup.set()
             await asyncio.sleep(0.02)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-        left = sum(t.pending for t in self._tracked.values())
+
+    async def close(self, flush_seconds: float = CLOSE_FLUSH_SECONDS) -> None:
+        """Post what the bucket allows within ``flush_seconds``, then stop; the rest is counted
+        and reported FAILED."""
+        if self._task is not None:
+            await self.flush(flush_seconds)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():
+            self._track(*self._queue.get_nowait())
+        left = 0
+        for tracked in self._tracked.values():
+            left += len(tracked.pending)
+            self._settle(tracked, DeliveryStatus.FAILED, "unsent_at_shutdown")
         if left:
             self.counts["unsent_at_shutdown"] += left
             log.info("kubernetes events: %d kill(s) not posted at shutdown (rate bound)", left)
+        if self._api_open:
+            self._api_open = False
+            await self.api.close()
+
+    aclose = close
 
     def _sendable(self) -> bool:
-        return any(t.pending for t in self._tracked.values()) and self.bucket.tokens >= 1.0
+        return self._pending_total > 0 and self.bucket.tokens >= 1.0
 
     # -- the posting task ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
         while True:
             while not self._queue.empty():
-                self._track(self._queue.get_nowait())
+                self._track(*self._queue.get_nowait())
             await self._send_pending()
             self._wakeup.clear()
             if not self._queue.empty():
                 continue
             wait = None
-            if any(t.pending for t in self._tracked.values()):
+            if self._pending_total:
                 wait = max(self.bucket.seconds_until_token(), self._retry_at - self.clock(), 0.01)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), wait)
 
-    def _track(self, event: OomEvent) -> None:
-        kube = event.kubernetes or {}
-        key = (str(kube["namespace"]), str(kube["pod"]), str(kube.get("container") or ""))
+    def _track(self, event: OomEvent, positions: tuple[object, ...]) -> None:
+        kube = event.kubernetes
+        assert kube is not None and kube.namespace and kube.pod  # observe
+        key = (kube.namespace, kube.pod, kube.container or "")
         tracked = self._tracked.get(key)
         if tracked is None:
-            tracked = _Tracked(key[0], key[1], kube.get("pod_uid"), kube.get("container"))
+            tracked = _Tracked(kube.namespace, kube.pod, kube.pod_uid, kube.container)
             self._tracked[key] = tracked
             while len(self._tracked) > MAX_TRACKED:
                 oldest_key, oldest = next(iter(self._tracked.items()))
@@ -295,10 +379,21 @@ class K8sEventSink:
                 del self._tracked[oldest_key]
         else:
             self._tracked.move_to_end(key)
-        tracked.pending += 1
+        tracked.pending.append((event.event_id, positions))
+        self._pending_total += 1
         tracked.pending_message = kill_message(event)
         tracked.pending_wall = _event_wall_time(event) or self.wall_clock()
         self.counts["kills_observed"] += 1
+
+    def _settle(
+        self, tracked: _Tracked, status: DeliveryStatus, reason: str | None = None, error: str | None = None
+    ) -> None:
+        """Report every pending kill of ``tracked`` and forget them."""
+        for event_id, positions in tracked.pending:
+            self._result(event_id, positions, status, reason, error)
+        self._pending_total -= len(tracked.pending)
+        tracked.pending = []
+        tracked.aggregated = False
 
     async def _send_pending(self) -> None:
         from streamer.kube.api import KubeApiError
@@ -321,23 +416,24 @@ class K8sEventSink:
                     return
 
     async def _post(self, tracked: _Tracked) -> None:
-        sending = tracked.pending
+        from streamer.kube.api import KubeApiError
+
+        sending = len(tracked.pending)
         message = tracked.pending_message
         if tracked.aggregated and sending > 1:
             message = f"(combined from similar events): {message}"
         now = self.clock()
-        window = self.options.repeat_window_seconds
-        repeat = tracked.name is not None and now - tracked.last_sent_mono <= window
+        repeat = tracked.name is not None and now - tracked.last_sent_mono <= self.repeat_window_seconds
         if repeat:
             assert tracked.name is not None
+            count = tracked.count + sending
             patch = {
-                "count": tracked.count + sending,
+                "count": count,
                 "lastTimestamp": _rfc3339(tracked.pending_wall),
                 "message": message,
+                "series": {"count": count, "lastObservedTime": _micro_time(tracked.pending_wall)},
             }
             path = f"/api/v1/namespaces/{tracked.namespace}/events/{tracked.name}"
-            from streamer.kube.api import KubeApiError
-
             try:
                 stored = await self.api.write_json("PATCH", path, patch, content_type=STRATEGIC_MERGE_PATCH)
             except KubeApiError as error:
@@ -353,15 +449,13 @@ class K8sEventSink:
             stored = await self.api.write_json("POST", f"/api/v1/namespaces/{tracked.namespace}/events", body)
             tracked.name = str(body["metadata"]["name"])
             tracked.count = 0
-            tracked.first_wall = tracked.pending_wall
             self.counts["events_created"] += 1
         tracked.count = int(stored.get("count") or tracked.count + sending)
         tracked.last_sent_mono = now
-        tracked.pending -= sending
-        tracked.aggregated = False
         if sending > 1:
             self.counts["kills_aggregated"] += sending - 1
         self.counts["kills_posted"] += sending
+        self._settle(tracked, DeliveryStatus.ACKED)
 
     def _event_body(self, tracked: _Tracked, message: str, count: int) -> dict[str, Any]:
         stamp = _rfc3339(tracked.pending_wall)
@@ -377,7 +471,7 @@ class K8sEventSink:
             involved["fieldPath"] = f"spec.containers{{{tracked.container}}}"
         # client-go names Events "<object>.<hex unix nanoseconds>"
         name = f"{tracked.pod}.{time.time_ns():x}"
-        return {
+        body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": name, "namespace": tracked.namespace},
@@ -385,14 +479,17 @@ class K8sEventSink:
             "reason": REASON,
             "message": message,
             "type": "Warning",
-            "source": {"component": COMPONENT, "host": self.node},
+            "source": {"component": REPORTER, "host": self.node},
             "firstTimestamp": stamp,
             "lastTimestamp": stamp,
             "count": count,
-            "reportingComponent": COMPONENT,
+            "reportingComponent": REPORTER,
             "reportingInstance": self.instance,
             "action": "OOMKill",
         }
+        if count > 1:  # kills aggregated into the first post: already a series
+            body["series"] = {"count": count, "lastObservedTime": _micro_time(tracked.pending_wall)}
+        return body
 
     def _failed(self, tracked: _Tracked, error: KubeApiError) -> None:
         self.counts[f"errors_{error.status or error.reason or 'other'}"] += 1
@@ -403,20 +500,19 @@ class K8sEventSink:
                 log.error(
                     "kubernetes events: %s. The Event sink needs RBAC verbs create and patch on "
                     "events (core API group) in the pod's namespace: deploy with the k8s_events "
-                    "RBAC rule enabled, or set k8s_events.enabled = false",
+                    "RBAC rule (deploy/kubernetes/oomstream-k8s-events.yaml), or remove "
+                    "k8s_events from sinks.enabled",
                     error,
                 )
             # RBAC may be fixed later; these kills are dropped (counted), the next ones try again.
-            self.counts["kills_dropped_forbidden"] += tracked.pending
-            tracked.pending = 0
-            tracked.aggregated = False
+            self.counts["kills_dropped_forbidden"] += len(tracked.pending)
+            self._settle(tracked, DeliveryStatus.FAILED, "forbidden", str(error))
         elif error.retriable:
             log.warning("kubernetes events: %s; retrying in a few seconds", error)
         else:
-            log.error("kubernetes events: %s; %d kill(s) not posted", error, tracked.pending)
-            self.counts["kills_dropped_rejected"] += tracked.pending
-            tracked.pending = 0
-            tracked.aggregated = False
+            log.error("kubernetes events: %s; %d kill(s) not posted", error, len(tracked.pending))
+            self.counts["kills_dropped_rejected"] += len(tracked.pending)
+            self._settle(tracked, DeliveryStatus.FAILED, "rejected", str(error))
 
 
 def _event_wall_time(event: OomEvent) -> float | None:
@@ -428,8 +524,44 @@ def _event_wall_time(event: OomEvent) -> float | None:
         return None
 
 
-def build(options: K8sEventsOptions, context: Mapping[str, Any]) -> K8sEventSink | None:
-    """Registry entry: the sink when enabled (``context``: ``api`` a KubeApi, ``node`` the node name)."""
-    if not options.enabled:
-        return None
-    return K8sEventSink(options, context["api"], str(context["node"]))
+# -- the component: [sinks.k8s_events] -------------------------------------------------------------
+
+
+async def build(options: K8sEventsOptions, context: BuildContext) -> K8sEventSink:
+    from streamer.kube.api import KubeApi, KubeApiConfig
+
+    kube = context.config.kubernetes
+    mode = kube.resolved_mode(os.environ)
+    if mode == "off":
+        raise SinkConfigError(
+            "sinks.enabled has 'k8s_events', which posts Events through the Kubernetes API, but "
+            "kubernetes.mode resolved to off (no in-cluster service account, no kubeconfig): set "
+            "kubernetes.mode, or remove k8s_events from sinks.enabled",
+            setting="sinks.enabled",
+        )
+    api = KubeApi(
+        KubeApiConfig(
+            mode=mode,
+            kubeconfig_path=kube.kubeconfig_path,
+            context=kube.context,
+            request_timeout_seconds=kube.request_timeout_seconds,
+        )
+    )
+    sink = K8sEventSink(
+        options,
+        api,
+        context.node_name,
+        on_delivery=context.on_delivery,
+        registry=context.metrics.registry,
+        clock=context.monotonic,
+        wall_clock=context.wall_clock,
+    )
+    context.metrics.track_source("k8s_events", sink.counts)
+    return sink
+
+
+COMPONENT = Component(
+    options=K8sEventsOptions,
+    build=build,
+    help="a Kubernetes Event on the pod for each kernel OOM kill (a side sink: list it after kafka)",
+)

@@ -1,4 +1,5 @@
-"""`oomstream run` with the Kubernetes Event sink on: a kernel report (the bundled 6.18 pod-limit
+"""`oomstream run` with the Kubernetes Event sink on (`sinks.enabled = ["kafka", "k8s_events"]`,
+a side sink fed by FanOutSink): a kernel report (the bundled 6.18 pod-limit
 sample, read as a file) enriched from the fake API server's pod, published to the real broker, and
 a core/v1 Event on the pod. With RBAC denying Event creation, Kafka delivery is untouched and the
 service says which rule is missing.
@@ -55,12 +56,12 @@ def _start(tmp: Path, bootstrap: str, topic: str, api: ThreadedApi) -> subproces
         tmp,
         **kafka_settings(bootstrap, topic),
         NODE_NAME=NODE,
-        OOMSTREAM_SOURCE_KIND="file",
-        OOMSTREAM_SOURCE_FILES=str(SAMPLE),
+        OOMSTREAM_SOURCES_ENABLED="files",
+        OOMSTREAM_SOURCES_FILES_PATHS=str(SAMPLE),
         OOMSTREAM_KUBERNETES_MODE="kubeconfig",
         OOMSTREAM_KUBERNETES_KUBECONFIG_PATH=str(kubeconfig),
         OOMSTREAM_KUBERNETES_POD_WAIT_SECONDS="5",
-        OOMSTREAM_K8S_EVENTS_ENABLED="true",
+        OOMSTREAM_SINKS_ENABLED="kafka,k8s_events",
     )
 
 
@@ -156,10 +157,10 @@ def test_real_kernel_kills_in_a_pod_become_one_event_with_their_count(
         tmp_path,
         **kafka_settings(kafka_bootstrap, topic),
         NODE_NAME=NODE,
-        OOMSTREAM_SOURCE_KMSG_START="end",
+        OOMSTREAM_SOURCES_KMSG_START="end",
         OOMSTREAM_KUBERNETES_MODE="kubeconfig",
         OOMSTREAM_KUBERNETES_KUBECONFIG_PATH=str(kubeconfig),
-        OOMSTREAM_K8S_EVENTS_ENABLED="true",
+        OOMSTREAM_SINKS_ENABLED="kafka,k8s_events",
     )
     try:
         time.sleep(4.0)  # connected to Kafka and the API, pods listed

@@ -426,7 +426,7 @@ def test_redacted_is_plain_data() -> None:
     assert dumped["sinks"]["kafka"]["bootstrap_servers"] == ["a:1"]
     assert set(dumped) == {"node_name", *cfg.CORE_SECTIONS}
     assert set(dumped["sources"]) == {"enabled", "auto", "kmsg", "journald", "files", "stdin"}
-    assert set(dumped["sinks"]) == {"enabled", "kafka", "stdout", "file"}
+    assert set(dumped["sinks"]) == {"enabled", "kafka", "stdout", "file", "k8s_events"}
     import orjson
 
     assert orjson.loads(orjson.dumps(dumped)) == dumped
@@ -597,7 +597,7 @@ def test_every_registered_component_has_a_table_and_options() -> None:
         assert component.options.__dataclass_params__.frozen, table  # type: ignore[attr-defined]
         assert isinstance(Config().components[table], component.options)
     assert registry.names("sources") == ["auto", "kmsg", "journald", "files", "stdin"]
-    assert registry.names("sinks") == ["kafka", "stdout", "file"]
+    assert registry.names("sinks") == ["kafka", "stdout", "file", "k8s_events"]
 
 
 def test_reading_the_configuration_imports_no_client_library() -> None:

@@ -132,7 +132,7 @@ def test_event_sink_rbac_is_an_add_on_granting_exactly_create_and_patch_events(
     docs: list[dict[str, Any]],
 ) -> None:
     # The base manifest stays read-only (test_cluster_role_grants_pods_events_and_nodes); the Event
-    # sink's writes are granted only by the add-on applied with k8s_events.enabled = true.
+    # sink's writes are granted only by the add-on applied with k8s_events in sinks.enabled.
     addon = [d for d in yaml.safe_load_all(EVENTS_ADDON.read_text()) if d is not None]
     role = one(addon, "ClusterRole")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]
