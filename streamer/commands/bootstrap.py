@@ -1,24 +1,22 @@
-"""Where the Kafka commands (tail, timeline, publish) find the broker when no flag names one.
+"""Where the Kafka commands (publish, tail, timeline) find the broker, and say which they used.
 
-In order: ``--bootstrap``; ``$OOMSTREAM_KAFKA_BOOTSTRAP`` / ``$OOMSTREAM_KAFKA_BOOTSTRAP_SERVERS``;
-``kafka.bootstrap_servers`` of the configuration file in ``$OOMSTREAM_CONFIG``; the local broker
-``make run`` started (it writes ``.state/kafka-bootstrap`` in the checkout and removes it when it
-stops). The answer says which one was used, so the user never guesses.
+The options come as ``oomstream run`` reads them (``--config FILE`` or ``$OOMSTREAM_CONFIG``,
+``$OOMSTREAM_KAFKA_BOOTSTRAP`` and the other ``OOMSTREAM_SINKS_KAFKA_*`` variables, the
+``--sinks-kafka-*`` flags and the short ``--bootstrap``). When none of them names a broker, the
+local broker ``make run`` started is used: ``make run`` writes ``.state/kafka-bootstrap`` in the
+checkout and removes it when it stops; the broker must answer.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamer.config import ENV_BOOTSTRAP_ALIAS, ENV_CONFIG_PATH
+from streamer.config import BOOTSTRAP_KEY, ENV_BOOTSTRAP_ALIAS
 from streamer.errors import CliError
 
-ENV_BOOTSTRAP_FULL = "OOMSTREAM_KAFKA_BOOTSTRAP_SERVERS"
 LOCAL_BROKER_FILE = Path(".state") / "kafka-bootstrap"
 PROBE_TIMEOUT_SECONDS = 1.0
 
@@ -26,7 +24,7 @@ PROBE_TIMEOUT_SECONDS = 1.0
 @dataclass(frozen=True)
 class Bootstrap:
     servers: str
-    origin: str  # "--bootstrap", "$OOMSTREAM_KAFKA_BOOTSTRAP", "the local broker make run started (...)"
+    origin: str  # "--bootstrap", "$OOMSTREAM_KAFKA_BOOTSTRAP", "the local broker `make run` started (...)"
 
 
 def local_broker_files(cwd: Path | None = None) -> list[Path]:
@@ -51,33 +49,20 @@ def _answers(servers: str) -> bool:
     return False
 
 
-def _from_config_file(path: str) -> str | None:
-    try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise CliError(f"{path} (${ENV_CONFIG_PATH}): cannot read it: {error}") from None
-    kafka = document.get("kafka")
-    servers = kafka.get("bootstrap_servers") if isinstance(kafka, dict) else None
-    if isinstance(servers, list):
-        servers = ",".join(str(s) for s in servers)
-    return servers if isinstance(servers, str) and servers else None
-
-
-def find_bootstrap(
-    flag: str | None, env: Mapping[str, str] | None = None, *, cwd: Path | None = None
-) -> Bootstrap:
-    env = os.environ if env is None else env
+def configured_origin(origins: Mapping[str, str], flag: str | None) -> str:
+    """Where the configured bootstrap servers came from: the flag, a variable, a file."""
     if flag:
-        return Bootstrap(flag, "--bootstrap")
-    for name in (ENV_BOOTSTRAP_ALIAS, ENV_BOOTSTRAP_FULL):
-        if env.get(name):
-            return Bootstrap(env[name], f"${name}")
-    config_path = env.get(ENV_CONFIG_PATH)
-    if config_path:
-        servers = _from_config_file(config_path)
-        if servers:
-            return Bootstrap(servers, f"kafka.bootstrap_servers in {config_path}")
+        return "--bootstrap"
+    where = origins.get(BOOTSTRAP_KEY, "the configuration")
+    if where.startswith("OOMSTREAM_"):
+        return f"${where}"
+    if where.startswith("--"):
+        return where
+    return f"{BOOTSTRAP_KEY} in {where}"
+
+
+def find_local_broker(cwd: Path | None = None) -> Bootstrap:
+    """The broker ``make run`` started, or a CliError saying how to name one."""
     stale: list[str] = []
     for marker in local_broker_files(cwd):
         try:
@@ -92,5 +77,6 @@ def find_bootstrap(
     hint = f"; the local broker {'; '.join(stale)}: is `make run` still running?" if stale else ""
     raise CliError(
         "no Kafka bootstrap servers: pass --bootstrap HOST:PORT[,HOST:PORT...], "
-        f"set {ENV_BOOTSTRAP_ALIAS}, or start the local broker with `make run`{hint}"
+        f"set {ENV_BOOTSTRAP_ALIAS} (or [sinks.kafka] bootstrap_servers in --config FILE), "
+        f"or start the local broker with `make run`{hint}"
     )

@@ -13,10 +13,11 @@ from typing import Any, TextIO
 
 import orjson
 
-from streamer.commands.publish import add_kafka_arguments, kafka_config_from_args
+from streamer.commands.arguments import add_timeline_parser
+from streamer.commands.publish import kafka_options_and_broker
 from streamer.errors import CliError
+from streamer.timeline import DEFAULT_SINCE
 from streamer.timeline.model import (
-    GROUP_BY,
     Filters,
     Group,
     Timeline,
@@ -27,8 +28,6 @@ from streamer.timeline.model import (
 from streamer.timeline.sources import KafkaRange, KafkaReadStats, iter_json_lines, read_kafka_range
 from streamer.timeline.terminal import Style, render
 
-DEFAULT_SINCE = "1h"
-DEFAULT_MAX_PUBLISH_DELAY = "10m"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
@@ -97,11 +96,9 @@ def load_timeline(args: argparse.Namespace, filters: Filters, stderr: TextIO) ->
         timeline.add_all(iter_json_lines(args.files, on_bad_line))
         names = ", ".join("stdin" if p == "-" else p for p in args.files)
         return timeline, f"{names} ({timeline.stats.read} events read)"
-    config = kafka_config_from_args(args, "timeline")
-    servers = ",".join(config.bootstrap_servers)
-    stderr.write(
-        f"oomstream timeline: reading {config.events_topic} from Kafka at {servers} ({config.origin})\n"
-    )
+    config, broker = kafka_options_and_broker(args, "timeline")
+    servers = config.servers
+    stderr.write(f"oomstream timeline: reading {config.events_topic} from Kafka at {servers} ({broker})\n")
     now = time.time()
     since = filters.since if filters.since is not None else now - parse_duration(DEFAULT_SINCE, "--since")
     window = KafkaRange(
@@ -210,62 +207,4 @@ def _width(requested: int | None, stdout: TextIO) -> int:
     return int(columns) if columns.isdigit() and int(columns) >= 40 else 120
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "timeline",
-        help="OOM kills in kill-time order with their Kubernetes signals (terminal, --json, --html, --serve)",
-        description="Read events from the Kafka events topic over a time range (seeking by time; "
-        "nothing committed unless --group) or from JSON-lines files (`oomstream parse`, "
-        "`tail --json`; - for stdin), join the events of each incident and print them in kill-time "
-        "order with a summary. --html writes a self-contained report; --serve a live page.",
-    )
-    parser.add_argument(
-        "files", nargs="*", metavar="FILE", help="JSON-lines files (gzip ok; - for stdin); none: Kafka"
-    )
-    when = parser.add_argument_group("range")
-    when.add_argument(
-        "--since", default=None, help=f"the last DURATION (e.g. 30m, 2h, 7d; Kafka default {DEFAULT_SINCE})"
-    )
-    when.add_argument("--from", dest="from_time", default=None, help="start: RFC 3339 or a duration ago (2h)")
-    when.add_argument(
-        "--to", dest="to_time", default=None, help="end (exclusive): RFC 3339, now, or a duration ago"
-    )
-    pick = parser.add_argument_group("filters (repeatable; an incident matches any value given)")
-    pick.add_argument("-n", "--namespace", action="append")
-    pick.add_argument("--workload", action="append", help="Kind/name, name, or namespace/Kind/name")
-    pick.add_argument("--pod", action="append")
-    pick.add_argument("--node", "--host", dest="node", action="append")
-    pick.add_argument("--container", action="append")
-    pick.add_argument("--incident", action="append", help="incident id or its prefix")
-    pick.add_argument(
-        "--type", action="append", help="event type: oom_kill, k8s_oom_killed, k8s_evicted, ..."
-    )
-    parser.add_argument("--group-by", choices=GROUP_BY, default="incident")
-    output = parser.add_argument_group("output")
-    output.add_argument(
-        "--json", action="store_true", help="one JSON document (summary + groups of incidents)"
-    )
-    output.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    output.add_argument(
-        "--width", type=int, default=None, help="columns (default: the terminal's, 120 when piped)"
-    )
-    output.add_argument("--html", metavar="FILE", default=None, help="write a self-contained HTML report")
-    output.add_argument("--print", action="store_true", help="with --html: print the timeline too")
-    live = parser.add_argument_group("live page")
-    live.add_argument("--serve", action="store_true", help="serve the live page, following the topic")
-    live.add_argument(
-        "--listen", default="127.0.0.1:8765", help="HOST:PORT (default 127.0.0.1:8765, loopback)"
-    )
-    live.add_argument(
-        "--window-events", type=int, default=20000, help="events kept in memory by --serve (default 20000)"
-    )
-    kafka = parser.add_argument_group("Kafka")
-    add_kafka_arguments(kafka)  # type: ignore[arg-type]
-    kafka.add_argument("--group", default=None, help="commit the offsets read under this consumer group")
-    kafka.add_argument(
-        "--max-publish-delay",
-        default=DEFAULT_MAX_PUBLISH_DELAY,
-        help=f"read records published up to this long after --to (default {DEFAULT_MAX_PUBLISH_DELAY}): "
-        "kills replayed from the spool are published late",
-    )
-    parser.set_defaults(handler=cmd_timeline)
+add_parser = add_timeline_parser  # the arguments live in streamer/commands/arguments.py (light)

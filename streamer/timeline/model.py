@@ -12,6 +12,7 @@ else its earliest signal, so arrival order never matters.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +31,6 @@ EVICTED = "k8s_evicted"
 DEAD_LETTER = "dead_letter"
 # Kubernetes signals that mean "Kubernetes saw this kill" (an eviction or memory pressure does not).
 K8S_KILL_SIGNALS = frozenset({"k8s_oom_killed", "k8s_oom_killing", "k8s_system_oom"})
-GROUP_BY = ("incident", "workload", "node")
 TOP_TASKS = 5
 
 
@@ -433,7 +433,8 @@ def _analyse(data: Mapping[str, Any]) -> Mapping[str, Any]:
         event = event_from_dict(dict(data))
     except (TypeError, ValueError, KeyError, AttributeError):
         return {}
-    return analyse(event, None) or {}
+    found = analyse(event, None)
+    return {} if found is None else dataclasses.asdict(found)
 
 
 def _event_brief(entry: Entry) -> dict[str, Any]:

@@ -21,10 +21,10 @@ import orjson
 from aiohttp import web
 
 from streamer.errors import CliError
-from streamer.sinks.kafka import KafkaSinkConfig, classify_kafka_error, connection_kwargs
+from streamer.kafka import KafkaOptions
 from streamer.timeline.html import page_incident, render_page
 from streamer.timeline.model import Filters, Timeline
-from streamer.timeline.sources import topic_partitions
+from streamer.timeline.sources import start_consumer, topic_partitions
 
 FOLLOW_WAIT_MS = 100
 CLIENT_QUEUE = 1000  # updates queued for one slow page before it is made to reconnect
@@ -83,20 +83,10 @@ class LiveState:
             self.publish("status", self.describe())
 
 
-async def follow_topic(
-    config: KafkaSinkConfig, since_ms: int, state: LiveState, ready: asyncio.Event
-) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def follow_topic(config: KafkaOptions, since_ms: int, state: LiveState, ready: asyncio.Event) -> None:
+    from aiokafka import TopicPartition
 
-    servers = ",".join(config.bootstrap_servers)
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **connection_kwargs(config))
-    try:
-        await asyncio.wait_for(consumer.start(), config.connect_timeout_seconds)
-    except Exception as error:
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        reason = "timeout" if isinstance(error, TimeoutError) else classify_kafka_error(error).reason
-        raise CliError(f"cannot read from Kafka at {servers} ({reason}): {error}") from None
+    consumer = await start_consumer(config, None, "timeline --serve")
     try:
         assigned = [TopicPartition(config.events_topic, p) for p in await topic_partitions(config)]
         consumer.assign(assigned)
@@ -179,10 +169,9 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 async def serve(
-    config: KafkaSinkConfig, since: float, host: str, port: int, window_events: int, stdout: TextIO
+    config: KafkaOptions, since: float, host: str, port: int, window_events: int, stdout: TextIO
 ) -> None:
-    servers = ",".join(config.bootstrap_servers)
-    state = LiveState(Timeline(), window_events, f"live: Kafka {servers} topic {config.events_topic}")
+    state = LiveState(Timeline(), window_events, f"live: Kafka {config.servers} topic {config.events_topic}")
     app = build_app(state, "oomstream live OOM timeline")
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
@@ -217,17 +206,16 @@ async def serve(
 
 
 def serve_from_args(args: argparse.Namespace, filters: Filters, stdout: TextIO, stderr: TextIO) -> int:
-    from streamer.commands.publish import kafka_config_from_args
+    from streamer.commands.publish import kafka_options_and_broker
 
     if args.files:
         raise CliError("--serve follows the Kafka topic; it takes no FILE arguments")
     if args.window_events < 100:
         raise CliError("--window-events must be at least 100")
     host, port = parse_listen(args.listen)
-    config = kafka_config_from_args(args, "timeline")
+    config, broker = kafka_options_and_broker(args, "timeline")
     stderr.write(
-        f"oomstream timeline: following {config.events_topic} from Kafka at "
-        f"{','.join(config.bootstrap_servers)} ({config.origin}), "
+        f"oomstream timeline: following {config.events_topic} from Kafka at {config.servers} ({broker}), "
         f"keeping at most {args.window_events} events\n"
     )
     since = filters.since if filters.since is not None else time.time() - 3600

@@ -20,7 +20,7 @@ from typing import IO, Any
 import orjson
 
 from streamer.errors import CliError
-from streamer.sinks.kafka import KafkaSinkConfig, classify_kafka_error, connection_kwargs
+from streamer.kafka import KafkaOptions
 
 FETCH_TIMEOUT_MS = 500
 # A record in the range must reach the reader within this long of the last poll that returned data.
@@ -75,30 +75,39 @@ class KafkaReadStats:
     end_offsets: dict[int, int] | None = None
 
 
-async def read_kafka_range(
-    config: KafkaSinkConfig, window: KafkaRange, stats: KafkaReadStats
-) -> AsyncIterator[bytes]:
-    """The values of the records published in the range, every partition, then stop."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def start_consumer(config: KafkaOptions, group: str | None, name: str = "timeline") -> Any:
+    """A started AIOKafkaConsumer (no subscription) built like every Kafka client of oomstream
+    (``streamer.kafka``: TLS, SASL, secrets read at each connection), with the shared start-up
+    diagnosis: a failure names the setting at fault."""
+    from aiokafka import AIOKafkaConsumer
 
-    servers = ",".join(config.bootstrap_servers)
-    consumer = AIOKafkaConsumer(
-        group_id=window.group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **connection_kwargs(config),
-    )
+    from streamer.kafka import Credentials, Startup, connection_kwargs, read_credentials_at_connect
+
     try:
-        await asyncio.wait_for(consumer.start(), config.connect_timeout_seconds)
+        credentials = Credentials(config)
+        kwargs = connection_kwargs(config, credentials=credentials)
+    except Exception as error:  # an unreadable secret or TLS file, named by the error
+        raise CliError(f"cannot read from Kafka: {error}") from None
+    consumer = AIOKafkaConsumer(
+        group_id=group, enable_auto_commit=False, auto_offset_reset="earliest", **kwargs
+    )
+    read_credentials_at_connect(consumer, credentials)
+    try:
+        await Startup(config, kwargs, name).connect(consumer)
     except Exception as error:
         await _stop(consumer)
-        if isinstance(error, TimeoutError):
-            raise CliError(
-                f"no answer from Kafka at {servers} within {config.connect_timeout_seconds:g}s"
-            ) from None
-        raise CliError(
-            f"cannot read from Kafka at {servers} ({classify_kafka_error(error).reason}): {error}"
-        ) from None
+        raise CliError(f"cannot read from Kafka: {error}") from None
+    return consumer
+
+
+async def read_kafka_range(
+    config: KafkaOptions, window: KafkaRange, stats: KafkaReadStats
+) -> AsyncIterator[bytes]:
+    """The values of the records published in the range, every partition, then stop."""
+    from aiokafka import TopicPartition
+
+    servers = config.servers
+    consumer = await start_consumer(config, window.group)
     try:
         partitions = await topic_partitions(config)
         assigned = [TopicPartition(config.events_topic, p) for p in partitions]
@@ -148,25 +157,26 @@ async def read_kafka_range(
         await _stop(consumer)
 
 
-async def topic_partitions(config: KafkaSinkConfig) -> list[int]:
+async def topic_partitions(config: KafkaOptions) -> list[int]:
     """The events topic's partitions (a consumer without a subscription has no metadata for it)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    servers = ",".join(config.bootstrap_servers)
-    admin = AIOKafkaAdminClient(**connection_kwargs(config))
+    from streamer.kafka import Startup, connection_kwargs, describe_error
+
+    servers = config.servers
+    kwargs = connection_kwargs(config)
+    admin = AIOKafkaAdminClient(**kwargs)
+    startup = Startup(config, kwargs, "timeline")
     try:
-        await asyncio.wait_for(admin.start(), config.connect_timeout_seconds)
-        described = await asyncio.wait_for(
-            admin.describe_topics([config.events_topic]), config.connect_timeout_seconds
-        )
+        await startup.connect(admin)
+        described = await startup.bounded(admin.describe_topics([config.events_topic]), "describe topic")
     except Exception as error:
-        reason = "timeout" if isinstance(error, TimeoutError) else classify_kafka_error(error).reason
         raise CliError(
-            f"cannot describe topic {config.events_topic!r} on {servers} ({reason}): {error}"
+            f"cannot describe topic {config.events_topic!r} on {servers}: {describe_error(error)}"
         ) from None
     finally:
         with contextlib.suppress(Exception):
-            await admin.close()
+            await asyncio.wait_for(admin.close(), 5)
     for topic in described:
         if (
             topic.get("topic") == config.events_topic

@@ -6,6 +6,7 @@ them twice.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from timeline_fixtures import (
 )
 
 from streamer.cli import main
-from streamer.commands.bootstrap import find_bootstrap
 from streamer.errors import CliError
 from streamer.timeline.model import Filters, Timeline, group_incidents, summarize
 from streamer.timeline.terminal import Style, render
@@ -232,23 +232,47 @@ def test_cli_rejects_a_bad_range(tmp_path: Path) -> None:
     assert main(["timeline", str(path), "--from", "1h", "--to", "2h"]) == 2
 
 
-def test_bootstrap_discovery_order(tmp_path: Path) -> None:
-    assert find_bootstrap("h:1", {"OOMSTREAM_KAFKA_BOOTSTRAP": "e:2"}).origin == "--bootstrap"
-    assert find_bootstrap(None, {"OOMSTREAM_KAFKA_BOOTSTRAP": "e:2"}).servers == "e:2"
+def _broker(argv: list[str]) -> tuple[str, str]:
+    """(servers, where they came from) as `oomstream timeline ARGV` finds them."""
+    from streamer.cli import build_parser
+    from streamer.commands.publish import kafka_options_and_broker
+
+    options, broker = kafka_options_and_broker(build_parser().parse_args(["timeline", *argv]), "timeline")
+    return options.servers, broker
+
+
+def test_bootstrap_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("OOMSTREAM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OOMSTREAM_KAFKA_BOOTSTRAP", "e:2")
+    assert _broker(["--bootstrap", "h:1"]) == ("h:1", "--bootstrap")
+    assert _broker([]) == ("e:2", "$OOMSTREAM_KAFKA_BOOTSTRAP")
+    monkeypatch.delenv("OOMSTREAM_KAFKA_BOOTSTRAP")
     config = tmp_path / "c.toml"
+    config.write_text('[sinks.kafka]\nbootstrap_servers = ["c:3"]\n')
+    assert _broker(["--config", str(config)]) == ("c:3", f"sinks.kafka.bootstrap_servers in {config}")
+    monkeypatch.setenv("OOMSTREAM_CONFIG", str(config))
+    assert _broker([]) == ("c:3", f"sinks.kafka.bootstrap_servers in {config}")
+    assert _broker(["--sinks-kafka-bootstrap-servers", "f:4"]) == ("f:4", "--sinks-kafka-bootstrap-servers")
+    monkeypatch.delenv("OOMSTREAM_CONFIG")
+    # The old [kafka] table is named, not silently ignored in favour of the local broker.
     config.write_text('[kafka]\nbootstrap_servers = ["c:3"]\n')
-    found = find_bootstrap(None, {"OOMSTREAM_CONFIG": str(config)}, cwd=tmp_path)
-    assert (found.servers, found.origin) == ("c:3", f"kafka.bootstrap_servers in {config}")
+    with pytest.raises(CliError, match="sinks.kafka"):
+        _broker(["--config", str(config)])
     marker = tmp_path / ".state" / "kafka-bootstrap"
     marker.parent.mkdir()
     marker.write_text("127.0.0.1:1\n")  # nothing listens on port 1
     with pytest.raises(CliError, match="does not answer"):
-        find_bootstrap(None, {}, cwd=tmp_path)
+        _broker([])
 
 
-def test_bootstrap_finds_the_local_broker_marker(tmp_path: Path) -> None:
+def test_bootstrap_finds_the_local_broker_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
+    for name in [n for n in os.environ if n.startswith("OOMSTREAM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -256,17 +280,19 @@ def test_bootstrap_finds_the_local_broker_marker(tmp_path: Path) -> None:
         marker = tmp_path / ".state" / "kafka-bootstrap"
         marker.parent.mkdir()
         marker.write_text(f"127.0.0.1:{port}\n")
-        found = find_bootstrap(None, {}, cwd=tmp_path)
-    assert found.servers == f"127.0.0.1:{port}"
-    assert "make run" in found.origin
+        servers, broker = _broker(["--topic", "t"])
+    assert servers == f"127.0.0.1:{port}"
+    assert "make run" in broker and str(marker) in broker
 
 
 def test_no_broker_anywhere_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("OOMSTREAM_")]:
+        monkeypatch.delenv(name)
     monkeypatch.setattr(
         "streamer.commands.bootstrap.local_broker_files", lambda cwd=None: [tmp_path / "none"]
     )
-    with pytest.raises(CliError, match="make run"):
-        find_bootstrap(None, {})
+    with pytest.raises(CliError, match=r"no Kafka bootstrap servers.*--bootstrap.*make run"):
+        _broker([])
 
 
 def test_live_window_is_bounded_and_pages_are_told() -> None:
