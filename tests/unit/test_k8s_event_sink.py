@@ -292,3 +292,44 @@ def _dict(event: OomEvent) -> dict[str, Any]:
     from parsers.events import event_to_dict
 
     return event_to_dict(event)
+
+
+async def test_the_service_builds_it_as_a_side_sink_of_kafka(tmp_path: Path) -> None:
+    """`sinks.enabled = ["kafka", "k8s_events"]`: FanOutSink with Kafka first (delivery, spool) and
+    the Event sink fed copies; without a Kubernetes API the start-up error says what to change."""
+    import contextlib
+    import io
+
+    from k8sfake.client import write_kubeconfig
+
+    from streamer.commands.run import build_service
+    from streamer.config import with_overrides
+    from streamer.errors import SinkConfigError
+    from streamer.sinks.fanout import FanOutSink
+    from streamer.sinks.kafka import KafkaSink
+
+    base: dict[str, object] = {
+        "state.directory": str(tmp_path / "state"),
+        "spool.directory": str(tmp_path / "spool"),
+        "sinks.kafka.bootstrap_servers": "127.0.0.1:9",  # never contacted: nothing is started
+        "sources.enabled": "kmsg",
+        "node_name": "node-a",
+        "sinks.enabled": "kafka,k8s_events",
+        "sinks.k8s_events.burst_calls": 7,
+    }
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:9", "token")
+    config = with_overrides(
+        Config(), {**base, "kubernetes.mode": "kubeconfig", "kubernetes.kubeconfig_path": str(kubeconfig)}
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        service = await build_service(config, stack, io.StringIO())
+        assert isinstance(service.sink, FanOutSink)
+        assert isinstance(service.sink.primary, KafkaSink) and service.spool is not None
+        [side] = service.sink.sides
+        assert isinstance(side.sink, K8sEventSink)
+        assert side.sink.bucket.burst == 7 and side.sink.instance == "oomstream-node-a"
+    with pytest.raises(SinkConfigError, match=r"kubernetes.mode resolved to off.*remove k8s_events"):
+        async with contextlib.AsyncExitStack() as stack:
+            await build_service(
+                with_overrides(Config(), {**base, "kubernetes.mode": "off"}), stack, io.StringIO()
+            )
