@@ -15,11 +15,12 @@ token from this node's bucket (``burst_calls`` tokens, one more each ``refill_se
 sent as one update, count included, when a token is back, so an OOM storm costs at most ``burst_calls``
 calls and then one call per refill, and no kill is missing from the counts.
 
-A repeat sets both the legacy ``count`` and ``series`` (``count``, ``lastObservedTime``), as the
-events.k8s.io/v1 recorder (client-go tools/events) does for an isomorphic Event, so readers of
-either API see the repetition. ``eventTime`` stays unset: the API server treats an Event with one
-as new-style and then refuses updates of ``count``, ``lastTimestamp`` and ``message``
-(``ValidateEventUpdate``).
+A repeat sets both the legacy ``count`` and ``series`` (``count`` at least 2,
+``lastObservedTime``), as the events.k8s.io/v1 recorder (client-go tools/events) does for an
+isomorphic Event, so readers of either API see the repetition. These are core/v1 Events
+(``firstTimestamp``/``lastTimestamp``/``count``, what ``kubectl describe pod`` reads), written
+through the core/v1 API, whose validation (pkg/apis/core/validation/events.go) lets every field
+of them be updated; ``eventTime`` stays unset, as for every legacy Event.
 
 It is a side sink (``[sinks] enabled = ["kafka", "k8s_events"]``): FanOutSink hands it copies
 through a queue of its own, so it never blocks or fails delivery. ``submit`` only queues (a full
