@@ -69,7 +69,9 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 RETRY_SECONDS = 5.0
 FORBIDDEN_LOG_INTERVAL_SECONDS = 60.0
 MAX_TRACKED = 4096  # containers remembered for repeats (oldest forgotten first)
-MAX_SEEN_EVENT_IDS = 10_000  # event ids remembered to post a resent copy once
+# Event ids remembered to post a resent copy once (at least twice queue_events): a copy the spool
+# resends after more than that many newer events is posted again (one count too many, bounded memory).
+MAX_SEEN_EVENT_IDS = 10_000
 CLOSE_FLUSH_SECONDS = 2.0
 
 
@@ -251,6 +253,7 @@ class K8sEventSink(Sink):
         self._pending_total = 0  # kills in _tracked not sent yet; with the queue <= queue_events
         self._tracked: OrderedDict[tuple[str, str, str], _Tracked] = OrderedDict()
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_limit = max(MAX_SEEN_EVENT_IDS, 2 * options.queue_events)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._api_open = False
@@ -282,7 +285,7 @@ class K8sEventSink(Sink):
             self._result(event.event_id, positions, DeliveryStatus.FAILED, "queue_full")
             return
         self._seen[event.event_id] = None
-        while len(self._seen) > MAX_SEEN_EVENT_IDS:
+        while len(self._seen) > self._seen_limit:
             self._seen.popitem(last=False)
         self._queue.put_nowait((event, positions))
         self._wakeup.set()
