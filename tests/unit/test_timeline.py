@@ -258,7 +258,7 @@ def test_bootstrap_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("OOMSTREAM_CONFIG")
     # The old [kafka] table is named, not silently ignored in favour of the local broker.
     config.write_text('[kafka]\nbootstrap_servers = ["c:3"]\n')
-    with pytest.raises(CliError, match="sinks.kafka"):
+    with pytest.raises(CliError, match=r"kafka.bootstrap_servers is now sinks\.kafka\.bootstrap_servers"):
         _broker(["--config", str(config)])
     marker = tmp_path / ".state" / "kafka-bootstrap"
     marker.parent.mkdir()
