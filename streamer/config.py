@@ -777,7 +777,7 @@ def convert(spec: OptionSpec, value: object, *, from_string: bool) -> Any:
 @dataclass(slots=True)
 class _Value:
     value: Any
-    origin: str  # for messages: "oomstream.toml", "OOMSTREAM_KAFKA_LINGER_MS", "--kafka-linger-ms"
+    origin: str  # for messages: "oomstream.toml", "OOMSTREAM_SINKS_KAFKA_LINGER_MS", "--sinks-kafka-..."
     from_string: bool
 
 

@@ -88,7 +88,7 @@ def load_timeline(args: argparse.Namespace, filters: Filters, stderr: TextIO) ->
 
         def on_bad_line(path: str, number: int, reason: str) -> None:
             timeline.stats.read += 1
-            timeline.stats.skipped["not JSON"] += 1
+            timeline.stats.skip_reasons["not JSON"] += 1
             if len(bad) < 5:
                 bad.append(f"{path}:{number}: {reason}")
                 stderr.write(f"oomstream timeline: skipped {path}:{number}: {reason}\n")
@@ -115,7 +115,7 @@ def load_timeline(args: argparse.Namespace, filters: Filters, stderr: TextIO) ->
                 timeline.add(orjson.loads(value))
             except orjson.JSONDecodeError:
                 timeline.stats.read += 1
-                timeline.stats.skipped["not JSON"] += 1
+                timeline.stats.skip_reasons["not JSON"] += 1
 
     asyncio.run(consume())
     return timeline, (
@@ -140,10 +140,10 @@ def cmd_timeline(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> in
     summary = summarize(incidents)
     stats = timeline.stats
     source += f"; {stats.duplicates} duplicate(s) shown once" if stats.duplicates else ""
-    if stats.skipped:
-        skipped = ", ".join(f"{reason}: {count}" for reason, count in stats.skipped.most_common())
-        source += f"; skipped {sum(stats.skipped.values())} ({skipped})"
-        stderr.write(f"oomstream timeline: skipped {sum(stats.skipped.values())} input(s): {skipped}\n")
+    if stats.skip_reasons:
+        skipped = ", ".join(f"{reason}: {count}" for reason, count in stats.skip_reasons.most_common())
+        source += f"; skipped {sum(stats.skip_reasons.values())} ({skipped})"
+        stderr.write(f"oomstream timeline: skipped {sum(stats.skip_reasons.values())} input(s): {skipped}\n")
     if args.html:
         from streamer.timeline.html import write_report
 

@@ -30,6 +30,18 @@ import orjson
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
+from parsers.telemetry import Count, Tally, Telemetry
+
+# What KubeApi counts, in its own tally or in the ``stats`` of the caller (a list-watch).
+KUBE_API_TELEMETRY = Telemetry(
+    "kube_api",
+    (
+        Count("auth_refreshes", "credentials re-read after a 401"),
+        Count("errors_transport", "requests that failed below HTTP"),
+        Count("errors_http_{}", "responses with an error status, by status"),
+    ),
+)
+
 __all__ = ["KubeApi", "KubeApiConfig", "KubeApiError"]
 
 log = logging.getLogger(__name__)
@@ -182,7 +194,7 @@ class KubeApi:
         self._client: ApiClient | None = None
         self._refresh_lock = asyncio.Lock()
         self._credentials_generation = 0
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = KUBE_API_TELEMETRY.tally()
 
     # ------------------------------------------------------------------ lifecycle
 

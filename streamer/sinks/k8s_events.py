@@ -38,13 +38,14 @@ import contextlib
 import logging
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from parsers.events import AnyEvent, OomEvent
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.config import ConfigError, OptionError, option_help
 from streamer.registry import BuildContext, Component
 from streamer.sinks.base import (
@@ -73,6 +74,26 @@ MAX_TRACKED = 4096  # containers remembered for repeats (oldest forgotten first)
 # resends after more than that many newer events is posted again (one count too many, bounded memory).
 MAX_SEEN_EVENT_IDS = 10_000
 CLOSE_FLUSH_SECONDS = 2.0
+
+K8S_EVENTS_TELEMETRY = Telemetry(
+    "k8s_events",
+    (
+        Count("kills_observed", "kernel kills in a pod taken for posting"),
+        Count("kills_posted", "kills counted in an Event the API server stored"),
+        Count("kills_aggregated", "kills posted in one call with others of their container (rate bound)"),
+        Count("events_created", "Events created (POST)"),
+        Count("events_patched", "Events updated for a repeat (PATCH: count, series, message)"),
+        Count("patch_not_found", "repeats whose Event had expired or was deleted: a new one was created"),
+        Count("rate_limited", "times the node's token bucket was empty and kills waited"),
+        Count("skipped_not_in_a_pod", "kernel kills not attributed to a pod: nothing to post"),
+        Count("duplicates", "copies of an event already taken (resent from the spool): not posted again"),
+        Count("dropped_queue_full", "kills dropped: queue_events kills were already waiting"),
+        Count("kills_dropped_forbidden", "kills not posted: RBAC forbids creating or patching events"),
+        Count("kills_dropped_rejected", "kills not posted: the API server refused the Event"),
+        Count("unsent_at_shutdown", "kills still waiting for a token at shutdown"),
+        Count("errors_{}", "failed API calls, by HTTP status or reason"),
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +269,7 @@ class K8sEventSink(Sink):
         self.clock = clock
         self.wall_clock = wall_clock
         self.bucket = TokenBucket(options.burst_calls, options.refill_seconds, clock)
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = K8S_EVENTS_TELEMETRY.tally()
         self._queue: asyncio.Queue[tuple[OomEvent, tuple[object, ...]]] = asyncio.Queue()
         self._pending_total = 0  # kills in _tracked not sent yet; with the queue <= queue_events
         self._tracked: OrderedDict[tuple[str, str, str], _Tracked] = OrderedDict()

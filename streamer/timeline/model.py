@@ -460,7 +460,9 @@ def _event_brief(entry: Entry) -> dict[str, Any]:
 class LoadStats:
     read: int = 0
     duplicates: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
+    # Why inputs were skipped (free text, printed to the user): a command's summary, not a
+    # component's telemetry (nothing here becomes a metric).
+    skip_reasons: Counter[str] = field(default_factory=Counter)
 
 
 class Timeline:
@@ -478,7 +480,7 @@ class Timeline:
         """Add one decoded event; returns the incident it joined, None when skipped or a duplicate."""
         self.stats.read += 1
         if not isinstance(data, Mapping):
-            self.stats.skipped[f"not a JSON object ({type(data).__name__})"] += 1
+            self.stats.skip_reasons[f"not a JSON object ({type(data).__name__})"] += 1
             return None
         try:
             entry = entry_from_event(data)
@@ -486,7 +488,7 @@ class Timeline:
             # A field of an unexpected shape (a list where an object belongs...): skipped, counted.
             entry = f"malformed {data.get('type')} event ({type(error).__name__})"
         if isinstance(entry, str):
-            self.stats.skipped[entry] += 1
+            self.stats.skip_reasons[entry] += 1
             return None
         if entry.event_id in self._seen:
             self.stats.duplicates += 1

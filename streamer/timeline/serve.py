@@ -107,7 +107,7 @@ async def follow_topic(config: KafkaOptions, since_ms: int, state: LiveState, re
                         data = orjson.loads(record.value)
                     except orjson.JSONDecodeError:
                         state.timeline.stats.read += 1
-                        state.timeline.stats.skipped["not JSON"] += 1
+                        state.timeline.stats.skip_reasons["not JSON"] += 1
                         continue
                     state.add(data)
     finally:

@@ -135,7 +135,7 @@ def test_group_by_workload_and_node() -> None:
 def test_bad_input_is_counted_not_raised() -> None:
     timeline = Timeline()
     timeline.add_all([[1, 2], {"no": "type"}, {"type": "dead_letter", "event_id": "x"}, *fixture_set()])
-    assert sum(timeline.stats.skipped.values()) == 3
+    assert sum(timeline.stats.skip_reasons.values()) == 3
     assert len(timeline.incidents()) == FIXTURE_INCIDENTS
 
 
@@ -349,7 +349,7 @@ def test_malformed_fields_are_skipped_and_counted_never_raised() -> None:
         timeline.add({**base, **changes})
         incidents = timeline.incidents()
         assert timeline.stats.read == 1
-        assert len(incidents) + sum(timeline.stats.skipped.values()) == 1
+        assert len(incidents) + sum(timeline.stats.skip_reasons.values()) == 1
         for incident in incidents:
             incident.to_dict()
             list(
