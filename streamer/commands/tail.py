@@ -220,10 +220,6 @@ def cmd_tail(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     config, broker = kafka_options_and_broker(args, "tail")
     pretty = args.pretty if args.pretty is not None else stdout.isatty()
     stderr.write(f"oomstream tail: reading {config.events_topic} from Kafka at {config.servers} ({broker})\n")
-    stderr.write(
-        f"oomstream tail: reading {config.events_topic} from Kafka at "
-        f"{','.join(config.bootstrap_servers)} ({config.origin})\n"
-    )
     count = asyncio.run(
         tail_events(
             config,

@@ -250,6 +250,7 @@ def test_tail_and_timeline_find_the_local_broker_without_flags(kafka_bootstrap: 
     assert tail.returncode == 0, tail.stderr
     assert orjson.loads(tail.stdout)["event_id"] == event["event_id"]
     assert f"from Kafka at {kafka_bootstrap}" in tail.stderr and "the local broker `make run` started" in tail.stderr
+    assert tail.stderr.count("oomstream tail: reading ") == 1, tail.stderr  # once, naming where it came from
     timeline = subprocess.run(
         [*base, "timeline", "--topic", topic, "--since", "10m", "--width", "80"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
