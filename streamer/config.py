@@ -1116,6 +1116,13 @@ def _add_renamed_flags(parser: argparse.ArgumentParser) -> None:
         new = (_new_key(old) or "").split(" ")[0]
         spec = specs.get(new)
         renamed = {_flag_of(old): f"renamed {spec.flag}" if spec is not None else str(_renamed(old))}
+        if old == "k8s_events.enabled":  # a switch that became a list entry: say how
+            flag = _flag_of(old)
+            renamed[flag] = (
+                "renamed: list k8s_events in --sinks-enabled after the first sink, "
+                "e.g. --sinks-enabled kafka,k8s_events"
+            )
+            renamed[flag.replace("--", "--no-", 1)] = "renamed: leave k8s_events out of --sinks-enabled"
         if spec is not None and _inner_types(spec.type)[0] is bool:
             renamed[_flag_of(old).replace("--", "--no-", 1)] = "renamed " + spec.flag.replace(
                 "--", "--no-", 1

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ from k8sfake.server import FakeApiServer
 from timeline_fixtures import T0, kill_event
 
 from parsers.events import OomEvent, event_from_dict
-from streamer.config import Config, ConfigError, load_config
+from streamer.config import Config, ConfigError, add_cli_arguments, load_config
 from streamer.kube.api import KubeApi
 from streamer.sinks.base import DeliveryStatus, DeliveryTally
 from streamer.sinks.k8s_events import REASON, K8sEventSink, K8sEventsOptions, kill_message
@@ -80,6 +83,18 @@ def test_enabled_as_a_side_sink_only_and_old_keys_name_the_new_ones(tmp_path: Pa
         load_config(str(old), {}, {})
     with pytest.raises(ConfigError, match=r"OOMSTREAM_SINKS_K8S_EVENTS_REFILL_SECONDS"):
         load_config(None, {"OOMSTREAM_K8S_EVENTS_REFILL_SECONDS": "1"}, {})
+    for flags, message in (
+        (["--k8s-events-enabled"], "list k8s_events in --sinks-enabled after the first sink"),
+        (
+            ["--k8s-events-burst-calls", "3"],
+            "--k8s-events-burst-calls: renamed --sinks-k8s-events-burst-calls",
+        ),
+    ):
+        parser = argparse.ArgumentParser(exit_on_error=False)
+        add_cli_arguments(parser)
+        with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+            parser.parse_args(flags)
+        assert message in err.getvalue()
     with pytest.raises(ConfigError, match=r"sinks.k8s_events.burst_calls: must be >= 1"):
         load_config(None, {"OOMSTREAM_SINKS_K8S_EVENTS_BURST_CALLS": "0"}, {})
 
