@@ -22,13 +22,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = ROOT / "tests" / "data" / "golden" / "metrics-families.txt"
 REGENERATE = os.environ.get("OOMSTREAM_GOLDEN_REGENERATE") == "1"
-BOOTSTRAP = os.environ.get("OOMSTREAM_KAFKA_BOOTSTRAP", "")
 _LISTENING = re.compile(r"metrics endpoint listening on [^ ]*:(\d+)")
 # Labels whose values depend on the run (paths, versions), not on the code's telemetry.
 _RUN_DEPENDENT = {
@@ -67,8 +65,7 @@ def _lines(text: str) -> list[str]:
     return sorted(out)
 
 
-@pytest.mark.skipif(not BOOTSTRAP, reason="OOMSTREAM_KAFKA_BOOTSTRAP is not set: no broker to publish to")
-def test_run_exposes_every_family_and_series_it_had(tmp_path: Path) -> None:
+def test_run_exposes_every_family_and_series_it_had(tmp_path: Path, kafka_bootstrap: str) -> None:
     objects = tmp_path / "objects.jsonl"
     with objects.open("w") as out:
         for path in sorted((ROOT / "tests" / "data" / "k8s").glob("*.json")):
@@ -79,7 +76,7 @@ def test_run_exposes_every_family_and_series_it_had(tmp_path: Path) -> None:
     env.update(
         OOMSTREAM_STATE_DIRECTORY=str(tmp_path / "state"),
         OOMSTREAM_SPOOL_DIRECTORY=str(tmp_path / "spool"),
-        OOMSTREAM_KAFKA_BOOTSTRAP=BOOTSTRAP,
+        OOMSTREAM_KAFKA_BOOTSTRAP=kafka_bootstrap,
         TZ="UTC",
     )
     process = subprocess.Popen(
