@@ -37,6 +37,7 @@ lint: install
 # installed, the reason is printed and those tests skip with it while the rest of the suite runs.
 test: install lint tools helm crd-schemas
 	$(KAFKA) fetch
+	bash tests/install-browser.sh
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 # apt packages: podman/buildah/runc/mmdebstrap (image), prometheus (server and promtool).
@@ -96,7 +97,8 @@ run: install
 			$(BIN)/oomstream run --log-format text $(RUN_ARGS); \
 	fi; \
 	bootstrap=$$($(KAFKA) start | tail -n1) || exit 1; \
-	trap '$(KAFKA) stop >/dev/null 2>&1' EXIT; \
+	echo "$$bootstrap" > $(RUN_STATE)/kafka-bootstrap; \
+	trap 'rm -f $(RUN_STATE)/kafka-bootstrap; $(KAFKA) stop >/dev/null 2>&1' EXIT; \
 	echo "oomstream: publishing to the local broker at $$bootstrap (topic oomstream.events.v1); Ctrl-C stops"; \
 	OOMSTREAM_KAFKA_BOOTSTRAP=$$bootstrap OOMSTREAM_STATE_DIRECTORY=$(RUN_STATE)/state \
 		OOMSTREAM_SPOOL_DIRECTORY=$(RUN_STATE)/spool $(BIN)/oomstream run --log-format text $(RUN_ARGS)
@@ -105,7 +107,8 @@ run: install
 samples: install
 	$(BIN)/oomstream parse $(SAMPLES)
 
-# Speed figures (see README): parsing, the pid index, and Kafka delivery against the local broker.
+# Speed figures (see README): parsing, the pid index, Kafka delivery against the local broker, and
+# the timeline over 100,000 events from Kafka (seconds, peak memory, HTML report size).
 bench: install
 	$(BIN)/python tests/bench/bench_parse.py
 	$(BIN)/python tests/bench/bench_pid_index.py
@@ -113,6 +116,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_startup.py
 	$(BIN)/python tests/bench/bench_kafka.py
 	$(BIN)/python tests/bench/bench_footprint.py
+	$(BIN)/python tests/bench/bench_timeline.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -64,9 +64,9 @@ def configuration_reference() -> str:
 
 def _built_metrics() -> Metrics:
     """The metrics of a service built (not started) with every part that registers families: a
-    files source, the Kafka sink with a side sink, the spool, Kubernetes (kubeconfig mode, objects
-    files), the pid index. Nothing connects anywhere; tests/unit/test_option_wiring.py builds the
-    same way."""
+    files source, the Kafka sink with side sinks (file, Kubernetes Events), the spool, Kubernetes
+    (kubeconfig mode, objects files), the pid index. Nothing connects anywhere;
+    tests/unit/test_option_wiring.py builds the same way."""
     from streamer.commands.run import build_service
 
     async def build(tmp: Path) -> Metrics:
@@ -83,7 +83,8 @@ def _built_metrics() -> Metrics:
         )  # fmt: skip
         settings: dict[str, Any] = {
             "node_name": "node", "sources.enabled": ["files"], "sources.files.paths": [os.devnull],
-            "sinks.enabled": ["kafka", "file"], "sinks.kafka.bootstrap_servers": ["192.0.2.1:9092"],
+            "sinks.enabled": ["kafka", "file", "k8s_events"],
+            "sinks.kafka.bootstrap_servers": ["192.0.2.1:9092"],
             "sinks.file.path": str(tmp / "events.jsonl"), "kubernetes.mode": "kubeconfig",
             "kubernetes.kubeconfig_path": str(kubeconfig), "kubernetes.objects_files": [os.devnull],
             "state.directory": str(tmp / "state"), "spool.directory": str(tmp / "spool"),

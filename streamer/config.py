@@ -451,16 +451,25 @@ RENAMED: dict[str, str] = {
     "kafka.key": "sinks.kafka.key_fields",
     "pipeline.queue_events": "|removed: it was never used (sinks.kafka.max_in_flight bounds the events "
     "waiting for the sink)",
+    "k8s_events.enabled": 'sinks.enabled (name "k8s_events" after the first sink: '
+    'sinks.enabled = ["kafka", "k8s_events"])',
 }
-_OLD_SECTIONS = {"source": "sources.<name>", "output": "sinks.<name>", "kafka": "sinks.kafka"}
+_OLD_SECTIONS = {
+    "source": "sources.<name>",
+    "output": "sinks.<name>",
+    "kafka": "sinks.kafka",
+    "k8s_events": "sinks.k8s_events",
+}
+# Old sections whose options kept their names in their component's table.
+_MOVED_SECTIONS = {"kafka": "sinks.kafka", "k8s_events": "sinks.k8s_events"}
 
 
 def _new_key(key: str) -> str | None:
     """The key that replaced the old dotted ``key`` ("|reason" when removed); None if not an old key."""
     section, _, option = key.partition(".")
     new = RENAMED.get(key)
-    if new is None and section == "kafka" and option:
-        new = f"sinks.kafka.{option}"
+    if new is None and section in _MOVED_SECTIONS and option:
+        new = f"{_MOVED_SECTIONS[section]}.{option}"
     if new is None and section in _OLD_SECTIONS:
         new = _OLD_SECTIONS[section]
     return new
@@ -1094,11 +1103,26 @@ class _RenamedFlag(argparse.Action):
 
 def _add_renamed_flags(parser: argparse.ArgumentParser) -> None:
     specs = _specs_by_key()
-    old_keys = [*RENAMED, *(f"kafka.{spec.name}" for spec in specs.values() if spec.section == "sinks.kafka")]
+    old_keys = [
+        *RENAMED,
+        *(
+            f"{old}.{spec.name}"
+            for old, table in _MOVED_SECTIONS.items()
+            for spec in specs.values()
+            if spec.section == table
+        ),
+    ]
     for old in old_keys:
         new = (_new_key(old) or "").split(" ")[0]
         spec = specs.get(new)
         renamed = {_flag_of(old): f"renamed {spec.flag}" if spec is not None else str(_renamed(old))}
+        if old == "k8s_events.enabled":  # a switch that became a list entry: say how
+            flag = _flag_of(old)
+            renamed[flag] = (
+                "renamed: list k8s_events in --sinks-enabled after the first sink, "
+                "e.g. --sinks-enabled kafka,k8s_events"
+            )
+            renamed[flag.replace("--", "--no-", 1)] = "renamed: leave k8s_events out of --sinks-enabled"
         if spec is not None and _inner_types(spec.type)[0] is bool:
             renamed[_flag_of(old).replace("--", "--no-", 1)] = "renamed " + spec.flag.replace(
                 "--", "--no-", 1

@@ -18,6 +18,7 @@ from helmchart import CHART, DASHBOARD, FULL_VALUES, ROOT, RULES, helm, helm_bin
 
 from streamer import package_version
 from streamer.config import load_config
+from streamer.sinks.k8s_events import K8sEventsOptions
 
 pytestmark = pytest.mark.skipif(
     helm_binary() is None, reason="no helm binary: `make helm` builds one into .tools/bin (go install)"
@@ -58,10 +59,7 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(
 ) -> None:
     import kubernetes_validate
 
-    variant, docs = rendered
-    if variant == "full":  # and the Event sink's RBAC, off in full-values.yaml until the sink lands
-        sink_rbac = render(FULL_VALUES, sets=("eventSink.enabled=true",))
-        docs = docs + [d for d in sink_rbac if d["metadata"]["name"].endswith("-k8s-events")]
+    _, docs = rendered
     checked = 0
     for doc in docs:
         if doc["apiVersion"].startswith("monitoring.coreos.com/"):
@@ -208,7 +206,8 @@ def test_configmap_carries_the_values(rendered: tuple[str, list[dict[str, Any]]]
     assert config.kubernetes.max_backfill_occurrences == bounds["maxBackfillOccurrences"]
     assert config.kubernetes.max_ledger_signals == bounds["maxLedgerSignals"]
     assert config.kubernetes.mode == "in_cluster"
-    assert config.sinks.enabled == ("kafka",)
+    # The Event sink (full values) comes after Kafka: Kafka decides delivery, the sink gets copies.
+    assert config.sinks.enabled == (("kafka", "k8s_events") if variant == "full" else ("kafka",))
     # The service's whole shutdown budget ends 10 s before the kubelet's SIGKILL.
     grace = daemonset_pod(docs)["terminationGracePeriodSeconds"]
     assert config.pipeline.shutdown_timeout_seconds == grace - 10
@@ -257,8 +256,8 @@ def test_rbac_is_least_privilege_and_follows_the_switches() -> None:
     assert not [r for r in default if "create" in r["verbs"]]
     with_sink_docs = render(sets=("eventSink.enabled=true",))
     creating = [r for r in rules_of(with_sink_docs) if "create" in r["verbs"]]
-    assert sorted(r["apiGroups"][0] for r in creating) == ["", "events.k8s.io"]
-    assert all(r["resources"] == ["events"] and r["verbs"] == ["create", "patch"] for r in creating)
+    # The Event sink's calls: POST and PATCH of core/v1 Events, nothing more.
+    assert creating == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]
     # A ClusterRole of its own (deploy/kubernetes/oomstream-k8s-events.yaml), bound to the pods' account.
     role = one(with_sink_docs, "ClusterRole", "-k8s-events")
     assert role["rules"] == creating
@@ -280,9 +279,10 @@ def _configmap_tables(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_event_sink_switch_adds_the_sink_and_its_options() -> None:
     """eventSink.enabled names "k8s_events" after kafka (the first sink decides delivery) and
-    renders [sinks.k8s_events] from the values; off, neither appears."""
+    renders [sinks.k8s_events] from the values, which the service loads; off, neither appears."""
     assert "k8s_events" not in one(render(), "ConfigMap", "oomstream")["data"]["oomstream.toml"]
-    sinks = _configmap_tables(render(FULL_VALUES, sets=("eventSink.enabled=true",)))["sinks"]
+    full = render(FULL_VALUES)
+    sinks = _configmap_tables(full)["sinks"]
     assert sinks["enabled"] == ["kafka", "k8s_events"]
     assert sinks["k8s_events"] == {
         "repeat_window_seconds": 300,
@@ -291,24 +291,17 @@ def test_event_sink_switch_adds_the_sink_and_its_options() -> None:
         "queue_events": 5000,
         "reporting_instance": "oomstream-platform",
     }
+    options = load_rendered_config(full).components["sinks.k8s_events"]
+    assert (options.repeat_window_seconds, options.burst_calls, options.refill_seconds) == (300, 10, 120)
+    assert (options.queue_events, options.reporting_instance) == (5000, "oomstream-platform")
     # Values left null keep the sink's own defaults: no key is written for them.
-    assert _configmap_tables(render(sets=("eventSink.enabled=true",)))["sinks"]["k8s_events"] == {}
+    defaults = render(sets=("eventSink.enabled=true",))
+    assert _configmap_tables(defaults)["sinks"]["k8s_events"] == {}
+    assert load_rendered_config(defaults).components["sinks.k8s_events"] == K8sEventsOptions()
     done = helm(
         "template", "x", str(CHART), "--set", "eventSink.enabled=true", "--set", "enrichment.enabled=false"
     )
     assert done.returncode != 0 and "eventSink.enabled needs enrichment.enabled" in done.stderr
-
-
-def test_event_sink_configmap_loads_once_the_sink_is_registered() -> None:
-    from streamer.registry import COMPONENTS
-
-    if "sinks.k8s_events" not in COMPONENTS:
-        pytest.skip("[sinks.k8s_events] is not registered in this version (the Event sink, issue 13)")
-    config = load_rendered_config(render(FULL_VALUES, sets=("eventSink.enabled=true",)))
-    assert config.sinks.enabled == ("kafka", "k8s_events")
-    options = config.components["sinks.k8s_events"]
-    assert (options.repeat_window_seconds, options.burst_calls, options.refill_seconds) == (300, 10, 120)
-    assert (options.queue_events, options.reporting_instance) == (5000, "oomstream-platform")
 
 
 def test_optional_objects_are_off_by_default_and_on_in_full() -> None:
