@@ -27,6 +27,7 @@ lint: install
 # OOMSTREAM_KAFKA_BOOTSTRAP names one; fetching the jars first makes a download problem obvious.
 test: install lint
 	$(KAFKA) fetch
+	bash deploy/shippers/install.sh
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 RUN_STATE ?= $(CURDIR)/.state

@@ -27,6 +27,9 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
+from streamer.errors import ConfigError as ConfigError  # re-exported: callers import it from here
+from streamer.sources.syslog import SyslogSourceOptions
+
 ENV_PREFIX = "OOMSTREAM_"
 ENV_CONFIG_PATH = "OOMSTREAM_CONFIG"  # path of the TOML file when --config is not given
 ENV_BOOTSTRAP_ALIAS = "OOMSTREAM_KAFKA_BOOTSTRAP"  # short alias of OOMSTREAM_KAFKA_BOOTSTRAP_SERVERS
@@ -69,14 +72,6 @@ _SIZE_UNITS = {"": 1, "B": 1}
 for _exp, _letter in enumerate("KMGT", start=1):
     _SIZE_UNITS[_letter] = _SIZE_UNITS[_letter + "IB"] = 1024**_exp
     _SIZE_UNITS[_letter + "B"] = 1000**_exp
-
-
-class ConfigError(Exception):
-    """A configuration problem; the message names the option, the bad value and where it came from."""
-
-    def __init__(self, message: str, *, key: str | None = None) -> None:
-        super().__init__(message)
-        self.key = key  # dotted option name, when one is at fault
 
 
 class Secret:
@@ -689,6 +684,7 @@ SECTIONS: dict[str, type[Any]] = {
     "log": LogConfig,
     "output": OutputConfig,
     "kubernetes": KubernetesConfig,
+    "syslog": SyslogSourceOptions,
 }
 TOP_LEVEL_HELP = {"node_name": "node name put on events; unset: $NODE_NAME, else the host name"}
 
@@ -704,6 +700,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    syslog: SyslogSourceOptions = field(default_factory=SyslogSourceOptions)
     node_name: str | None = None
     # Dotted option -> where its value came from (file path, variable, flag); defaults are absent.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False, hash=False)

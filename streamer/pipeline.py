@@ -37,6 +37,7 @@ from parsers.events import AnyEvent, IncidentEvent, K8sEvent, OomEvent, any_even
 from parsers.oom import Assembler
 from parsers.records import KernelRecord, SourcePosition
 from parsers.scan import KEYWORD_TEXTS
+from parsers.streams import HostAssemblers
 from streamer.acks import AckTracker
 from streamer.enrich.pid_index import PidIndex
 from streamer.sinks.base import DeliveryResult, DeliveryStatus, Sink
@@ -172,7 +173,7 @@ def checkpoint_to_position(data: dict[str, Any]) -> SourcePosition:
 @dataclass
 class _SourceState:
     source: Source
-    assembler: Assembler
+    assembler: Assembler | HostAssemblers
     tracker: AckTracker = field(default_factory=AckTracker)
     boot_id: str | None = None
     done: bool = False
@@ -208,17 +209,7 @@ class Pipeline:
         self.signal_ledger = signal_ledger
         self._enriching: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
-        self._states = {
-            source.name: _SourceState(
-                source,
-                Assembler(
-                    linger_seconds=self.settings.linger_seconds,
-                    report_timeout_seconds=self.settings.report_timeout_seconds,
-                    max_tasks=self.settings.max_tasks,
-                ),
-            )
-            for source in sources
-        }
+        self._states = {source.name: _SourceState(source, self._assembler_for(source)) for source in sources}
         self._queue: asyncio.Queue[tuple[str, KernelRecord] | None]
         self._queue = asyncio.Queue(self.settings.queue_records)
         self._stopping = asyncio.Event()
@@ -233,6 +224,17 @@ class Pipeline:
         self._drain_failed = False
         self._drain_last: SpoolRecord | None = None
         self._last_delivery_ok = True
+
+    def _assembler_for(self, source: Source) -> Assembler | HostAssemblers:
+        def assembler() -> Assembler:
+            return Assembler(
+                linger_seconds=self.settings.linger_seconds,
+                report_timeout_seconds=self.settings.report_timeout_seconds,
+                max_tasks=self.settings.max_tasks,
+            )
+
+        # Listeners and shipped-line topics interleave many hosts: one assembler per host.
+        return HostAssemblers(assembler) if getattr(source, "many_hosts", False) else assembler()
 
     # -- control ---------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -349,6 +351,7 @@ class Pipeline:
             if self.correlator is not None:
                 for incident in self.correlator.tick(time.time()):
                     await self._submit_incident(incident)
+            self._settle_listeners()
             if now - last_checkpoint >= self.settings.checkpoint_interval_seconds:
                 self._checkpoint()
                 last_checkpoint = now
@@ -516,6 +519,28 @@ class Pipeline:
             spool.flush()
 
     # -- checkpoints -----------------------------------------------------------------------------
+    def _safe_position(self, state: _SourceState) -> SourcePosition | None:
+        """The newest position of ``state``'s source that nothing owed precedes (None: no move)."""
+        pending = state.tracker.index_of(state.assembler.oldest_pending_position())
+        if pending is None and state.assembler.busy:
+            return None  # pending work whose start we cannot place: do not move
+        safe = state.tracker.safe_position(pending)
+        return None if safe is None or safe == state.tracker.last_saved else safe
+
+    def _settle_listeners(self) -> None:
+        """Tell listener sources how far their records are durable (events acknowledged or
+        spooled, or no event owed), so they can answer their senders; they keep no checkpoint."""
+        for state in self._states.values():
+            settled = getattr(state.source, "settled", None)
+            if settled is None:
+                continue
+            safe = self._safe_position(state)
+            if safe is not None:
+                if self.spool is not None and self.counts["events_spooled"]:
+                    self.spool.flush()
+                state.tracker.last_saved = safe
+                settled(safe)
+
     def _checkpoint(self) -> None:
         if self.checkpoints is None:
             return
@@ -530,11 +555,10 @@ class Pipeline:
                 log.exception("saving the signal ledger failed")
                 self.counts["checkpoint_errors"] += 1
         for name, state in self._states.items():
-            pending = state.tracker.index_of(state.assembler.oldest_pending_position())
-            if pending is None and state.assembler.busy:
-                continue  # pending work whose start we cannot place: do not move
-            safe = state.tracker.safe_position(pending)
-            if safe is None or safe == state.tracker.last_saved:
+            if hasattr(state.source, "settled"):
+                continue
+            safe = self._safe_position(state)
+            if safe is None:
                 continue
             try:
                 self.checkpoints.save(name, position_to_checkpoint(safe, state.boot_id))
@@ -550,6 +574,7 @@ class Pipeline:
             await asyncio.wait_for(self.sink.flush(), self.settings.shutdown_timeout_seconds)
         except (TimeoutError, Exception):
             log.warning("sink did not flush within %.0f s", self.settings.shutdown_timeout_seconds)
+        self._settle_listeners()
         self._checkpoint()
 
 

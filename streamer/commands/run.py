@@ -47,8 +47,10 @@ from streamer.sources.k8s_objects import K8sObjectLinesSource
 from streamer.sources.k8s_watch import KubeWatchSource
 from streamer.sources.kafka_objects import KafkaObjectsSource
 from streamer.sources.kmsg import KmsgSource
+from streamer.sources.listeners import ListenerSource
 from streamer.sources.select import auto_select
 from streamer.sources.signals import SignalSource
+from streamer.sources.syslog import build as build_syslog
 from streamer.spool import Spool
 
 log = logging.getLogger("oomstream.run")
@@ -97,7 +99,24 @@ def _start_position(store: CheckpointStore, name: str) -> tuple[SourcePosition |
     return checkpoint_to_position(saved), saved.get("boot_id")
 
 
+def build_listeners(config: Config) -> list[ListenerSource]:
+    """The network listeners that are enabled (syslog, HTTP): kernel lines from shippers."""
+    listeners: list[ListenerSource] = []
+    if config.syslog.enabled:
+        listeners.append(build_syslog(config.syslog))
+    return listeners
+
+
 async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
+    """The local kernel log source and the enabled listeners. With a listener enabled and
+    source.kind left at auto (no files), the service only listens: a central collector."""
+    listeners: list[Source] = list(build_listeners(config))
+    if listeners and config.source.kind == "auto" and not config.source.files:
+        return listeners
+    return [*await build_local_sources(config, store), *listeners]
+
+
+async def build_local_sources(config: Config, store: CheckpointStore) -> list[Source]:
     source = config.source
     host = config.resolved_node_name(os.environ)
     kind = source.kind
@@ -288,6 +307,15 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
         sources = await build_sources(config, store)
         for source in sources:
             metrics.track_source(source.name, source.counts)
+            if isinstance(source, ListenerSource):
+                await source.start()  # a port in use is a configuration error, said now
+                stack.push_async_callback(source.aclose)
+                metrics.track_tally(
+                    f"oomstream_{source.name}_records_by_host",
+                    f"Records received by the {source.name} listener, per sending host",
+                    "host",
+                    source.records_by_host,
+                )
         framer = getattr(sources[0], "framer", None) if len(sources) == 1 else None
         if framer is not None:
             metrics.track_formats(framer.records_by_format)

@@ -1,0 +1,88 @@
+"""One assembler per host for inputs that interleave many machines' kernel logs.
+
+A syslog or HTTP listener, or a Kafka topic of shipped lines, carries records of many hosts at
+once; a report can only be assembled from one host's lines in order, so each host (and boot)
+gets its own ``Assembler``. Records must carry a position whose ``offset`` grows with arrival
+(the listeners number their records), which is how the oldest pending report across hosts is
+found for checkpoints and acknowledgements.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from parsers.events import OomEvent
+from parsers.oom import Assembler
+from parsers.records import KernelRecord, SourcePosition
+
+
+class HostAssemblers:
+    """The ``Assembler`` interface the pipeline uses, fanned out by ``(host, boot_id)``."""
+
+    def __init__(self, factory: Callable[[], Assembler], *, max_streams: int = 100_000) -> None:
+        self._factory = factory
+        self.max_streams = max_streams
+        self._streams: dict[tuple[str | None, str | None], Assembler] = {}
+        self._counts: Counter[str] = Counter()
+
+    @property
+    def streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def counts(self) -> Counter[str]:
+        total = Counter(self._counts)
+        for assembler in self._streams.values():
+            total.update(assembler.counts)
+        return total
+
+    @property
+    def busy(self) -> bool:
+        return any(assembler.busy for assembler in self._streams.values())
+
+    def feed(self, record: KernelRecord) -> list[OomEvent]:
+        key = (record.host, record.boot_id)
+        assembler = self._streams.get(key)
+        if assembler is None:
+            if len(self._streams) >= self.max_streams:
+                self._evict_idle()
+            assembler = self._streams[key] = self._factory()
+        return assembler.feed(record)
+
+    def tick(self, now: float) -> list[OomEvent]:
+        out: list[OomEvent] = []
+        for assembler in self._streams.values():
+            out += assembler.tick(now)
+        return out
+
+    def flush(self, *, unfinished: bool = True) -> list[OomEvent]:
+        out: list[OomEvent] = []
+        for assembler in self._streams.values():
+            out += assembler.flush(unfinished=unfinished)
+        return out
+
+    def flush_streams(self, keep: Callable[[str | None], bool], *, unfinished: bool) -> list[OomEvent]:
+        """Flush and forget the streams of hosts ``keep`` rejects (a Kafka partition revoked)."""
+        out: list[OomEvent] = []
+        for key in [key for key in self._streams if not keep(key[0])]:
+            assembler = self._streams.pop(key)
+            out += assembler.flush(unfinished=unfinished)
+            self._counts.update(assembler.counts)
+        return out
+
+    def oldest_pending_position(self) -> SourcePosition | None:
+        oldest: SourcePosition | None = None
+        for assembler in self._streams.values():
+            position = assembler.oldest_pending_position()
+            if position is None:
+                continue
+            if oldest is None or (position.offset or 0) < (oldest.offset or 0):
+                oldest = position
+        return oldest
+
+    def _evict_idle(self) -> None:
+        """Forget idle streams (hosts long gone) so a churning fleet cannot grow this forever."""
+        for key in [key for key, assembler in self._streams.items() if not assembler.busy]:
+            self._counts.update(self._streams.pop(key).counts)
+        self._counts["streams_evicted"] += 1

@@ -1,0 +1,176 @@
+"""What the network listeners (syslog, HTTP) share: the record queue, numbering, counters, TLS.
+
+A listener is one source for the pipeline whose records come from many hosts: ``many_hosts``
+asks the pipeline for one assembler per host. Records are numbered as they arrive
+(``SourcePosition(kind, offset=n)``); the pipeline calls ``settled(position)`` once every record
+up to ``position`` is durable (its events acknowledged by Kafka or spooled, or no event owed),
+which is when the HTTP listener answers 2xx. Listeners keep no checkpoint: a sender that got no
+answer resends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from parsers.framing import Framer
+from parsers.records import KernelRecord, SourcePosition
+from parsers.shipper import EnvelopeFramer
+from streamer.errors import ConfigError
+from streamer.sources.base import FramedSource, SourceError
+
+log = logging.getLogger("oomstream.sources.listeners")
+
+
+def parse_listen_address(section: str, key: str, address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); ConfigError naming the option otherwise."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not host:
+        raise ConfigError(
+            f"{section}.{key}: {address!r} is not host:port (e.g. 127.0.0.1:5140)", key=f"{section}.{key}"
+        )
+    return host.strip("[]"), int(port_text)
+
+
+def help_text(text: str) -> dict[str, object]:
+    """Field metadata in streamer.config's shape: the help text of one option."""
+    return {"help": text, "csv": False}
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Server certificate and key, and (optionally) the CA that client certificates must chain to."""
+
+    cert_path: str | None
+    key_path: str | None
+    client_ca_path: str | None
+
+    def check(self, section: str) -> None:
+        if (self.cert_path is None) != (self.key_path is None):
+            raise ConfigError(
+                f"{section}.tls_cert_path and {section}.tls_key_path: set both or neither",
+                key=f"{section}.tls_cert_path",
+            )
+        if self.client_ca_path is not None and self.cert_path is None:
+            raise ConfigError(
+                f"{section}.tls_client_ca_path needs tls_cert_path and tls_key_path (client "
+                "certificates are checked only over TLS)",
+                key=f"{section}.tls_client_ca_path",
+            )
+
+    def server_context(self, section: str) -> ssl.SSLContext | None:
+        if self.cert_path is None or self.key_path is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.cert_path, self.key_path)
+            if self.client_ca_path is not None:
+                context.load_verify_locations(self.client_ca_path)
+                context.verify_mode = ssl.CERT_REQUIRED
+        except (OSError, ssl.SSLError) as error:
+            raise SourceError(f"{section}: cannot load TLS files: {error}") from None
+        return context
+
+
+class ListenerSource(FramedSource):
+    """Base of the listeners: records go on a bounded queue that ``records()`` drains."""
+
+    many_hosts = True
+    kind = "listener"
+
+    def __init__(self, name: str, *, queue_records: int) -> None:
+        self.name = name
+        self.counts: Counter[str] = Counter()
+        self.records_by_host: Counter[str] = Counter()
+        # Counters only: each connection frames with its own Framer sharing these tallies.
+        self._framer = Framer("auto", source_kind=self.kind)
+        self._queue: asyncio.Queue[KernelRecord | None] = asyncio.Queue(queue_records)
+        self._next = 0
+        self._settled = -1
+        self._closed = False
+
+    # -- Source ----------------------------------------------------------------------------
+    def start_position(self) -> SourcePosition | None:
+        return None
+
+    async def records(self) -> AsyncIterator[KernelRecord]:
+        while True:
+            record = await self._queue.get()
+            if record is None:
+                return
+            yield record
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._stop()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        if self._queue.full():
+            # A full queue: the reader is behind; end it after what is queued.
+            asyncio.get_running_loop().create_task(self._queue.put(None))
+
+    async def start(self) -> None:
+        """Bind the listening sockets (SourceError when that fails); the service calls this first."""
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+    def settled(self, position: SourcePosition) -> None:
+        """Every record numbered up to ``position.offset`` is durable."""
+        if position.offset is not None and position.offset > self._settled:
+            self._settled = position.offset
+
+    @property
+    def queue_free(self) -> int:
+        return self._queue.maxsize - self._queue.qsize()
+
+    # -- for the listeners -----------------------------------------------------------------
+    def envelope_framer(self, default_host: str | None) -> EnvelopeFramer:
+        framer = Framer("auto", source_kind=self.kind)
+        framer.records_by_format = self._framer.records_by_format
+        framer.skipped = self._framer.skipped
+        return EnvelopeFramer(framer, default_host=default_host)
+
+    def next_position(self) -> SourcePosition:
+        position = SourcePosition(self.kind, self._next)
+        self._next += 1
+        return position
+
+    def numbered(self, record: KernelRecord) -> KernelRecord:
+        """``record`` with its arrival number (a unique position the pipeline can track)."""
+        self.counts["records"] += 1
+        self.records_by_host[record.host or "-"] += 1
+        if (
+            record.position is not None
+            and record.position.kind == self.kind
+            and record.position.offset is not None
+        ):
+            return record
+        return record._replace(position=self.next_position())
+
+    async def put(self, record: KernelRecord) -> None:
+        """Queue a record, waiting while the pipeline is behind (TCP and HTTP backpressure)."""
+        await self._queue.put(self.numbered(record))
+
+    def put_nowait(self, record: KernelRecord) -> bool:
+        """Queue a record if there is room (UDP: no way to slow the sender); False when full."""
+        try:
+            self._queue.put_nowait(self.numbered(record))
+        except asyncio.QueueFull:
+            return False
+        return True
+
+
+def peer_host(peername: object) -> str | None:
+    """The address part of a socket's peer name (the host of records whose message names none)."""
+    if isinstance(peername, tuple) and peername:
+        return str(peername[0])
+    return None

@@ -1,0 +1,151 @@
+"""Real rsyslog and syslog-ng deliver kernel log lines to oomstream's syslog listener.
+
+Each shipper follows a kernel log file (and rsyslog also /dev/kmsg through imkmsg) and forwards
+to `oomstream run` listening on TCP; the events reach a real Kafka topic with the fields and the
+event ids that `oomstream parse` gives for the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from shippers.real import free_port, rsyslog, rsyslog_missing, syslog_ng, syslog_ng_missing, wait_port
+
+from streamer.inputs import events_from_bytes
+from tests.integration.kafka_broker import consume_all, unique_topic
+from tests.integration.service import kafka_settings, start_oomstream
+
+pytestmark = [pytest.mark.kafka]
+SAMPLES = Path(__file__).resolve().parents[2] / "streamer" / "samples"
+KERNEL_LOG = (SAMPLES / "6.18-pod-limit.dmesg").read_bytes() + (
+    SAMPLES / "6.6-oom-group-kill.dmesg"
+).read_bytes()
+
+
+def listening_service(tmp: Path, bootstrap: str, topic: str, port: int) -> subprocess.Popen[str]:
+    proc = start_oomstream(
+        tmp,
+        **kafka_settings(bootstrap, topic),
+        OOMSTREAM_SOURCE_KIND="auto",  # with a listener on and no files: listen only
+        OOMSTREAM_SYSLOG_ENABLED="true",
+        OOMSTREAM_SYSLOG_TCP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+        OOMSTREAM_SYSLOG_UDP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+        OOMSTREAM_KUBERNETES_MODE="off",
+    )
+    try:
+        wait_port(port)
+    except TimeoutError:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"the listener did not come up: {err[-3000:]}") from None
+    return proc
+
+
+def events_in(bootstrap: str, topic: str, want: int, timeout: float = 60.0) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    events: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        try:
+            events = [
+                json.loads(r.value) for r in asyncio.run(consume_all(bootstrap, topic, timeout_seconds=20))
+            ]
+        except TimeoutError:
+            events = []
+        if len(events) >= want:
+            return events
+        time.sleep(1.0)
+    return events
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    return err
+
+
+def check_same_as_parse(events: list[dict[str, object]], host: str) -> None:
+    expected = events_from_bytes(KERNEL_LOG)
+    assert sorted(e["event_id"] for e in events) == sorted(e.event_id for e in expected)  # type: ignore[type-var]
+    by_id = {e.event_id: e for e in expected}
+    for event in events:
+        want = by_id[str(event["event_id"])]
+        assert event["host"] == host
+        assert event["victim"]["pid"] == want.victim.pid  # type: ignore[index, union-attr]
+        assert event["cgroup"]["task_memcg"] == want.cgroup.task_memcg  # type: ignore[index, union-attr]
+        assert event["kernel_time"] == want.kernel_time
+        assert event["partial"] is False
+        assert event["source"]["format"] == "syslog-3164" or event["source"]["format"] == "syslog-5424"  # type: ignore[index]
+
+
+def test_rsyslog_follows_a_kernel_log_file_and_forwards_octet_counted_tcp(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    if (reason := rsyslog_missing()) is not None:
+        pytest.skip(reason)
+    topic = unique_topic("rsyslog")
+    port = free_port()
+    log_file = tmp_path / "kern.log"
+    log_file.write_bytes(b"")
+    service = listening_service(tmp_path, kafka_bootstrap, topic, port)
+    try:
+        config = f"""
+global(localHostName="rsyslog-node-1")
+module(load="imfile" PollingInterval="1")
+input(type="imfile" File="{log_file}" Tag="kernel:" Facility="kern" Severity="info" ruleset="to_oomstream")
+ruleset(name="to_oomstream") {{
+    action(type="omfwd" Target="127.0.0.1" Port="{port}" Protocol="tcp" TCP_Framing="octet-counted"
+           template="RSYSLOG_ForwardFormat")
+}}
+"""
+        with rsyslog(tmp_path, config):
+            time.sleep(1.5)
+            with open(log_file, "ab") as handle:  # appended while rsyslog follows the file
+                handle.write(KERNEL_LOG)
+            events = events_in(kafka_bootstrap, topic, want=5)
+    finally:
+        err = stop(service)
+    check_same_as_parse(events, "rsyslog-node-1")
+    assert "syslog: connection from 127.0.0.1 closed" in err
+
+
+@pytest.mark.parametrize(
+    ("driver", "fmt"),
+    [
+        ("syslog", "syslog-5424"),  # RFC 5424, RFC 6587 octet counting
+        ("network", "syslog-3164"),  # RFC 3164, newline framing
+    ],
+)
+def test_syslog_ng_forwards_a_kernel_log_file(tmp_path: Path, kafka_bootstrap: str, driver: str, fmt: str) -> None:
+    if (reason := syslog_ng_missing()) is not None:
+        pytest.skip(reason)
+    topic = unique_topic("syslogng")
+    port = free_port()
+    log_file = tmp_path / "kern.log"
+    log_file.write_bytes(b"")
+    service = listening_service(tmp_path, kafka_bootstrap, topic, port)
+    try:
+        config = f"""
+options {{ stats-freq(0); keep-hostname(yes); }};
+source s_kernel_file {{
+    file("{log_file}" follow-freq(1) flags(no-parse) program-override("kernel")
+         host-override("syslog-ng-node-2") default-facility(kern) default-priority(info));
+}};
+destination d_oomstream {{ {driver}("127.0.0.1" transport("tcp") port({port}) persist-name("oomstream")); }};
+log {{ source(s_kernel_file); destination(d_oomstream); }};
+"""
+        with syslog_ng(tmp_path, config):
+            time.sleep(1.5)
+            with open(log_file, "ab") as handle:  # appended while syslog-ng follows the file
+                handle.write(KERNEL_LOG)
+            events = events_in(kafka_bootstrap, topic, want=5)
+    finally:
+        stop(service)
+    check_same_as_parse(events, "syslog-ng-node-2")
+    assert {e["source"]["format"] for e in events} == {fmt}  # type: ignore[index]
