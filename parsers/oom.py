@@ -178,6 +178,15 @@ class Assembler:
     def tick(self, now: float) -> list[OomEvent]:
         """Advance the caller's clock (monotonic seconds); releases what has waited long enough."""
         self._tick = now
+        # What was opened or held before this assembler's first tick (a stream that starts with
+        # a report) has waited at least since now: without this, a report whose lines carry no
+        # kernel time (imkmsg relayed by rsyslog) would wait for the next report or a stop.
+        report = self._report
+        if report is not None and report.opened_tick is None:
+            report.opened_tick = now
+        for held in self._held:
+            if held.held_tick is None:
+                held.held_tick = now
         out: list[OomEvent] = []
         self._expire(out)
         return out

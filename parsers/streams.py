@@ -25,6 +25,7 @@ class HostAssemblers:
         self.max_streams = max_streams
         self._streams: dict[tuple[str | None, str | None], Assembler] = {}
         self._counts: Counter[str] = Counter()
+        self._now: float | None = None  # the latest tick, for streams that start after it
 
     @property
     def streams(self) -> int:
@@ -48,9 +49,14 @@ class HostAssemblers:
             if len(self._streams) >= self.max_streams:
                 self._evict_idle()
             assembler = self._streams[key] = self._factory()
+            if self._now is not None:
+                # A report without kernel times (imkmsg relayed, journald export) expires on tick
+                # time only, counted from the tick its assembler last heard.
+                assembler.tick(self._now)
         return assembler.feed(record)
 
     def tick(self, now: float) -> list[OomEvent]:
+        self._now = now
         out: list[OomEvent] = []
         for assembler in self._streams.values():
             out += assembler.tick(now)

@@ -178,6 +178,11 @@ class _SourceState:
     boot_id: str | None = None
     done: bool = False
 
+    @property
+    def local(self) -> bool:
+        """This machine's own kernel log: only then do its pids name processes in our /proc."""
+        return not isinstance(self.assembler, HostAssemblers)
+
 
 class Pipeline:
     def __init__(
@@ -324,7 +329,7 @@ class Pipeline:
                 state = self._states[name]
                 state.tracker.fed(record.position)
                 events = state.assembler.feed(record)
-                if self.pid_index is not None and _mentions_oom(record.message):
+                if self.pid_index is not None and state.local and _mentions_oom(record.message):
                     # A storm's next victims are alive now; index them before they die.
                     await self._refresh_pid_index(force=True)
                 for event in events:
@@ -388,7 +393,7 @@ class Pipeline:
 
     # -- events ----------------------------------------------------------------------------------
     async def _submit(self, state: _SourceState, event: OomEvent) -> None:
-        if self.pid_index is not None:
+        if self.pid_index is not None and state.local:
             event = self.pid_index.attribute(event)
         origin = state.tracker.index_of(_report_position(event))
         if origin is None:

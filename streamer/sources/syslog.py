@@ -104,7 +104,7 @@ class SyslogSource(ListenerSource):
         self.options = options
         self._tcp: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self.tcp_address: tuple[str, int] | None = None
         self.udp_address: tuple[str, int] | None = None
 
@@ -139,10 +139,10 @@ class SyslogSource(ListenerSource):
     async def _stop(self) -> None:
         if self._tcp is not None:
             self._tcp.close()
-        for task in list(self._connections):
-            task.cancel()
+        for writer in list(self._connections.values()):
+            writer.close()  # the connection's reader sees the end and finishes its last frame
         if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            await asyncio.wait(list(self._connections), timeout=5)
         if self._tcp is not None:
             with contextlib.suppress(Exception):
                 await self._tcp.wait_closed()
@@ -163,7 +163,7 @@ class SyslogSource(ListenerSource):
             )
             writer.close()
             return
-        self._connections.add(task)
+        self._connections[task] = writer
         self.counts["connections_opened"] += 1
         splitter = SyslogFrameSplitter(self.options.max_frame_bytes)
         framer = self.envelope_framer(peer)
@@ -187,7 +187,7 @@ class SyslogSource(ListenerSource):
                 self._note_bad_frames(splitter, peer)
         finally:
             self._note_bad_frames(splitter, peer)
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             self.counts["connections_closed"] += 1
             for key, value in splitter.counts.items():
                 self.counts[key] += value

@@ -1,0 +1,117 @@
+"""The syslog listener in a pipeline: framing over real sockets, per-host assembly, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from test_pipeline import HoldingSink
+
+from streamer.pipeline import Pipeline, PipelineSettings
+from streamer.sources.syslog import SyslogSource, SyslogSourceOptions
+
+
+def report_5424(host: str, pid: int, stamp: str = "2026-12-04T05:00:00.000001Z") -> list[bytes]:
+    """A report as rsyslog's imkmsg relays it: RFC 5424, no kernel timestamp in the text."""
+    body = [
+        "app invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+        "memory: usage 1024kB, limit 1024kB, failcnt 1",
+        f"oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a,task_memcg=/a,task=app,pid={pid},uid=0",
+        f"Memory cgroup out of memory: Killed process {pid} (app) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+    ]
+    return [f"<6>1 {stamp} {host} kernel - - - {line}".encode() for line in body]
+
+
+def octet(frame: bytes) -> bytes:
+    return str(len(frame)).encode() + b" " + frame
+
+
+@contextlib.asynccontextmanager
+async def running(options: SyslogSourceOptions) -> AsyncIterator[tuple[SyslogSource, HoldingSink, Pipeline]]:
+    source = SyslogSource(options)
+    await source.start()
+    pipeline: Pipeline
+    sink = HoldingSink(set(), on_delivery=lambda result: pipeline.on_delivery(result))
+    pipeline = Pipeline(
+        [source], sink, settings=PipelineSettings(tick_seconds=0.05, linger_seconds=0.2, report_timeout_seconds=1.0)
+    )
+    task = asyncio.create_task(pipeline.run())
+    try:
+        yield source, sink, pipeline
+    finally:
+        pipeline.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def wait_for(predicate: object, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError
+        await asyncio.sleep(0.05)
+
+
+OPTIONS = SyslogSourceOptions(enabled=True, tcp_listen_address="127.0.0.1:0", udp_listen_address="127.0.0.1:0")
+
+
+async def test_interleaved_hosts_are_assembled_apart_and_released_while_running() -> None:
+    async with running(OPTIONS) as (source, sink, _):
+        assert source.tcp_address is not None
+        _, writer = await asyncio.open_connection(*source.tcp_address)
+        a, b = report_5424("node-a", 101), report_5424("node-b", 202)
+        for frame_a, frame_b in zip(a, b, strict=True):  # two hosts' reports line by line
+            writer.write(octet(frame_a) + frame_b + b"\n")
+        await writer.drain()
+        # Released by the linger on tick time (no kernel time in these lines), not by a stop.
+        await wait_for(lambda: len(sink.delivered) == 2)
+        writer.close()
+    assert {(e.host, e.victim.pid) for e in sink.delivered if e.victim} == {("node-a", 101), ("node-b", 202)}
+    assert all(not e.partial for e in sink.delivered)
+    assert source.records_by_host == {"node-a": 4, "node-b": 4}
+
+
+async def test_garbage_and_oversized_frames_cost_only_themselves() -> None:
+    options = SyslogSourceOptions(enabled=True, tcp_listen_address="127.0.0.1:0", max_frame_bytes=512)
+    async with running(options) as (source, sink, _):
+        assert source.tcp_address is not None
+        _, writer = await asyncio.open_connection(*source.tcp_address)
+        good = report_5424("node-c", 303)
+        writer.write(octet(good[0]) + b"\xff\xfe{not json\n" + octet(b"x" * 2000) + b"y" * 3000 + b"\n")
+        writer.write(b"".join(octet(frame) for frame in good[1:]))
+        await writer.drain()
+        await wait_for(lambda: len(sink.delivered) == 1)
+        writer.close()
+    assert sink.delivered[0].victim is not None and sink.delivered[0].victim.pid == 303
+    assert source.counts["oversized_frames"] == 2
+
+
+async def test_udp_datagrams_and_untrusted_senders() -> None:
+    async with running(OPTIONS) as (source, sink, _):
+        assert source.udp_address is not None
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=source.udp_address)
+        for frame in report_5424("node-d", 404):
+            transport.sendto(frame)
+        # A user-space process claiming to be the kernel (facility user) is counted, not assembled.
+        for frame in report_5424("node-e", 505):
+            transport.sendto(frame.replace(b"<6>", b"<14>", 1))
+        await wait_for(lambda: len(sink.delivered) == 1)
+        transport.close()
+    assert [e.host for e in sink.delivered] == ["node-d"]
+    assert source.records_by_host["node-e"] == 4  # received and counted, never an event
+
+
+async def test_a_port_in_use_is_a_clear_error() -> None:
+    from streamer.sources.base import SourceError
+
+    first = SyslogSource(OPTIONS)
+    await first.start()
+    try:
+        assert first.tcp_address is not None
+        taken = SyslogSourceOptions(enabled=True, tcp_listen_address=f"127.0.0.1:{first.tcp_address[1]}")
+        with pytest.raises(SourceError, match="syslog.tcp_listen_address"):
+            await SyslogSource(taken).start()
+    finally:
+        await first.aclose()
