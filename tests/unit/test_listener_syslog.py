@@ -111,7 +111,7 @@ async def test_a_port_in_use_is_a_clear_error() -> None:
     try:
         assert first.tcp_address is not None
         taken = SyslogSourceOptions(enabled=True, tcp_listen_address=f"127.0.0.1:{first.tcp_address[1]}")
-        with pytest.raises(SourceError, match="syslog.tcp_listen_address"):
+        with pytest.raises(SourceError, match=r"syslog\.tcp_listen_address"):
             await SyslogSource(taken).start()
     finally:
         await first.aclose()
