@@ -28,6 +28,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 from streamer.errors import ConfigError as ConfigError  # re-exported: callers import it from here
+from streamer.sources.http import HttpSourceOptions
 from streamer.sources.syslog import SyslogSourceOptions
 
 ENV_PREFIX = "OOMSTREAM_"
@@ -685,6 +686,7 @@ SECTIONS: dict[str, type[Any]] = {
     "output": OutputConfig,
     "kubernetes": KubernetesConfig,
     "syslog": SyslogSourceOptions,
+    "http": HttpSourceOptions,
 }
 TOP_LEVEL_HELP = {"node_name": "node name put on events; unset: $NODE_NAME, else the host name"}
 
@@ -701,6 +703,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     syslog: SyslogSourceOptions = field(default_factory=SyslogSourceOptions)
+    http: HttpSourceOptions = field(default_factory=HttpSourceOptions)
     node_name: str | None = None
     # Dotted option -> where its value came from (file path, variable, flag); defaults are absent.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False, hash=False)

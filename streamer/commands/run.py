@@ -42,6 +42,7 @@ from streamer.sinks.kafka import Secret as SinkSecret
 from streamer.sinks.stdout import StdoutSink
 from streamer.sources.base import Source, SourceError
 from streamer.sources.files import FileSource
+from streamer.sources.http import build as build_http
 from streamer.sources.journald import JournaldSource
 from streamer.sources.k8s_objects import K8sObjectLinesSource
 from streamer.sources.k8s_watch import KubeWatchSource
@@ -104,6 +105,8 @@ def build_listeners(config: Config) -> list[ListenerSource]:
     listeners: list[ListenerSource] = []
     if config.syslog.enabled:
         listeners.append(build_syslog(config.syslog))
+    if config.http.enabled:
+        listeners.append(build_http(config.http))
     return listeners
 
 

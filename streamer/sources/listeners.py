@@ -17,6 +17,7 @@ import ssl
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
@@ -92,7 +93,10 @@ class ListenerSource(FramedSource):
         self._queue: asyncio.Queue[KernelRecord | None] = asyncio.Queue(queue_records)
         self._next = 0
         self._settled = -1
+        self._settled_changed = asyncio.Event()
         self._closed = False
+        # Open connections (task serving it -> its writer), closed when the listener stops.
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
     # -- Source ----------------------------------------------------------------------------
     def start_position(self) -> SourcePosition | None:
@@ -123,10 +127,30 @@ class ListenerSource(FramedSource):
     async def _stop(self) -> None:
         raise NotImplementedError
 
+    async def _close_connections(self) -> None:
+        """End every open connection: each reader sees the end and finishes its last frame."""
+        for writer in list(self._connections.values()):
+            writer.close()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=5)
+
     def settled(self, position: SourcePosition) -> None:
         """Every record numbered up to ``position.offset`` is durable."""
         if position.offset is not None and position.offset > self._settled:
             self._settled = position.offset
+            self._settled_changed.set()
+            self._settled_changed = asyncio.Event()
+
+    async def wait_settled(self, offset: int, timeout_seconds: float) -> bool:
+        """Wait until the record numbered ``offset`` is durable; False after the timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        while self._settled < offset:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled_changed.wait(), left)
+        return True
 
     @property
     def queue_free(self) -> int:

@@ -104,7 +104,6 @@ class SyslogSource(ListenerSource):
         self.options = options
         self._tcp: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self.tcp_address: tuple[str, int] | None = None
         self.udp_address: tuple[str, int] | None = None
 
@@ -139,10 +138,7 @@ class SyslogSource(ListenerSource):
     async def _stop(self) -> None:
         if self._tcp is not None:
             self._tcp.close()
-        for writer in list(self._connections.values()):
-            writer.close()  # the connection's reader sees the end and finishes its last frame
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=5)
+        await self._close_connections()
         if self._tcp is not None:
             with contextlib.suppress(Exception):
                 await self._tcp.wait_closed()
