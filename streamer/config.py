@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type
 
 from streamer.errors import ConfigError as ConfigError  # re-exported: callers import it from here
 from streamer.sources.http import HttpSourceOptions
+from streamer.sources.kafka_lines import KafkaInputOptions
 from streamer.sources.syslog import SyslogSourceOptions
 
 ENV_PREFIX = "OOMSTREAM_"
@@ -687,6 +688,7 @@ SECTIONS: dict[str, type[Any]] = {
     "kubernetes": KubernetesConfig,
     "syslog": SyslogSourceOptions,
     "http": HttpSourceOptions,
+    "kafka_input": KafkaInputOptions,
 }
 TOP_LEVEL_HELP = {"node_name": "node name put on events; unset: $NODE_NAME, else the host name"}
 
@@ -704,6 +706,7 @@ class Config:
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     syslog: SyslogSourceOptions = field(default_factory=SyslogSourceOptions)
     http: HttpSourceOptions = field(default_factory=HttpSourceOptions)
+    kafka_input: KafkaInputOptions = field(default_factory=KafkaInputOptions)
     node_name: str | None = None
     # Dotted option -> where its value came from (file path, variable, flag); defaults are absent.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False, hash=False)

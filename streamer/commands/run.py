@@ -18,6 +18,7 @@ from parsers.events import AnyEvent, event_to_dict
 from parsers.k8s import SignalTracker
 from parsers.records import SourcePosition
 from streamer.checkpoint import CheckpointStore
+from streamer.commands.central import run_central
 from streamer.commands.tail import format_event_line
 from streamer.config import Config, ConfigError, add_cli_arguments, load_config, overrides_from_args
 from streamer.enrich.enricher import Enricher
@@ -88,6 +89,8 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
             "or choose output.sink = stdout|file"
         )
     try:
+        if config.kafka_input.enabled:
+            return asyncio.run(run_central(config, kafka_sink_config(config)))
         return asyncio.run(run_service(config, stdout, print_events=not args.quiet))
     except (SourceError, SinkError, KubeApiError) as error:
         raise CliError(str(error)) from None

@@ -112,7 +112,7 @@ def test_every_option_has_help_and_a_unit_where_it_needs_one() -> None:
         assert spec.help, spec.key
         base = cfg._inner_types(spec.type)[0]
         if base in (int, float) and spec.name not in ("topic_partitions", "topic_replication_factor"):
-            assert re.search(r"_(seconds|ms|bytes)$", spec.name) or spec.name.startswith(
+            assert re.search(r"_(seconds|ms|bytes|records)$", spec.name) or spec.name.startswith(
                 ("queue_", "max_in", "max_tasks", "max_connections")
             ), spec.key
 

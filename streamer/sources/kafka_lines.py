@@ -1,0 +1,362 @@
+"""Central mode: kernel log lines from Kafka input topics in, events out, exactly once.
+
+Shippers on every node publish kernel lines to one or more input topics, keyed by host (see
+README, "Feeding oomstream from your shipper"); any number of ``oomstream run`` processes with
+``[kafka_input] enabled = true`` share them as one consumer group. Scaling out is adding members.
+
+Assembly: one ``Assembler`` per (partition, host) (``parsers.streams.HostAssemblers`` per
+partition). A host seen on two partitions is counted (``host_on_two_partitions``) and logged:
+its lines are no longer in one order, so reports may split (key the input topic by host).
+
+Exactly-once effect per input record: events and input offsets are committed in one Kafka
+transaction (``send_offsets_to_transaction``). The offset committed for a partition never
+passes the first record of a report that is still being assembled (or whose events wait in the
+assembler's linger), so a crash or a rebalance re-reads that report whole; its events are
+produced in the transaction that moves the offset past it, and get the same ids when re-read.
+Consumers of the events topic read with ``isolation.level=read_committed``.
+
+On a partition revocation the current transaction commits what is complete, and that
+partition's unfinished reports are dropped here (the new owner re-reads them from the committed
+offset). On a failed transaction everything uncommitted is re-read: the consumer seeks back to
+the committed offsets and the assemblers start over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import orjson
+from aiokafka.abc import ConsumerRebalanceListener
+
+from parsers.events import OomEvent, event_to_json
+from parsers.framing import Framer
+from parsers.oom import Assembler
+from parsers.records import KernelRecord, SourcePosition
+from parsers.shipper import EnvelopeFramer
+from parsers.streams import HostAssemblers
+from streamer.errors import ConfigError
+from streamer.sources.listeners import help_text
+
+log = logging.getLogger("oomstream.sources.kafka_lines")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaInputOptions:
+    """``[kafka_input]``: central mode (brokers and security come from ``[kafka]``)."""
+
+    SECTION: ClassVar[str] = "kafka_input"
+
+    enabled: bool = field(
+        default=False, metadata=help_text("central mode: read kernel lines from Kafka input topics")
+    )
+    topics: tuple[str, ...] = field(
+        default=("oomstream.kernel-lines.v1",),
+        metadata={"help": "input topics of kernel lines keyed by host (env: comma separated)", "csv": True},
+    )
+    group_id: str = field(default="oomstream-central", metadata=help_text("consumer group of the members"))
+    transactional_id: str | None = field(
+        default=None,
+        metadata=help_text(
+            "stable per member (a restart fences its predecessor's open transaction); unset: "
+            "oomstream-central-<node name>"
+        ),
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = field(
+        default="earliest", metadata=help_text("where a new group starts: earliest or latest")
+    )
+    commit_interval_seconds: float = field(
+        default=0.5, metadata=help_text("events and offsets are committed in a transaction this often")
+    )
+    transaction_timeout_seconds: float = field(
+        default=30.0, metadata=help_text("the broker aborts a member's open transaction after this")
+    )
+    max_poll_records: int = field(default=5000, metadata=help_text("records taken per poll"))
+
+    def __post_init__(self) -> None:
+        s = self.SECTION
+        if self.enabled and not self.topics:
+            raise ConfigError(f"{s}.topics: at least one input topic is needed", key=f"{s}.topics")
+        for key in ("commit_interval_seconds", "transaction_timeout_seconds", "max_poll_records"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{s}.{key}: must be > 0, got {getattr(self, key)!r}", key=f"{s}.{key}")
+        if not self.group_id:
+            raise ConfigError(f"{s}.group_id: must not be empty", key=f"{s}.group_id")
+
+
+@dataclass
+class _Partition:
+    """Assembly state of one input partition this member owns."""
+
+    assemblers: HostAssemblers
+    framers: dict[str | None, EnvelopeFramer] = field(default_factory=dict)
+    next_offset: int | None = None  # after the last record consumed
+
+
+class CentralMode:
+    """Consume kernel lines, assemble per (partition, host), produce events transactionally.
+
+    ``connection`` holds the aiokafka client arguments ([kafka]: brokers, TLS, SASL);
+    ``events_topic``, ``key_of`` and ``headers_of`` shape the produced records like the sink's.
+    """
+
+    def __init__(
+        self,
+        options: KafkaInputOptions,
+        *,
+        connection: dict[str, Any],
+        events_topic: str,
+        key_of: Any,
+        headers_of: Any,
+        transactional_id: str,
+        linger_seconds: float = 2.5,
+        report_timeout_seconds: float = 10.0,
+        max_tasks: int = 20,
+    ) -> None:
+        self.options = options
+        self.connection = connection
+        self.events_topic = events_topic
+        self.key_of = key_of
+        self.headers_of = headers_of
+        self.transactional_id = transactional_id
+        self._assembler_settings = {
+            "linger_seconds": linger_seconds,
+            "report_timeout_seconds": report_timeout_seconds,
+            "max_tasks": max_tasks,
+        }
+        self.counts: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()  # shared by every partition's framers
+        self.records_by_format: Counter[str] = Counter()
+        self._partitions: dict[Any, _Partition] = {}
+        self._host_partition: dict[str, Any] = {}
+        self._outbox: list[OomEvent] = []
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._consumer: Any = None
+        self._producer: Any = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        options = self.options
+        producer = AIOKafkaProducer(
+            **self.connection,
+            transactional_id=self.transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            transaction_timeout_ms=int(options.transaction_timeout_seconds * 1000),
+        )
+        consumer = AIOKafkaConsumer(
+            **self.connection,
+            group_id=options.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=options.auto_offset_reset,
+            isolation_level="read_committed",
+            max_poll_records=options.max_poll_records,
+        )
+        self._producer, self._consumer = producer, consumer
+        await producer.start()
+        try:
+            await consumer.start()
+            try:
+                consumer.subscribe(list(options.topics), listener=_Rebalance(self))
+                log.info(
+                    "central mode: group %s reading %s, transactional id %s, events to %s",
+                    options.group_id, ",".join(options.topics), self.transactional_id, self.events_topic,
+                )  # fmt: skip
+                await self._loop()
+                # A stop: commit what is complete; unfinished reports are re-read after a restart.
+                await self._commit()
+            finally:
+                await consumer.stop()
+        finally:
+            await producer.stop()
+        log.info("central mode stopped: %s", dict(self.counts))
+
+    async def _loop(self) -> None:
+        consumer = self._consumer
+        last_commit = time.monotonic()
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.options.max_poll_records)
+            for tp, records in batches.items():
+                partition = self._partition(tp)
+                for message in records:
+                    self._consume(tp, partition, message)
+            now = time.monotonic()
+            for partition in self._partitions.values():
+                self._outbox += partition.assemblers.tick(now)
+            if now - last_commit >= self.options.commit_interval_seconds:
+                await self._commit()
+                last_commit = time.monotonic()
+
+    # -- records ------------------------------------------------------------------------------
+    def _partition(self, tp: Any) -> _Partition:
+        partition = self._partitions.get(tp)
+        if partition is None:
+            settings = self._assembler_settings
+
+            def assembler() -> Assembler:
+                return Assembler(**settings)  # type: ignore[arg-type]
+
+            partition = self._partitions[tp] = _Partition(HostAssemblers(assembler))
+        return partition
+
+    def _framer(self, partition: _Partition, key: str | None) -> EnvelopeFramer:
+        framer = partition.framers.get(key)
+        if framer is None:
+            if len(partition.framers) > 100_000:
+                partition.framers.clear()
+            inner = Framer("auto", source_kind="kafka")
+            inner.skipped = self.skipped
+            inner.records_by_format = self.records_by_format
+            framer = partition.framers[key] = EnvelopeFramer(inner, default_host=key)
+        return framer
+
+    def _consume(self, tp: Any, partition: _Partition, message: Any) -> None:
+        self.counts["records_consumed"] += 1
+        partition.next_offset = message.offset + 1
+        key = message.key.decode("utf-8", "replace") if message.key else None
+        framer = self._framer(partition, key)
+        position = SourcePosition("kafka", message.offset, path=f"{tp.topic}:{tp.partition}")
+        value: bytes = message.value or b""
+        try:
+            record = self._frame(framer, value, position)
+        except Exception:  # a parser bug costs one record, never the member
+            self.counts["frame_errors"] += 1
+            log.exception("central mode: cannot frame %s:%d@%d", tp.topic, tp.partition, message.offset)
+            return
+        if record is None:
+            return
+        if record.host is not None:
+            owner = self._host_partition.setdefault(record.host, tp)
+            if owner != tp:
+                self.counts["host_on_two_partitions"] += 1
+                log.warning(
+                    "central mode: host %s has lines on %s:%d and %s:%d; key the input topic by "
+                    "host or its reports can split",
+                    record.host, owner.topic, owner.partition, tp.topic, tp.partition,
+                )  # fmt: skip
+                self._host_partition[record.host] = tp
+        self.counts["records"] += 1
+        self._outbox += partition.assemblers.feed(record)
+
+    def _frame(self, framer: EnvelopeFramer, value: bytes, position: SourcePosition) -> KernelRecord | None:
+        text = value.strip()
+        if text[:1] == b"{":
+            try:
+                obj = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                self.counts["bad_json"] += 1
+                log.warning("central mode: a record that starts like JSON is not JSON: %.120r", text)
+                return None
+            return framer.frame_object(obj, position)
+        return framer.frame_line(text, position)
+
+    # -- transactions -------------------------------------------------------------------------
+    def _commit_offsets(self) -> dict[Any, int]:
+        """Per owned partition: the offset to commit, never past an unfinished report."""
+        offsets: dict[Any, int] = {}
+        for tp, partition in self._partitions.items():
+            pending = partition.assemblers.oldest_pending_position()
+            if pending is not None and pending.offset is not None:
+                offsets[tp] = pending.offset
+            elif partition.next_offset is not None:
+                offsets[tp] = partition.next_offset
+        return offsets
+
+    async def _commit(self) -> None:
+        """One transaction: every released event and, with them, the offsets of every owned
+        partition (events of one partition never go out without the offsets that pass them)."""
+        async with self._lock:
+            offsets = self._commit_offsets()
+            events, self._outbox = self._outbox, []
+            if not events and not offsets:
+                return
+            producer = self._producer
+            try:
+                async with producer.transaction():
+                    futures = [
+                        await producer.send(
+                            self.events_topic,
+                            event_to_json(event),
+                            key=self.key_of(event),
+                            headers=self.headers_of(event),
+                        )
+                        for event in events
+                    ]
+                    if futures:
+                        await asyncio.gather(*futures)
+                    if offsets:
+                        await producer.send_offsets_to_transaction(
+                            {tp: offset for tp, offset in offsets.items()}, self.options.group_id
+                        )
+            except Exception as error:
+                self.counts["transactions_aborted"] += 1
+                log.error(
+                    "central mode: transaction failed (%s); re-reading from the committed offsets", error
+                )
+                await self._rewind()
+                return
+            self.counts["transactions"] += 1
+            self.counts["events_published"] += len(events)
+
+    async def _rewind(self) -> None:
+        """Forget everything uncommitted and read it again from the committed offsets."""
+        consumer = self._consumer
+        self._outbox = []
+        self._partitions.clear()
+        with contextlib.suppress(Exception):
+            for tp in consumer.assignment():
+                committed = await consumer.committed(tp)
+                if committed is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+
+    async def revoked(self, partitions: Sequence[Any]) -> None:
+        """Before a rebalance takes partitions away: commit what is complete, drop the rest."""
+        if not partitions:
+            return
+        await self._commit()
+        for tp in partitions:
+            dropped = self._partitions.pop(tp, None)
+            if dropped is not None and dropped.assemblers.busy:
+                self.counts["reports_left_to_new_owner"] += 1
+        self.counts["partitions_revoked"] += len(partitions)
+        log.info("central mode: partitions revoked: %s", _names(partitions))
+
+    def assigned(self, partitions: Sequence[Any]) -> None:
+        self.counts["partitions_assigned"] += len(partitions)
+        log.info("central mode: partitions assigned: %s", _names(partitions))
+
+
+def _names(partitions: Sequence[Any]) -> str:
+    return ",".join(f"{tp.topic}:{tp.partition}" for tp in sorted(partitions)) or "-"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's ConsumerRebalanceListener, forwarding to the central mode."""
+
+    def __init__(self, central: CentralMode) -> None:
+        self.central = central
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.central.revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.central.assigned(list(assigned))
+
+
+def default_transactional_id(node_name: str) -> str:
+    return f"oomstream-central-{node_name or os.uname().nodename}"
