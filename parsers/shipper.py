@@ -322,6 +322,9 @@ class EnvelopeFramer:
             record = record._replace(host=self.default_host)
         if record.position is None or record.position.kind != position.kind:
             record = record._replace(position=position)
+        elif record.position.path is None and position.path is not None:
+            # The partition a Kafka record came from (the inner framer knows only offsets).
+            record = record._replace(position=record.position._replace(path=position.path))
         return record
 
 

@@ -15,6 +15,14 @@ assembler's linger), so a crash or a rebalance re-reads that report whole; its e
 produced in the transaction that moves the offset past it, and get the same ids when re-read.
 Consumers of the events topic read with ``isolation.level=read_committed``.
 
+Several hosts share a partition, so the committed offset can stay before a report of one host
+while a later report of another is already published (or one whose first lines precede the
+offset and whose last lines follow it). So the offset's commit metadata records, per host (a
+short hash of its name), the offset of the last record of its newest report published at or
+beyond the committed offset; whoever reads the partition from there (this member after a crash,
+or a new owner) skips that host's records up to it instead of publishing a report twice, whole
+or as a tail.
+
 On a partition revocation the current transaction commits what is complete, and that
 partition's unfinished reports are dropped here (the new owner re-reads them from the committed
 offset). On a failed transaction everything uncommitted is re-read: the consumer seeks back to
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
@@ -46,6 +55,7 @@ from streamer.errors import ConfigError
 from streamer.sources.listeners import help_text
 
 log = logging.getLogger("oomstream.sources.kafka_lines")
+METADATA_MAX_BYTES = 4000  # the broker's offset.metadata.max.bytes defaults to 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,9 @@ class _Partition:
     assemblers: HostAssemblers
     framers: dict[str | None, EnvelopeFramer] = field(default_factory=dict)
     next_offset: int | None = None  # after the last record consumed
+    # Host hash -> offset of the last record of its newest report published at or beyond the
+    # committed offset: a re-read skips that host's records up to there.
+    published: dict[str, int] = field(default_factory=dict)
 
 
 class CentralMode:
@@ -136,11 +149,14 @@ class CentralMode:
         self.records_by_format: Counter[str] = Counter()
         self._partitions: dict[Any, _Partition] = {}
         self._host_partition: dict[str, Any] = {}
-        self._outbox: list[OomEvent] = []
+        self._outbox: list[tuple[Any, OomEvent]] = []
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: Any = None
         self._producer: Any = None
+        self._admin: Any = None
+        # What the committed offsets' metadata says is published, per partition (re)assigned.
+        self._loaded: dict[Any, dict[str, int]] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -148,6 +164,7 @@ class CentralMode:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+        from aiokafka.admin import AIOKafkaAdminClient
 
         options = self.options
         producer = AIOKafkaProducer(
@@ -166,6 +183,8 @@ class CentralMode:
             max_poll_records=options.max_poll_records,
         )
         self._producer, self._consumer = producer, consumer
+        self._admin = AIOKafkaAdminClient(**self.connection)
+        await self._admin.start()
         await producer.start()
         try:
             await consumer.start()
@@ -182,6 +201,7 @@ class CentralMode:
                 await consumer.stop()
         finally:
             await producer.stop()
+            await self._admin.close()
         log.info("central mode stopped: %s", dict(self.counts))
 
     async def _loop(self) -> None:
@@ -194,8 +214,8 @@ class CentralMode:
                 for message in records:
                     self._consume(tp, partition, message)
             now = time.monotonic()
-            for partition in self._partitions.values():
-                self._outbox += partition.assemblers.tick(now)
+            for tp, partition in self._partitions.items():
+                self._release(tp, partition.assemblers.tick(now))
             if now - last_commit >= self.options.commit_interval_seconds:
                 await self._commit()
                 last_commit = time.monotonic()
@@ -210,7 +230,12 @@ class CentralMode:
                 return Assembler(**settings)  # type: ignore[arg-type]
 
             partition = self._partitions[tp] = _Partition(HostAssemblers(assembler))
+            partition.published = self._loaded.pop(tp, {})
         return partition
+
+    def _release(self, tp: Any, events: list[OomEvent]) -> None:
+        """Queue events for the next transaction."""
+        self._outbox += [(tp, event) for event in events]
 
     def _framer(self, partition: _Partition, key: str | None) -> EnvelopeFramer:
         framer = partition.framers.get(key)
@@ -248,8 +273,13 @@ class CentralMode:
                     record.host, owner.topic, owner.partition, tp.topic, tp.partition,
                 )  # fmt: skip
                 self._host_partition[record.host] = tp
+        published_until = partition.published.get(host_hash(record.host))
+        if published_until is not None and message.offset <= published_until:
+            # Part of a report published before this re-read (a crash, a rebalance).
+            self.counts["records_already_published"] += 1
+            return
         self.counts["records"] += 1
-        self._outbox += partition.assemblers.feed(record)
+        self._release(tp, partition.assemblers.feed(record))
 
     def _frame(self, framer: EnvelopeFramer, value: bytes, position: SourcePosition) -> KernelRecord | None:
         text = value.strip()
@@ -264,23 +294,54 @@ class CentralMode:
         return framer.frame_line(text, position)
 
     # -- transactions -------------------------------------------------------------------------
-    def _commit_offsets(self) -> dict[Any, int]:
-        """Per owned partition: the offset to commit, never past an unfinished report."""
-        offsets: dict[Any, int] = {}
+    def _commit_offsets(self, events: list[tuple[Any, OomEvent]]) -> dict[Any, tuple[int, str]]:
+        """Per owned partition: the offset to commit (never past an unfinished report) and, as
+        its metadata, what a re-read from there must skip (see the module docstring)."""
+        fresh: dict[Any, dict[str, int]] = {}
+        for tp, event in events:
+            last = (event.source.position or {}).get("offset")
+            if isinstance(last, int):
+                hosts = fresh.setdefault(tp, {})
+                key = host_hash(event.host)
+                hosts[key] = max(hosts.get(key, -1), last)
+        offsets: dict[Any, tuple[int, str]] = {}
         for tp, partition in self._partitions.items():
             pending = partition.assemblers.oldest_pending_position()
             if pending is not None and pending.offset is not None:
-                offsets[tp] = pending.offset
+                offset = pending.offset
             elif partition.next_offset is not None:
-                offsets[tp] = partition.next_offset
+                offset = partition.next_offset
+            else:
+                continue
+            merged = dict(partition.published)
+            for key, last in fresh.get(tp, {}).items():
+                merged[key] = max(merged.get(key, -1), last)
+            offsets[tp] = (offset, self._metadata(tp, {k: v for k, v in merged.items() if v >= offset}))
         return offsets
+
+    def _metadata(self, tp: Any, published: dict[str, int]) -> str:
+        entries = sorted(published.items(), key=lambda item: item[1], reverse=True)
+        metadata = ",".join(f"{key}:{last}" for key, last in entries)
+        if len(metadata) > METADATA_MAX_BYTES:
+            # Over the broker's offset.metadata.max.bytes: the oldest entries are left out, and
+            # after a re-read those hosts' reports past the offset may be published again.
+            self.counts["published_hosts_not_recorded"] += 1
+            log.error(
+                "central mode: %s:%d: too many hosts with reports published past the committed "
+                "offset to record them all; some may be published again after a restart",
+                tp.topic, tp.partition,
+            )  # fmt: skip
+            metadata = metadata[: metadata.rfind(",", 0, METADATA_MAX_BYTES)]
+        return metadata
 
     async def _commit(self) -> None:
         """One transaction: every released event and, with them, the offsets of every owned
         partition (events of one partition never go out without the offsets that pass them)."""
+        from aiokafka.structs import OffsetAndMetadata
+
         async with self._lock:
-            offsets = self._commit_offsets()
             events, self._outbox = self._outbox, []
+            offsets = self._commit_offsets(events)
             if not events and not offsets:
                 return
             producer = self._producer
@@ -293,13 +354,14 @@ class CentralMode:
                             key=self.key_of(event),
                             headers=self.headers_of(event),
                         )
-                        for event in events
+                        for _tp, event in events
                     ]
                     if futures:
                         await asyncio.gather(*futures)
                     if offsets:
                         await producer.send_offsets_to_transaction(
-                            {tp: offset for tp, offset in offsets.items()}, self.options.group_id
+                            {tp: OffsetAndMetadata(o, meta) for tp, (o, meta) in offsets.items()},
+                            self.options.group_id,
                         )
             except Exception as error:
                 self.counts["transactions_aborted"] += 1
@@ -308,8 +370,25 @@ class CentralMode:
                 )
                 await self._rewind()
                 return
+            for tp, (_offset, metadata) in offsets.items():
+                partition = self._partitions.get(tp)
+                if partition is not None:
+                    partition.published = _published(metadata)
             self.counts["transactions"] += 1
             self.counts["events_published"] += len(events)
+
+    async def _load_published(self, partitions: Sequence[Any]) -> None:
+        """What the committed offsets of ``partitions`` record as published past them."""
+        try:
+            committed = await self._admin.list_consumer_group_offsets(
+                self.options.group_id, partitions=list(partitions)
+            )
+        except Exception as error:
+            log.error("central mode: cannot read the committed offsets' metadata: %s", error)
+            raise
+        for tp in partitions:
+            entry = committed.get(tp)
+            self._loaded[tp] = _published(entry.metadata if entry is not None else "")
 
     async def _rewind(self) -> None:
         """Forget everything uncommitted and read it again from the committed offsets."""
@@ -317,6 +396,7 @@ class CentralMode:
         self._outbox = []
         self._partitions.clear()
         with contextlib.suppress(Exception):
+            await self._load_published(list(consumer.assignment()))
             for tp in consumer.assignment():
                 committed = await consumer.committed(tp)
                 if committed is None:
@@ -336,9 +416,26 @@ class CentralMode:
         self.counts["partitions_revoked"] += len(partitions)
         log.info("central mode: partitions revoked: %s", _names(partitions))
 
-    def assigned(self, partitions: Sequence[Any]) -> None:
+    async def assigned(self, partitions: Sequence[Any]) -> None:
+        await self._load_published(partitions)
+        for tp in partitions:
+            self._partitions.pop(tp, None)  # start over from the committed offset
         self.counts["partitions_assigned"] += len(partitions)
         log.info("central mode: partitions assigned: %s", _names(partitions))
+
+
+def host_hash(host: str | None) -> str:
+    """Eight hex digits naming a host in offset metadata (4 KB holds about 250 of them)."""
+    return hashlib.blake2b((host or "").encode("utf-8", "surrogateescape"), digest_size=4).hexdigest()
+
+
+def _published(metadata: str | None) -> dict[str, int]:
+    published: dict[str, int] = {}
+    for entry in (metadata or "").split(","):
+        key, _, last = entry.partition(":")
+        if len(key) == 8 and last.isdigit():
+            published[key] = int(last)
+    return published
 
 
 def _names(partitions: Sequence[Any]) -> str:
@@ -355,7 +452,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.central.revoked(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        self.central.assigned(list(assigned))
+        await self.central.assigned(list(assigned))
 
 
 def default_transactional_id(node_name: str) -> str:
