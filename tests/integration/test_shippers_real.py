@@ -12,10 +12,19 @@ import json
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from shippers.real import free_port, rsyslog, rsyslog_missing, syslog_ng, syslog_ng_missing, wait_port
+from shippers.real import (
+    free_port,
+    omkafka_missing,
+    rsyslog,
+    rsyslog_missing,
+    syslog_ng,
+    syslog_ng_missing,
+    wait_port,
+)
 
 from streamer.inputs import events_from_bytes
 from tests.integration.kafka_broker import consume_all, unique_topic
@@ -191,3 +200,99 @@ action(type="omfwd" Target="127.0.0.1" Port="{port}" Protocol="tcp" TCP_Framing=
     assert event["partial"] is False
     assert event["source"]["format"] == "syslog-5424"  # type: ignore[index]
     assert len({e["event_id"] for e in mine}) == len(mine) == len(killed)
+
+
+# -- shippers into Kafka, central mode out ---------------------------------------------------------
+
+RSYSLOG_JSON_TEMPLATE = """
+template(name="oomstream_json" type="list" option.jsonf="on") {
+    property(outname="timereported" name="timereported" dateFormat="rfc3339" format="jsonf")
+    property(outname="hostname" name="hostname" format="jsonf")
+    property(outname="facility" name="syslogfacility-text" format="jsonf")
+    property(outname="severity" name="syslogseverity-text" format="jsonf")
+    property(outname="programname" name="programname" format="jsonf")
+    property(outname="sequnum" name="$!sequnum" format="jsonf")
+    property(outname="msg" name="msg" format="jsonf")
+}
+template(name="oomstream_key" type="string" string="%hostname%")
+"""
+
+
+def _through_central(tmp_path: Path, kafka_bootstrap: str, inputs: str, host: str, feed: object) -> None:
+    from tests.integration.test_central_mode import committed_events, create_topic, member
+    from tests.integration.test_central_mode import stop as stop_member
+
+    events, group = unique_topic("central"), f"g-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topic(kafka_bootstrap, inputs, 2))
+    central = member(tmp_path, kafka_bootstrap, events, inputs, group, "m1")
+    try:
+        feed()  # type: ignore[operator]
+        got = asyncio.run(committed_events(kafka_bootstrap, events, 5, timeout=90))
+    finally:
+        err = stop_member(central)
+    assert len(got) == 5, err[-3000:]
+    check_same_as_parse_central(got, host)
+
+
+def check_same_as_parse_central(events: list[dict[str, object]], host: str) -> None:
+    expected = events_from_bytes(KERNEL_LOG)
+    assert sorted(e["event_id"] for e in events) == sorted(e.event_id for e in expected)  # type: ignore[type-var]
+    assert {e["host"] for e in events} == {host}
+    assert all(e["partial"] is False for e in events)
+
+
+def test_rsyslog_omkafka_feeds_the_central_mode(tmp_path: Path, kafka_bootstrap: str) -> None:
+    if (reason := rsyslog_missing() or omkafka_missing()) is not None:
+        pytest.skip(reason)
+    inputs = unique_topic("lines")
+    log_file = tmp_path / "kern.log"
+    log_file.write_bytes(b"")
+
+    def feed() -> None:
+        config = f"""
+global(localHostName="omkafka-node-5")
+module(load="imfile" PollingInterval="1")
+module(load="omkafka")
+{RSYSLOG_JSON_TEMPLATE}
+input(type="imfile" File="{log_file}" Tag="kernel:" Facility="kern" Severity="info" ruleset="to_kafka")
+ruleset(name="to_kafka") {{
+    action(type="omkafka" broker=["{kafka_bootstrap}"] topic="{inputs}" template="oomstream_json"
+           key="oomstream_key" dynaKey="on" confParam=["acks=all", "enable.idempotence=true"])
+}}
+"""
+        with rsyslog(tmp_path, config):
+            time.sleep(1.5)
+            with open(log_file, "ab") as handle:
+                handle.write(KERNEL_LOG)
+            time.sleep(5.0)  # rsyslog flushes to Kafka, then stops
+
+    _through_central(tmp_path, kafka_bootstrap, inputs, "omkafka-node-5", feed)
+
+
+def test_syslog_ng_kafka_c_feeds_the_central_mode(tmp_path: Path, kafka_bootstrap: str) -> None:
+    if (reason := syslog_ng_missing()) is not None:
+        pytest.skip(reason)
+    inputs = unique_topic("lines")
+    log_file = tmp_path / "kern.log"
+    log_file.write_bytes(b"")
+
+    def feed() -> None:
+        config = f"""
+options {{ stats-freq(0); keep-hostname(yes); }};
+source s_kernel_file {{
+    file("{log_file}" follow-freq(1) flags(no-parse) program-override("kernel")
+         host-override("kafka-c-node-6") default-facility(kern) default-priority(info));
+}};
+destination d_kafka {{
+    kafka-c(bootstrap-servers("{kafka_bootstrap}") topic("{inputs}") key("$HOST")
+            message("$(format-json --scope rfc5424 --key ISODATE)"));
+}};
+log {{ source(s_kernel_file); destination(d_kafka); }};
+"""
+        with syslog_ng(tmp_path, config):
+            time.sleep(1.5)
+            with open(log_file, "ab") as handle:
+                handle.write(KERNEL_LOG)
+            time.sleep(5.0)
+
+    _through_central(tmp_path, kafka_bootstrap, inputs, "kafka-c-node-6", feed)
