@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_pid_index.py
 	$(BIN)/python tests/bench/bench_pod_cache.py
 	$(BIN)/python tests/bench/bench_kafka.py
+	$(BIN)/python tests/bench/bench_shippers.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

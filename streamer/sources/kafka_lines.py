@@ -155,6 +155,9 @@ class CentralMode:
         self._consumer: Any = None
         self._producer: Any = None
         self._admin: Any = None
+        # Wall-clock times of the first and the latest record consumed (throughput summary).
+        self.first_record_at: float | None = None
+        self.last_record_at: float | None = None
         # What the committed offsets' metadata says is published, per partition (re)assigned.
         self._loaded: dict[Any, dict[str, int]] = {}
 
@@ -203,6 +206,11 @@ class CentralMode:
             await producer.stop()
             await self._admin.close()
         log.info("central mode stopped: %s", dict(self.counts))
+        if self.first_record_at is not None and self.last_record_at is not None:
+            log.info(
+                "central mode throughput: %d records from %.6f to %.6f (unix seconds)",
+                self.counts["records_consumed"], self.first_record_at, self.last_record_at,
+            )  # fmt: skip
 
     async def _loop(self) -> None:
         consumer = self._consumer
@@ -213,6 +221,10 @@ class CentralMode:
                 partition = self._partition(tp)
                 for message in records:
                     self._consume(tp, partition, message)
+            if batches:
+                self.last_record_at = time.time()
+                if self.first_record_at is None:
+                    self.first_record_at = self.last_record_at
             now = time.monotonic()
             for tp, partition in self._partitions.items():
                 self._release(tp, partition.assemblers.tick(now))
