@@ -24,6 +24,7 @@ class HostAssemblers:
         self._factory = factory
         self.max_streams = max_streams
         self._streams: dict[tuple[str | None, str | None], Assembler] = {}
+        self._by_host: dict[str | None, list[Assembler]] = {}
         self._counts: Counter[str] = Counter()
         self._now: float | None = None  # the latest tick, for streams that start after it
 
@@ -49,11 +50,17 @@ class HostAssemblers:
             if len(self._streams) >= self.max_streams:
                 self._evict_idle()
             assembler = self._streams[key] = self._factory()
+            self._by_host.setdefault(record.host, []).append(assembler)
             if self._now is not None:
                 # A report without kernel times (imkmsg relayed, journald export) expires on tick
                 # time only, counted from the tick its assembler last heard.
                 assembler.tick(self._now)
         return assembler.feed(record)
+
+    def needs_every_line(self, host: str | None) -> bool:
+        """Whether a line of ``host`` without an OOM keyword may still matter (a keyword
+        prefilter may skip it otherwise; see parsers.scan)."""
+        return any(assembler.needs_every_line for assembler in self._by_host.get(host, ()))
 
     def tick(self, now: float) -> list[OomEvent]:
         self._now = now
@@ -73,6 +80,7 @@ class HostAssemblers:
         out: list[OomEvent] = []
         for key in [key for key in self._streams if not keep(key[0])]:
             assembler = self._streams.pop(key)
+            self._forget(key[0], assembler)
             out += assembler.flush(unfinished=unfinished)
             self._counts.update(assembler.counts)
         return out
@@ -90,5 +98,14 @@ class HostAssemblers:
     def _evict_idle(self) -> None:
         """Forget idle streams (hosts long gone) so a churning fleet cannot grow this forever."""
         for key in [key for key, assembler in self._streams.items() if not assembler.busy]:
-            self._counts.update(self._streams.pop(key).counts)
+            assembler = self._streams.pop(key)
+            self._forget(key[0], assembler)
+            self._counts.update(assembler.counts)
         self._counts["streams_evicted"] += 1
+
+    def _forget(self, host: str | None, assembler: Assembler) -> None:
+        left = [other for other in self._by_host.get(host, ()) if other is not assembler]
+        if left:
+            self._by_host[host] = left
+        else:
+            self._by_host.pop(host, None)

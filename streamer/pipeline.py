@@ -16,10 +16,11 @@ counted as owed before that task starts, so the checkpoint cannot pass it while 
 
 A source position is checkpointed only when every event of every report that started at or
 before it has been acknowledged by the sink, or written to the durable spool (see acks.py).
-Listener sources (syslog, HTTP: ``many_hosts``) get one assembler per host and, instead of a
-checkpoint, hear ``settled(position)`` every tick under the same rule (the HTTP listener answers
-its senders then). A signal source hears ``acknowledged`` under the same rule, and the ids of published signals
-are kept (the signal ledger) so a relist after a restart does not publish them again.
+Listener sources (syslog, HTTP: ``many_hosts``) get one assembler per host and, instead of
+a checkpoint, hear ``settled(position)`` every tick under the same rule (the HTTP listener
+answers its senders then). A signal source hears ``acknowledged`` under the same rule, and
+the ids of published signals are kept (the signal ledger) so a relist after a restart does not
+publish them again.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ from parsers.events import OomEvent, event_to_json
 from parsers.framing import Framer
 from parsers.oom import Assembler
 from parsers.records import KernelRecord, SourcePosition
+from parsers.scan import JSON_KEYWORDS
 from parsers.shipper import EnvelopeFramer
 from parsers.streams import HostAssemblers
 from streamer.errors import ConfigError
@@ -106,7 +107,10 @@ class _Partition:
     """Assembly state of one input partition this member owns."""
 
     assemblers: HostAssemblers
+    path: str  # "topic:partition", in record positions
     framers: dict[str | None, EnvelopeFramer] = field(default_factory=dict)
+    # Record key -> the hosts its records named (the keyword prefilter asks their assemblers).
+    key_hosts: dict[str, set[str | None]] = field(default_factory=dict)
     next_offset: int | None = None  # after the last record consumed
     # Host hash -> offset of the last record of its newest report published at or beyond the
     # committed offset: a re-read skips that host's records up to there.
@@ -155,9 +159,11 @@ class CentralMode:
         self._consumer: Any = None
         self._producer: Any = None
         self._admin: Any = None
-        # Wall-clock times of the first and the latest record consumed (throughput summary).
+        # Wall-clock times of the first and the latest record consumed, and the process CPU time
+        # between them (throughput summary).
         self.first_record_at: float | None = None
         self.last_record_at: float | None = None
+        self._first_cpu = self._last_cpu = 0.0
         # What the committed offsets' metadata says is published, per partition (re)assigned.
         self._loaded: dict[Any, dict[str, int]] = {}
 
@@ -208,8 +214,9 @@ class CentralMode:
         log.info("central mode stopped: %s", dict(self.counts))
         if self.first_record_at is not None and self.last_record_at is not None:
             log.info(
-                "central mode throughput: %d records from %.6f to %.6f (unix seconds)",
+                "central mode throughput: %d records from %.6f to %.6f (unix seconds), cpu %.3f s",
                 self.counts["records_consumed"], self.first_record_at, self.last_record_at,
+                self._last_cpu - self._first_cpu,
             )  # fmt: skip
 
     async def _loop(self) -> None:
@@ -223,8 +230,10 @@ class CentralMode:
                     self._consume(tp, partition, message)
             if batches:
                 self.last_record_at = time.time()
+                self._last_cpu = time.process_time()
                 if self.first_record_at is None:
                     self.first_record_at = self.last_record_at
+                    self._first_cpu = self._last_cpu
             now = time.monotonic()
             for tp, partition in self._partitions.items():
                 self._release(tp, partition.assemblers.tick(now))
@@ -241,7 +250,9 @@ class CentralMode:
             def assembler() -> Assembler:
                 return Assembler(**settings)  # type: ignore[arg-type]
 
-            partition = self._partitions[tp] = _Partition(HostAssemblers(assembler))
+            partition = self._partitions[tp] = _Partition(
+                HostAssemblers(assembler), f"{tp.topic}:{tp.partition}"
+            )
             partition.published = self._loaded.pop(tp, {})
         return partition
 
@@ -249,12 +260,26 @@ class CentralMode:
         """Queue events for the next transaction."""
         self._outbox += [(tp, event) for event in events]
 
+    def _skippable(self, partition: _Partition, key: str | None, value: bytes) -> bool:
+        """A line without an OOM keyword while no report of its host is open: it cannot matter
+        (as in parsers.scan), so it is not framed. Only for keys whose hosts are known."""
+        if key is None:
+            return False
+        for keyword in JSON_KEYWORDS:  # a loop, not any(): this runs for every record
+            if keyword in value:
+                return False
+        hosts = partition.key_hosts.get(key)
+        if not hosts:
+            return False
+        return not any(partition.assemblers.needs_every_line(host) for host in hosts)
+
     def _framer(self, partition: _Partition, key: str | None) -> EnvelopeFramer:
         framer = partition.framers.get(key)
         if framer is None:
             if len(partition.framers) > 100_000:
                 partition.framers.clear()
-            inner = Framer("auto", source_kind="kafka")
+                partition.key_hosts.clear()
+            inner = Framer("auto", source_kind="kafka", host=key, path=partition.path)
             inner.skipped = self.skipped
             inner.records_by_format = self.records_by_format
             framer = partition.framers[key] = EnvelopeFramer(inner, default_host=key)
@@ -264,9 +289,12 @@ class CentralMode:
         self.counts["records_consumed"] += 1
         partition.next_offset = message.offset + 1
         key = message.key.decode("utf-8", "replace") if message.key else None
-        framer = self._framer(partition, key)
-        position = SourcePosition("kafka", message.offset, path=f"{tp.topic}:{tp.partition}")
         value: bytes = message.value or b""
+        if self._skippable(partition, key, value):
+            self.counts["records_prefiltered"] += 1
+            return
+        framer = self._framer(partition, key)
+        position = SourcePosition("kafka", message.offset, path=partition.path)
         try:
             record = self._frame(framer, value, position)
         except Exception:  # a parser bug costs one record, never the member
@@ -275,6 +303,10 @@ class CentralMode:
             return
         if record is None:
             return
+        if key is not None:
+            hosts = partition.key_hosts.setdefault(key, set())
+            if record.host not in hosts:
+                hosts.add(record.host)
         if record.host is not None:
             owner = self._host_partition.setdefault(record.host, tp)
             if owner != tp:
@@ -285,7 +317,7 @@ class CentralMode:
                     record.host, owner.topic, owner.partition, tp.topic, tp.partition,
                 )  # fmt: skip
                 self._host_partition[record.host] = tp
-        published_until = partition.published.get(host_hash(record.host))
+        published_until = partition.published.get(host_hash(record.host)) if partition.published else None
         if published_until is not None and message.offset <= published_until:
             # Part of a report published before this re-read (a crash, a rebalance).
             self.counts["records_already_published"] += 1

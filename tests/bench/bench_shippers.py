@@ -83,8 +83,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def central(bootstrap: str, tmp: Path, members: int, hosts: dict[str, list[bytes]], expected: int) -> float:
-    """Lines/s of ``members`` central-mode processes over a pre-filled 4-partition topic."""
+def central(
+    bootstrap: str, tmp: Path, members: int, hosts: dict[str, list[bytes]], expected: int
+) -> tuple[float, float]:
+    """Lines per wall second of ``members`` central-mode processes over a pre-filled 4-partition
+    topic (first record to last, all members), and lines per CPU second of the members."""
     inputs, events, group = unique_topic("bench-lines"), unique_topic("bench-central"), f"bench-{uuid.uuid4().hex[:8]}"
     asyncio.run(create_topic(bootstrap, inputs, 4))
     asyncio.run(create_topic(bootstrap, events, 4))
@@ -111,13 +114,16 @@ def central(bootstrap: str, tmp: Path, members: int, hosts: dict[str, list[bytes
         print(f"  warning: {len(got)} events read, {expected} expected")
     spans = []
     total = 0
+    cpu = 0.0
     for _, log in procs:
-        for match in re.finditer(r"throughput: (\d+) records from ([\d.]+) to ([\d.]+)", log.read_text()):
+        pattern = r"throughput: (\d+) records from ([\d.]+) to ([\d.]+) \(unix seconds\), cpu ([\d.]+) s"
+        for match in re.finditer(pattern, log.read_text()):
             total += int(match.group(1))
             spans += [float(match.group(2)), float(match.group(3))]
+            cpu += float(match.group(4))
     if not spans:
         raise RuntimeError("no throughput line in the members' logs")
-    return total / (max(spans) - min(spans))
+    return total / (max(spans) - min(spans)), total / cpu
 
 
 SENDER = r"""
@@ -298,12 +304,13 @@ def main() -> int:
               f"{args.noise} other lines per report)")  # fmt: skip
         print(f"  oomstream parse (in-process, CPU time), same lines   {parse_rate:12,.0f} lines/s  (baseline)")
         with tempfile.TemporaryDirectory(prefix="bench-shippers-") as tmp:
-            one = central(bootstrap, Path(tmp), 1, hosts, expected)
+            one, one_cpu = central(bootstrap, Path(tmp), 1, hosts, expected)
             print(f"  central mode, 1 member (4 partitions)               {one:12,.0f} lines/s  "
-                  f"= {one / parse_rate:.2f} x parse")  # fmt: skip
-            two = central(bootstrap, Path(tmp), 2, hosts, expected)
+                  f"= {one / parse_rate:.2f} x parse; {one_cpu:,.0f} lines per member CPU second")  # fmt: skip
+            two, two_cpu = central(bootstrap, Path(tmp), 2, hosts, expected)
             print(f"  central mode, 2 members                             {two:12,.0f} lines/s  "
-                  f"= {two / parse_rate:.2f} x parse; gain 2 vs 1: {two / one:.2f}x")  # fmt: skip
+                  f"= {two / parse_rate:.2f} x parse; gain 2 vs 1: {two / one:.2f}x; "
+                  f"{two_cpu:,.0f} lines per member CPU second")  # fmt: skip
             sample = all_lines[:100_000]
             tcp = asyncio.run(syslog_ingest(sample))
             print(f"  syslog TCP ingest (octet counted, 1 connection)     {tcp:12,.0f} lines/s")
