@@ -296,3 +296,38 @@ log {{ source(s_kernel_file); destination(d_kafka); }};
             time.sleep(5.0)
 
     _through_central(tmp_path, kafka_bootstrap, inputs, "kafka-c-node-6", feed)
+
+
+def test_http_listener_answers_200_once_the_events_are_in_kafka(tmp_path: Path, kafka_bootstrap: str) -> None:
+    """Vector's http sink format (NDJSON of its file source, gzip) into `oomstream run`: the 200
+    comes after Kafka acknowledged the events, so they are readable as soon as it arrives."""
+    import gzip
+    import http.client
+
+    import orjson
+    from shippers.envelopes import BUILDERS, dmesg_lines
+
+    topic = unique_topic("http")
+    port = free_port()
+    service = start_oomstream(
+        tmp_path,
+        **kafka_settings(kafka_bootstrap, topic),
+        OOMSTREAM_SOURCE_KIND="auto",
+        OOMSTREAM_HTTP_ENABLED="true",
+        OOMSTREAM_HTTP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+        OOMSTREAM_KUBERNETES_MODE="off",
+    )
+    try:
+        wait_port(port)
+        lines = dmesg_lines(KERNEL_LOG.decode())
+        body = b"".join(orjson.dumps(BUILDERS["vector-file"](line, n, "vector-node-7")) + b"\n" for n, line in enumerate(lines))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("POST", "/v1/lines", gzip.compress(body), {"Content-Encoding": "gzip"})
+        response = conn.getresponse()
+        answer = orjson.loads(response.read())
+        assert response.status == 200, answer
+        # No waiting: the events are in Kafka when the 200 arrives.
+        events = [json.loads(r.value) for r in asyncio.run(consume_all(kafka_bootstrap, topic, timeout_seconds=30))]
+    finally:
+        stop(service)
+    check_same_as_parse_central(events, "vector-node-7")

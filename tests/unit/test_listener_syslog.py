@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from test_pipeline import HoldingSink
@@ -115,3 +119,52 @@ async def test_a_port_in_use_is_a_clear_error() -> None:
             await SyslogSource(taken).start()
     finally:
         await first.aclose()
+
+
+def make_ca_and_cert(tmp: Path, name: str, ca: tuple[Path, Path] | None = None) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by ``ca`` (or self-signed), made with the openssl tool."""
+    key, cert = tmp / f"{name}.key", tmp / f"{name}.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509" if ca is None else "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-subj", f"/CN={name}", "-days", "2", "-out", str(cert if ca is None else tmp / f"{name}.csr"),
+         *(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE"]
+           if ca is None else [])],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    if ca is not None:
+        ext = tmp / f"{name}.ext"
+        ext.write_text("subjectAltName=IP:127.0.0.1\n")
+        subprocess.run(
+            ["openssl", "x509", "-req", "-in", str(tmp / f"{name}.csr"), "-CA", str(ca[1]), "-CAkey", str(ca[0]),
+             "-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(ext)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return key, cert
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl tool is not installed")
+async def test_tls_with_client_certificates(tmp_path: Path) -> None:
+    ca = make_ca_and_cert(tmp_path, "ca")
+    server_key, server_cert = make_ca_and_cert(tmp_path, "server", ca)
+    client_key, client_cert = make_ca_and_cert(tmp_path, "client", ca)
+    options = SyslogSourceOptions(
+        enabled=True, tcp_listen_address="127.0.0.1:0", tls_cert_path=str(server_cert),
+        tls_key_path=str(server_key), tls_client_ca_path=str(ca[1]),
+    )  # fmt: skip
+    async with running(options) as (source, sink, _):
+        assert source.tcp_address is not None
+        trusted = ssl.create_default_context(cafile=str(ca[1]))
+        anonymous = ssl.create_default_context(cafile=str(ca[1]))
+        trusted.load_cert_chain(str(client_cert), str(client_key))
+        # Without a client certificate the handshake (or the first read) fails; nothing arrives.
+        with contextlib.suppress(ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
+            reader, writer = await asyncio.open_connection(*source.tcp_address, ssl=anonymous)
+            writer.write(b"".join(octet(frame) for frame in report_5424("anon", 1)))
+            await writer.drain()
+            await reader.read()
+        _, writer = await asyncio.open_connection(*source.tcp_address, ssl=trusted)
+        writer.write(b"".join(octet(frame) for frame in report_5424("tls-node", 606)))
+        await writer.drain()
+        await wait_for(lambda: len(sink.delivered) == 1)
+        writer.close()
+    assert [(e.host, e.victim.pid) for e in sink.delivered if e.victim] == [("tls-node", 606)]
