@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import shutil
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 from shippers.envelopes import BUILDERS, dmesg_lines
-from test_listener_syslog import make_ca_and_cert
+from test_listener_syslog import TlsSet, needs_openssl
 from test_pipeline import HoldingSink
 
 from streamer.inputs import events_from_bytes
@@ -145,27 +144,20 @@ async def test_bearer_token(tmp_path: Path) -> None:
         assert (await post(source, LINES[0].encode(), {"Authorization": "Bearer s3cret"}))[0] == 200
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl tool is not installed")
+@needs_openssl
 async def test_https_with_client_certificates(tmp_path: Path) -> None:
-    ca = make_ca_and_cert(tmp_path, "ca")
-    server_key, server_cert = make_ca_and_cert(tmp_path, "server", ca)
-    client_key, client_cert = make_ca_and_cert(tmp_path, "client", ca)
-    options = HttpSourceOptions(
-        enabled=True, listen_address="127.0.0.1:0", tls_cert_path=str(server_cert),
-        tls_key_path=str(server_key), tls_client_ca_path=str(ca[1]),
-    )  # fmt: skip
+    tls = TlsSet(tmp_path)
+    options = HttpSourceOptions(enabled=True, listen_address="127.0.0.1:0", **tls.server_options())
     async with running(options) as (source, sink):
         assert source.address is not None
-        anonymous = ssl.create_default_context(cafile=str(ca[1]))
+        anonymous = tls.client(certificate=False)
         with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
             reader, writer = await asyncio.open_connection(*source.address, ssl=anonymous)
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             await writer.drain()
             if not await reader.read():
                 raise ConnectionError("closed without an answer")
-        trusted = ssl.create_default_context(cafile=str(ca[1]))
-        trusted.load_cert_chain(str(client_cert), str(client_key))
-        reader, writer = await asyncio.open_connection(*source.address, ssl=trusted)
+        reader, writer = await asyncio.open_connection(*source.address, ssl=tls.client(certificate=True))
         body = ndjson("vector-file")
         writer.write(
             f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body

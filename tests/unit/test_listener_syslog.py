@@ -8,6 +8,7 @@ import shutil
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -142,20 +143,40 @@ def make_ca_and_cert(tmp: Path, name: str, ca: tuple[Path, Path] | None = None) 
     return key, cert
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl tool is not installed")
+@dataclass(frozen=True)
+class TlsSet:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by the CA."""
+
+    tmp: Path
+
+    def __post_init__(self) -> None:
+        ca = make_ca_and_cert(self.tmp, "ca")
+        make_ca_and_cert(self.tmp, "server", ca)
+        make_ca_and_cert(self.tmp, "client", ca)
+
+    def server_options(self) -> dict[str, str]:
+        """The listener options that require client certificates (the same names for both)."""
+        t = self.tmp
+        return {"tls_cert_path": str(t / "server.crt"), "tls_key_path": str(t / "server.key"),
+                "tls_client_ca_path": str(t / "ca.crt")}  # fmt: skip
+
+    def client(self, *, certificate: bool) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.tmp / "ca.crt"))
+        if certificate:
+            context.load_cert_chain(str(self.tmp / "client.crt"), str(self.tmp / "client.key"))
+        return context
+
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl tool is not installed")
+
+
+@needs_openssl
 async def test_tls_with_client_certificates(tmp_path: Path) -> None:
-    ca = make_ca_and_cert(tmp_path, "ca")
-    server_key, server_cert = make_ca_and_cert(tmp_path, "server", ca)
-    client_key, client_cert = make_ca_and_cert(tmp_path, "client", ca)
-    options = SyslogSourceOptions(
-        enabled=True, tcp_listen_address="127.0.0.1:0", tls_cert_path=str(server_cert),
-        tls_key_path=str(server_key), tls_client_ca_path=str(ca[1]),
-    )  # fmt: skip
+    tls = TlsSet(tmp_path)
+    options = SyslogSourceOptions(enabled=True, tcp_listen_address="127.0.0.1:0", **tls.server_options())
     async with running(options) as (source, sink, _):
         assert source.tcp_address is not None
-        trusted = ssl.create_default_context(cafile=str(ca[1]))
-        anonymous = ssl.create_default_context(cafile=str(ca[1]))
-        trusted.load_cert_chain(str(client_cert), str(client_key))
+        trusted, anonymous = tls.client(certificate=True), tls.client(certificate=False)
         # Without a client certificate the handshake (or the first read) fails; nothing arrives.
         with contextlib.suppress(ssl.SSLError, ConnectionError, asyncio.IncompleteReadError):
             reader, writer = await asyncio.open_connection(*source.tcp_address, ssl=anonymous)
