@@ -47,6 +47,7 @@ from streamer.sources.http import build as build_http
 from streamer.sources.journald import JournaldSource
 from streamer.sources.k8s_objects import K8sObjectLinesSource
 from streamer.sources.k8s_watch import KubeWatchSource
+from streamer.sources.kafka_lines import CentralModeError
 from streamer.sources.kafka_objects import KafkaObjectsSource
 from streamer.sources.kmsg import KmsgSource
 from streamer.sources.listeners import ListenerSource
@@ -92,7 +93,7 @@ def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         if config.kafka_input.enabled:
             return asyncio.run(run_central(config, kafka_sink_config(config)))
         return asyncio.run(run_service(config, stdout, print_events=not args.quiet))
-    except (SourceError, SinkError, KubeApiError) as error:
+    except (SourceError, SinkError, KubeApiError, CentralModeError) as error:
         raise CliError(str(error)) from None
 
 

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionalIdAuthorizationFailed
 
 from parsers.events import OomEvent, event_to_json
 from parsers.framing import Framer
@@ -57,6 +58,11 @@ from streamer.sources.listeners import help_text
 
 log = logging.getLogger("oomstream.sources.kafka_lines")
 METADATA_MAX_BYTES = 4000  # the broker's offset.metadata.max.bytes defaults to 4096
+FATAL_TRANSACTION_ERRORS = (ProducerFenced, TransactionalIdAuthorizationFailed, InvalidProducerEpoch)
+
+
+class CentralModeError(Exception):
+    """The central mode cannot go on; the message says why and what to change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +172,7 @@ class CentralMode:
         self._first_cpu = self._last_cpu = 0.0
         # What the committed offsets' metadata says is published, per partition (re)assigned.
         self._loaded: dict[Any, dict[str, int]] = {}
+        self._committed: dict[Any, tuple[int, str]] = {}  # what the last transaction committed
 
     def stop(self) -> None:
         self._stopping.set()
@@ -386,8 +393,8 @@ class CentralMode:
         async with self._lock:
             events, self._outbox = self._outbox, []
             offsets = self._commit_offsets(events)
-            if not events and not offsets:
-                return
+            if not events and offsets == self._committed:
+                return  # nothing new: no empty transaction every interval while idle
             producer = self._producer
             try:
                 async with producer.transaction():
@@ -407,6 +414,15 @@ class CentralMode:
                             {tp: OffsetAndMetadata(o, meta) for tp, (o, meta) in offsets.items()},
                             self.options.group_id,
                         )
+            except FATAL_TRANSACTION_ERRORS as error:
+                # Another process took this transactional id (or may not use it): going on would
+                # only fail again. Stop; the group gives the partitions to the other members.
+                self.counts["transactions_fenced"] += 1
+                raise CentralModeError(
+                    f"central mode: the transactional id {self.transactional_id!r} is fenced or not "
+                    f"permitted ({type(error).__name__}): give each member its own "
+                    "kafka_input.transactional_id"
+                ) from None
             except Exception as error:
                 self.counts["transactions_aborted"] += 1
                 log.error(
@@ -418,6 +434,7 @@ class CentralMode:
                 partition = self._partitions.get(tp)
                 if partition is not None:
                     partition.published = _published(metadata)
+            self._committed = offsets
             self.counts["transactions"] += 1
             self.counts["events_published"] += len(events)
 

@@ -180,3 +180,25 @@ def test_a_second_member_joins_and_every_kill_is_published_once(tmp_path: Path, 
     assert max(counts.values()) == 1
     assert "partitions assigned: it." in err_second, err_second[-2000:]
     assert "partitions revoked" in err_first
+
+
+def test_a_second_process_with_the_same_transactional_id_fences_the_first(tmp_path: Path, kafka_bootstrap: str) -> None:
+    inputs, events, group = unique_topic("lines"), unique_topic("central"), f"g-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topic(kafka_bootstrap, inputs, 2))
+    lines = [("node-x", line) for line in storm(30, 20).splitlines()]
+    first = member(tmp_path, kafka_bootstrap, events, inputs, group, "m1")
+    second = None
+    try:
+        time.sleep(4.0)
+        asyncio.run(produce(kafka_bootstrap, inputs, lines[:100]))
+        time.sleep(2.0)
+        second = member(tmp_path, kafka_bootstrap, events, inputs, group, "m1")  # the same id
+        time.sleep(6.0)
+        asyncio.run(produce(kafka_bootstrap, inputs, lines[100:]))
+        first.wait(timeout=90)
+    finally:
+        err_first = stop(first)
+        if second is not None:
+            stop(second)
+    assert first.returncode == 2, err_first[-2000:]
+    assert "kafka_input.transactional_id" in err_first
