@@ -371,6 +371,9 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
             ),
         )
         pipeline_ref.append(pipeline)
+        for source in sources:
+            if isinstance(source, ListenerSource):
+                source.readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
         metrics.track_queue("records", lambda: pipeline.queue_depth)
 
         loop = asyncio.get_running_loop()

@@ -8,9 +8,10 @@ inflated with a bound. One request is all or nothing for the sender:
 - 2xx only once every record of the request is durable: its events acknowledged by the sink or
   written to the spool, or no event owed (the pipeline's ``settled``);
 - 429 with ``Retry-After`` when the record queue has no room for the request (nothing taken);
-- 503 with ``Retry-After`` when the records were taken but did not become durable within
-  ``ack_timeout_seconds`` (the sender resends; the events keep their ids, so consumers drop the
-  repeats);
+- 503 with ``Retry-After`` when the service is not ready (Kafka unreachable and the spool
+  nearly full: nothing taken), or when the records were taken but did not become durable
+  within ``ack_timeout_seconds`` (the sender resends; the events keep their ids, so consumers
+  drop the repeats);
 - 413 over ``max_body_bytes`` (compressed or inflated), 400 for a body that cannot be read at
   all, 401 without the bearer token when one is configured.
 
@@ -250,6 +251,11 @@ class HttpSource(ListenerSource):
     async def _accept(
         self, body: bytes, headers: dict[str, str], peer: str | None
     ) -> tuple[int, dict[str, Any]]:
+        if self.readiness is not None:
+            ready, why = self.readiness()
+            if not ready:
+                self.counts["requests_refused_not_ready"] += 1
+                raise _Reject(503, f"not accepting records: {why}")
         framer = self.envelope_framer(headers.get("x-oomstream-host") or peer)
         records, bad = self._frame_body(body, framer, peer)
         if len(records) > self.queue_free:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +95,9 @@ class ListenerSource(FramedSource):
         self._settled = -1
         self._settled_changed = asyncio.Event()
         self._closed = False
+        # Set by the service: (ready, why) of the sink and spool; the HTTP listener answers 503
+        # instead of taking records that could only be lost or wait.
+        self.readiness: Callable[[], tuple[bool, str]] | None = None
         # Open connections (task serving it -> its writer), closed when the listener stops.
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 

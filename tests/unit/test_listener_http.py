@@ -166,3 +166,12 @@ async def test_https_with_client_certificates(tmp_path: Path) -> None:
         answer = await asyncio.wait_for(reader.read(), 30)
         assert answer.startswith(b"HTTP/1.1 200")
     assert [e.victim.pid for e in sink.delivered if e.victim] == [VICTIM]
+
+
+async def test_not_ready_answers_503_and_takes_nothing() -> None:
+    async with running(OPTIONS) as (source, _sink):
+        source.readiness = lambda: (False, "sink disconnected and spool 95% full")
+        status, headers, answer = await post(source, ndjson("vector-file"))
+        assert status == 503 and headers["retry-after"] == "5"
+        assert "spool 95% full" in str(answer["error"])
+        assert source.counts["records"] == 0
