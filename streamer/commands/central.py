@@ -7,13 +7,14 @@ import asyncio
 import signal
 import socket
 
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from parsers.events import AnyEvent
 from streamer.config import Config
 from streamer.errors import CliError
 from streamer.metrics import Metrics, MetricsServer
-from streamer.sinks.kafka import KafkaSink, connection_kwargs, event_headers, select_key
+from streamer.sinks.kafka import KafkaSink, connection_kwargs, describe_error, event_headers, select_key
 from streamer.sources.kafka_lines import CentralMode, default_transactional_id
 
 
@@ -55,9 +56,13 @@ async def run_central(config: Config, kafka_sink_config: object) -> int:
     metrics.track_source("kafka_input", central.counts)
     metrics.track_formats(central.records_by_format)
     metrics.track_parse_errors(central.skipped)
-    if config.metrics.enabled:
-        async with MetricsServer(metrics, config.metrics.listen_address):
+    try:
+        if config.metrics.enabled:
+            async with MetricsServer(metrics, config.metrics.listen_address):
+                await central.run()
+        else:
             await central.run()
-    else:
-        await central.run()
+    except KafkaError as error:
+        servers = ",".join(kafka_sink_config.bootstrap_servers)
+        raise CliError(f"central mode: Kafka at {servers}: {describe_error(error)}") from None
     return 0
