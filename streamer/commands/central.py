@@ -10,18 +10,23 @@ import socket
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from parsers.events import AnyEvent
+from parsers.events import OomEvent
 from streamer.config import Config
 from streamer.errors import CliError
 from streamer.metrics import Metrics, MetricsServer
-from streamer.sinks.kafka import KafkaSink, connection_kwargs, describe_error, event_headers, select_key
+from streamer.sinks.kafka import (
+    KafkaSink,
+    KafkaSinkConfig,
+    connection_kwargs,
+    describe_error,
+    event_headers,
+    select_key,
+)
 from streamer.sources.kafka_lines import CentralMode, default_transactional_id
 
 
-async def run_central(config: Config, kafka_sink_config: object) -> int:
-    from streamer.sinks.kafka import KafkaSinkConfig
-
-    assert isinstance(kafka_sink_config, KafkaSinkConfig)
+async def run_central(config: Config, kafka_sink_config: KafkaSinkConfig) -> int:
+    """Run until SIGTERM/SIGINT; ``kafka_sink_config`` is [kafka] as the sink reads it."""
     if config.output.sink != "kafka":
         raise CliError("kafka_input.enabled (central mode) publishes to Kafka only: set output.sink = kafka")
     options = config.kafka_input
@@ -32,10 +37,10 @@ async def run_central(config: Config, kafka_sink_config: object) -> int:
     host = socket.gethostname().encode()
     key_fields = kafka_sink_config.key_fields
 
-    def key_of(event: AnyEvent) -> bytes | None:
+    def key_of(event: OomEvent) -> bytes | None:
         return select_key(event, key_fields)
 
-    def headers_of(event: AnyEvent) -> list[tuple[str, bytes]]:
+    def headers_of(event: OomEvent) -> list[tuple[str, bytes]]:
         return event_headers(event.event_id, host)
 
     central = CentralMode(

@@ -38,7 +38,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -136,8 +136,8 @@ class CentralMode:
         *,
         connection: dict[str, Any],
         events_topic: str,
-        key_of: Any,
-        headers_of: Any,
+        key_of: Callable[[OomEvent], bytes | None],
+        headers_of: Callable[[OomEvent], list[tuple[str, bytes]]],
         transactional_id: str,
         linger_seconds: float = 2.5,
         report_timeout_seconds: float = 10.0,
@@ -231,16 +231,14 @@ class CentralMode:
         last_commit = time.monotonic()
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=self.options.max_poll_records)
+            if batches and self.first_record_at is None:
+                self.first_record_at, self._first_cpu = time.time(), time.process_time()
             for tp, records in batches.items():
                 partition = self._partition(tp)
                 for message in records:
                     self._consume(tp, partition, message)
             if batches:
-                self.last_record_at = time.time()
-                self._last_cpu = time.process_time()
-                if self.first_record_at is None:
-                    self.first_record_at = self.last_record_at
-                    self._first_cpu = self._last_cpu
+                self.last_record_at, self._last_cpu = time.time(), time.process_time()
             now = time.monotonic()
             for tp, partition in self._partitions.items():
                 self._release(tp, partition.assemblers.tick(now))
