@@ -8,10 +8,6 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/syslog-ng-root"
 problems="$here/install-problems.txt"
 : >"$problems"
-apt_get() {
-    # Other jobs may hold the dpkg lock for a while; wait for it rather than failing.
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q -y "$@"
-}
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
 need=()
@@ -33,7 +29,9 @@ fi
 if [ ! -x "$root/usr/sbin/syslog-ng" ]; then
     echo "shippers: unpacking syslog-ng into $root"
     work="$(mktemp -d)"
-    if (cd "$work" && apt-get download syslog-ng-core syslog-ng-mod-rdkafka >/tmp/oomstream-syslog-ng-download.log 2>&1); then
+    download() { (cd "$work" && apt-get download syslog-ng-core syslog-ng-mod-rdkafka >/tmp/oomstream-syslog-ng-download.log 2>&1); }
+    # A fresh machine may have no package lists yet: refresh them once and try again.
+    if download || { as_root apt-get -o DPkg::Lock::Timeout=600 -q update >/dev/null 2>&1 && download; }; then
         mkdir -p "$root"
         for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$root"; done
     else
@@ -44,6 +42,6 @@ fi
 if [ -s "$problems" ]; then
     echo "shippers: not everything installed (the tests that need it skip):"; cat "$problems"
 else
-    echo "shippers: rsyslog $(rsyslogd -v 2>/dev/null | head -n1 | cut -d, -f1 | cut -d' ' -f2), syslog-ng in $root, kcat ready"
+    echo "shippers: $(rsyslogd -v 2>/dev/null | head -n1 | cut -d, -f1), syslog-ng in $root, kcat ready"
 fi
 exit 0
