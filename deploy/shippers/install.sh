@@ -42,6 +42,6 @@ fi
 if [ -s "$problems" ]; then
     echo "shippers: not everything installed (the tests that need it skip):"; cat "$problems"
 else
-    echo "shippers: $(rsyslogd -v 2>/dev/null | head -n1 | cut -d, -f1), syslog-ng in $root, kcat ready"
+    echo "shippers: rsyslog $(rsyslogd -v 2>/dev/null | awk 'NR==1 {print $2}'), syslog-ng in $root, kcat ready"
 fi
 exit 0
