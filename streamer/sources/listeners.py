@@ -98,6 +98,7 @@ class ListenerSource(FramedSource):
         # Set by the service: (ready, why) of the sink and spool; the HTTP listener answers 503
         # instead of taking records that could only be lost or wait.
         self.readiness: Callable[[], tuple[bool, str]] | None = None
+        self._ending: asyncio.Task[None] | None = None
         # Open connections (task serving it -> its writer), closed when the listener stops.
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
 
@@ -117,11 +118,11 @@ class ListenerSource(FramedSource):
             return
         self._closed = True
         await self._stop()
-        with contextlib.suppress(asyncio.QueueFull):
+        try:
             self._queue.put_nowait(None)
-        if self._queue.full():
-            # A full queue: the reader is behind; end it after what is queued.
-            asyncio.get_running_loop().create_task(self._queue.put(None))
+        except asyncio.QueueFull:
+            # The reader is behind: end it after what is queued (kept referenced until done).
+            self._ending = asyncio.get_running_loop().create_task(self._queue.put(None))
 
     async def start(self) -> None:
         """Bind the listening sockets (SourceError when that fails); the service calls this first."""
