@@ -1,0 +1,76 @@
+"""Central mode bookkeeping without a broker: which offset and metadata a transaction commits,
+what a re-read skips, and a host seen on two partitions."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from aiokafka.structs import TopicPartition
+
+from streamer.sources.kafka_lines import CentralMode, KafkaInputOptions, _published, host_hash
+
+TP0, TP1 = TopicPartition("lines", 0), TopicPartition("lines", 1)
+
+
+def central() -> CentralMode:
+    return CentralMode(
+        KafkaInputOptions(enabled=True),
+        connection={},
+        events_topic="events",
+        key_of=lambda event: None,
+        headers_of=lambda event: [],
+        transactional_id="t",
+        linger_seconds=0.1,
+    )
+
+
+def report(pid: int, t: float) -> list[str]:
+    return [
+        f"[{t:.6f}] app invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+        f"[{t:.6f}] memory: usage 1024kB, limit 1024kB, failcnt 1",
+        f"[{t:.6f}] Memory cgroup out of memory: Killed process {pid} (app) total-vm:1kB, anon-rss:1kB, "
+        "file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+    ]
+
+
+def feed(mode: CentralMode, tp: TopicPartition, offset: int, host: str, line: str) -> None:
+    message = SimpleNamespace(offset=offset, key=host.encode(), value=line.encode())
+    mode._consume(tp, mode._partition(tp), message)
+
+
+def test_the_committed_offset_stays_before_an_open_report_and_records_what_is_published_past_it() -> None:
+    mode = central()
+    a, b = report(1, 10.0), report(2, 50.0)
+    feed(mode, TP0, 0, "host-a", a[0])  # host a's report opens at offset 0 ...
+    for offset, line in enumerate(b, start=1):  # ... host b's report is whole at 1-3
+        feed(mode, TP0, offset, "host-b", line)
+    assemblers = mode._partitions[TP0].assemblers
+    for now in (1000.0, 1001.0, 1002.0):  # host b's report closes, then its linger passes
+        mode._release(TP0, assemblers.tick(now))
+    events = [event for _, event in mode._outbox]
+    assert [e.victim.pid for e in events if e.victim] == [2]
+    offsets = mode._commit_offsets(mode._outbox)
+    offset, metadata = offsets[TP0]
+    assert offset == 0  # host a's open report is read again after a crash
+    assert _published(metadata) == {host_hash("host-b"): 3}  # ... but host b's report is not
+
+
+def test_a_re_read_skips_the_published_records_of_that_host_only() -> None:
+    mode = central()
+    mode._loaded[TP0] = {host_hash("host-b"): 3}
+    for offset, line in enumerate(report(2, 50.0), start=1):
+        feed(mode, TP0, offset, "host-b", line)
+    feed(mode, TP0, 0, "host-a", report(1, 10.0)[0])
+    # The first is skipped as published; the rest too, or not even framed (no OOM keyword and no
+    # open report of host b): nothing of host b's report is assembled again.
+    assert mode.counts["records_already_published"] + mode.counts["records_prefiltered"] == 3
+    assert mode.counts["records_already_published"] >= 1
+    mode._release(TP0, mode._partitions[TP0].assemblers.flush())
+    assert all(event.host == "host-a" for _, event in mode._outbox)
+
+
+def test_a_host_on_two_partitions_is_counted() -> None:
+    mode = central()
+    feed(mode, TP0, 0, "host-a", report(1, 10.0)[0])
+    feed(mode, TP1, 0, "host-a", report(1, 10.0)[1])
+    assert mode.counts["host_on_two_partitions"] == 1
