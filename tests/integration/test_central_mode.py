@@ -185,16 +185,19 @@ def test_a_second_member_joins_and_every_kill_is_published_once(tmp_path: Path, 
 def test_a_second_process_with_the_same_transactional_id_fences_the_first(tmp_path: Path, kafka_bootstrap: str) -> None:
     inputs, events, group = unique_topic("lines"), unique_topic("central"), f"g-{uuid.uuid4().hex[:8]}"
     asyncio.run(create_topic(kafka_bootstrap, inputs, 2))
-    lines = [("node-x", line) for line in storm(30, 20).splitlines()]
+    # Several hosts, so both partitions carry lines and the first member has work to commit.
+    logs = {f"node-x{h}": storm(30 + h, 6).splitlines() for h in range(8)}
+    early = [(host, line) for host, log in logs.items() for line in log[: len(log) // 2]]
+    late = [(host, line) for host, log in logs.items() for line in log[len(log) // 2 :]]
     first = member(tmp_path, kafka_bootstrap, events, inputs, group, "m1")
     second = None
     try:
         time.sleep(4.0)
-        asyncio.run(produce(kafka_bootstrap, inputs, lines[:100]))
+        asyncio.run(produce(kafka_bootstrap, inputs, early))
         time.sleep(2.0)
         second = member(tmp_path, kafka_bootstrap, events, inputs, group, "m1")  # the same id
         time.sleep(6.0)
-        asyncio.run(produce(kafka_bootstrap, inputs, lines[100:]))
+        asyncio.run(produce(kafka_bootstrap, inputs, late))
         first.wait(timeout=90)
     finally:
         err_first = stop(first)
