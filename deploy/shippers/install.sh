@@ -14,7 +14,7 @@ need=()
 command -v rsyslogd >/dev/null || need+=(rsyslog)
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so ] || ls /usr/lib/*/rsyslog/omkafka.so >/dev/null 2>&1 || need+=(rsyslog-kafka)
 command -v kcat >/dev/null || need+=(kcat)
-for lib in libivykis0 libnet1 libpcre3 libwrap0 libjson-c5 librdkafka1; do
+for lib in librdkafka1; do  # omkafka's; syslog-ng's libraries follow from its packages below
     dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "install ok installed" || need+=("$lib")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -34,6 +34,19 @@ if [ ! -x "$root/usr/sbin/syslog-ng" ]; then
     if download || { as_root apt-get -o DPkg::Lock::Timeout=600 -q update >/dev/null 2>&1 && download; }; then
         mkdir -p "$root"
         for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$root"; done
+        # Their libraries (glib, ivykis, librdkafka...) come from Debian as usual: the Depends of
+        # the two packages, first alternative, without versions and without syslog-ng itself.
+        libs=$(for deb in "$work"/*.deb; do dpkg-deb -f "$deb" Depends; done | tr ',' '\n' \
+            | sed -e 's/|.*//' -e 's/(.*)//' -e 's/[[:space:]]//g' | grep -v '^syslog-ng' | sort -u)
+        missing=()
+        for lib in $libs; do
+            dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "install ok installed" || missing+=("$lib")
+        done
+        if [ ${#missing[@]} -gt 0 ]; then
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -q -y install \
+                --no-install-recommends "${missing[@]}" >>/tmp/oomstream-shippers-apt.log 2>&1 \
+                || echo "apt-get install ${missing[*]} (syslog-ng's libraries) failed" >>"$problems"
+        fi
     else
         echo "apt-get download syslog-ng-core syslog-ng-mod-rdkafka failed (see /tmp/oomstream-syslog-ng-download.log)" >>"$problems"
     fi
