@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_parse.py
 	$(BIN)/python tests/bench/bench_pid_index.py
 	$(BIN)/python tests/bench/bench_pod_cache.py
+	$(BIN)/python tests/bench/bench_startup.py
 	$(BIN)/python tests/bench/bench_kafka.py
 	$(BIN)/python tests/bench/bench_shippers.py
 

@@ -145,6 +145,97 @@ class Source:
     report_position: dict[str, Any] | None = None  # the report's first line: resume here to reread it
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """A Kubernetes object named by kind and name (a pod's owner, its workload)."""
+
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class PodMetadata:
+    """``kubernetes`` of an ``oom_kill`` or ``k8s_*`` event: the pod and container that were hit,
+    from the node's pod cache (streamer/enrich/enricher.py). Field order is the JSON's."""
+
+    namespace: str | None = None
+    pod: str | None = None
+    pod_uid: str | None = None
+    container: str | None = None
+    container_id: str | None = None
+    node: str | None = None
+    qos_class: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    owner: ObjectRef | None = None
+    workload: ObjectRef | None = None
+    image: str | None = None
+    memory_request_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+    pod_memory_limit_bytes: int | None = None
+    restart_count: int | None = None
+    static_pod: bool = False
+    deleted: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PodMetadata:
+        values = dict(data)
+        for key in ("owner", "workload"):
+            if values.get(key) is not None:
+                values[key] = ObjectRef(**values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """``enrichment``: how ``kubernetes`` was filled, or why not (``status``), and from where."""
+
+    status: str  # ok, pod_not_found, not_kubernetes, no_cgroup, disabled
+    source: str | None  # api_watch, tombstone, ...
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Enrichment:
+        if "waited_seconds" in data:
+            return WaitedEnrichment(**data)
+        return Enrichment(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitedEnrichment(Enrichment):
+    """An enrichment that looked the pod up: the JSON has ``waited_seconds`` only then."""
+
+    waited_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """``analysis``: what the report's numbers mean (which limit fired, the victim's RSS against it)."""
+
+    limit_fired: str
+    limit_bytes: int | None
+    rss_bytes: int | None
+    rss_fraction_of_limit: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentKubernetes:
+    """``kubernetes`` of an incident: who was hit, merged from its signals."""
+
+    namespace: str | None
+    pod: str | None
+    pod_uid: str | None
+    container: str | None
+    container_id: str | None
+    workload: ObjectRef | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IncidentKubernetes:
+        values = dict(data)
+        if values.get("workload") is not None:
+            values["workload"] = ObjectRef(**values["workload"])
+        return cls(**values)
+
+
 @dataclass(frozen=True)
 class OomEvent:
     event_id: str
@@ -168,12 +259,14 @@ class OomEvent:
     memcg_stats: dict[str, int] | None  # as printed; keys ending in _kb were printed in KB
     mem_info: dict[str, int] | None  # global OOM "Mem-Info:" counters, in pages
     source: Source
-    kubernetes: dict[str, Any] | None = None  # pod metadata (streamer/enrich/enricher.py)
+    kubernetes: PodMetadata | None = None  # pod metadata (streamer/enrich/enricher.py)
     schema_version: int = SCHEMA_VERSION
     type: str = EVENT_TYPE_OOM_KILL
     raw_lines: list[str] | None = field(default=None)  # kept for partial reports (dead-letter)
-    enrichment: dict[str, Any] | None = None  # {status, source}: how `kubernetes` was found or why not
-    analysis: dict[str, Any] | None = None  # what the numbers mean: which limit fired, RSS / limit
+    # Lines the partial report had: more than raw_lines when the assembler's line bound cut it.
+    raw_lines_total: int | None = None
+    enrichment: Enrichment | None = None  # how `kubernetes` was found or why not
+    analysis: Analysis | None = None  # what the numbers mean: which limit fired, RSS / limit
     incident_id: str | None = None  # shared by every signal of one kill (streamer/enrich/incidents.py)
 
 
@@ -198,8 +291,11 @@ class K8sEvent:
     details: dict[str, Any]  # reason-specific facts: exit_code, finished_at, restart_count, ...
     origin: dict[str, Any]  # the object read: kind, api_version, uid, resource_version, component
     source: Source
-    kubernetes: dict[str, Any] | None = None
-    enrichment: dict[str, Any] | None = None
+    # {"first": a, "last": b}: occurrences a..b of the object, older than this one, that were not
+    # emitted one by one (a count jump above the backfill cap); set on the first event of the jump.
+    skipped_occurrences: dict[str, int] | None = None
+    kubernetes: PodMetadata | None = None
+    enrichment: Enrichment | None = None
     incident_id: str | None = None
     schema_version: int = SCHEMA_VERSION
 
@@ -218,7 +314,7 @@ class IncidentEvent:
     signal_event_ids: list[str]
     kills: int  # kernel oom_kill events in the incident
     victims: list[dict[str, Any]]  # {pid, comm} of each kernel kill
-    kubernetes: dict[str, Any] | None  # namespace, pod, pod_uid, container, workload
+    kubernetes: IncidentKubernetes | None  # namespace, pod, pod_uid, container, workload
     verdict: str
     visible_in_kubernetes: bool | None  # False: the kernel killed, Kubernetes never said so
     workload_kills_in_window: int  # kills of the same workload within the window, this one included
@@ -300,9 +396,13 @@ def any_event_from_dict(data: dict[str, Any]) -> AnyEvent:
     if kind in K8S_EVENT_TYPES:
         fields = dict(data)
         fields["source"] = Source(**fields["source"])
+        _typed_enrichment(fields)
         return K8sEvent(**fields)
     if kind == EVENT_TYPE_INCIDENT:
-        return IncidentEvent(**data)
+        fields = dict(data)
+        if fields.get("kubernetes") is not None:
+            fields["kubernetes"] = IncidentKubernetes.from_dict(fields["kubernetes"])
+        return IncidentEvent(**fields)
     raise ValueError(f"unknown event type {kind!r}")
 
 
@@ -328,4 +428,14 @@ def event_from_dict(data: dict[str, Any]) -> OomEvent:
     fields["tasks"] = None if tasks is None else [TaskRow(**row) for row in tasks]
     fields["reaped"] = part(Reaped, fields.get("reaped"))
     fields["source"] = Source(**fields["source"])
+    _typed_enrichment(fields)
+    if fields.get("analysis") is not None:
+        fields["analysis"] = Analysis(**fields["analysis"])
     return OomEvent(**fields)
+
+
+def _typed_enrichment(fields: dict[str, Any]) -> None:
+    if fields.get("kubernetes") is not None:
+        fields["kubernetes"] = PodMetadata.from_dict(fields["kubernetes"])
+    if fields.get("enrichment") is not None:
+        fields["enrichment"] = Enrichment.from_dict(fields["enrichment"])

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import UTC, datetime, tzinfo
+from types import ModuleType
 from typing import Any
 
 import orjson
 
+from parsers import table
 from parsers.records import KernelRecord, SourcePosition
 
 FORMATS = (
@@ -33,21 +35,16 @@ _MONTHS = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
     )
 }
-# A few other locales seen in dmesg -T output; numeric months ("1月", "01") are read directly.
-_MONTHS.update(
-    {
-        "janv": 1, "févr": 2, "fevr": 2, "mars": 3, "avr": 4, "mai": 5, "juin": 6, "juil": 7,
-        "août": 8, "aout": 8, "sept": 9, "déc": 12, "dez": 12, "okt": 10, "mär": 3, "mrz": 3,
-        "ene": 1, "abr": 4, "ago": 8, "dic": 12, "gen": 1, "mag": 5, "giu": 6, "lug": 7,
-        "set": 9, "ott": 10, "maj": 5, "dec.": 12,
-    }
-)  # fmt: skip
 
 _KMSG = re.compile(r"(\d+),(\d+),(\d+),[^;]*;")
 _KMSG_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 _RAW_PRIO = re.compile(r"<(\d{1,3})>")
 _DMESG = re.compile(r"\[\s*(\d+\.\d+)\] ?")
-_DMESG_T = re.compile(r"\[([^\]\d]*?)\s*(\S*?)\s*(\d{1,2})\s+(\d{1,2}):(\d{2}):(\d{2})\s+(\d{4})\] ?")
+# dmesg -T: strftime("%a %b %e %H:%M:%S %Y") in the reader's locale, so "[<weekday> <month> <day>
+# HH:MM:SS YYYY]" with names in any language ("[ven. déc.  4 05:05:56 2026]", "[月  1月 26 ...]",
+# "[dc. de des.  4 ...]"); other tools put the day first. The shape is matched here, the names
+# are read by _dmesg_t_date.
+_DMESG_T = re.compile(r"\[(\S+) +([^\]]*?) *(\d{1,2}):(\d{2}):(\d{2}) +(\d{4})\] ?")
 _DMESG_T_ALT = re.compile(r"\[(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?\] ?")
 _SYSLOG_TAG = re.compile(r"(\S+) ([^\s:\[]+)(?:\[(\d+)\])?: ?")
 _BSD_TIME = re.compile(r"([A-Za-z]{3}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))? ")
@@ -59,7 +56,8 @@ _RFC5424 = re.compile(r"1 (\S+) (\S+) (\S+) (\S+) (\S+) ")
 _SD_ELEMENT = re.compile(r"(?:\[(?:[^\]\\]|\\.)*\])+ ?|- ?")
 _MONOTONIC_PREFIX = re.compile(r"\[\s*(\d+\.\d+)\] (\S+) kernel: ?")
 _RSYSLOG_ESCAPE = re.compile(r"#([0-3][0-7]{2})")
-_BLOB = re.compile(r"\[[0-9.]+[KMGT]?B blob data\]$")
+# journalctl without --all: "[88B blob data]", "[1.2K blob data]" (systemd's format_bytes()).
+_BLOB = re.compile(r"\[[0-9.]+[BKMGTPE]i?B? blob data\]$")
 _BOOT_MARKER = re.compile(r"-- Boot ([0-9a-f]{32}) --")
 
 
@@ -126,7 +124,12 @@ class Framer:
         self.tz: tzinfo = tz if tz is not None else UTC
         self.records_by_format: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
+        # Records kept without a time because their date could not be read, by reason.
+        self.unread_times: Counter[str] = Counter()
         self._last: KernelRecord | None = None
+        self._indent = 0
+        self._layout: table.Layout | None = None  # a table export's columns, from its header
+        self._dates: dict[tuple[str, str, int], tuple[int, int] | str] = {}  # dmesg -T names read
 
     # -- public -------------------------------------------------------------------------
     def frame(self, line: bytes | str, offset: int | None = None) -> KernelRecord | None:
@@ -138,7 +141,10 @@ class Framer:
         record = self._frame_text(text, position)
         if isinstance(record, KernelRecord):
             self.records_by_format[record.format] += 1
-            self._last = record
+            if not record.continuation:
+                self._last = record
+                # The prefix's width: continuation lines are indented by as much.
+                self._indent = len(text) - len(record.message)
             return record
         return None
 
@@ -211,10 +217,69 @@ class Framer:
             return self._journal_marker(text)
         elif first.isalpha():
             record = self._syslog(text, position, journalctl=None)
+        if record is None:
+            record = self._table(text, position)
         return record if record is not None else self._plain(text, position)
 
     # -- formats -------------------------------------------------------------------------
-    def _plain(self, text: str, position: SourcePosition) -> KernelRecord:
+    def _table(self, text: str, position: SourcePosition) -> Framed:
+        """A row of a log-search export (Kibana, Loki, Splunk; see parsers/table.py), or its header."""
+        layout = self._layout
+        row = table.split_with_layout(text, layout) if layout is not None else None
+        if row is None:
+            if layout is None or text[0] in '"@_' or text[0].isalpha():
+                header = table.header_layout(text)
+                if header is not None:
+                    self._layout = header
+                    self.skipped["table_header"] += 1
+                    return SKIP
+            row = table.split_row(text)
+            if row is None:
+                return None
+        return self._table_row(row, position)
+
+    def _table_row(self, row: table.Row, position: SourcePosition) -> Framed:
+        message = row.message
+        if not message:
+            self.skipped["empty"] += 1
+            return SKIP
+        # The message column holds a kernel line of its own: a "[seconds]" stamp (the kernel's
+        # time), a syslog line (Splunk's _raw), or the bare message.
+        first = message[0]
+        inner: Framed = None
+        if first == "[":
+            inner = self._dmesg(message, position)
+        elif first == "<" or first.isalnum():
+            inner = self._syslog(message, position, journalctl=None)
+        if isinstance(inner, _Skip):
+            return inner  # a syslog line of another program (counted there)
+        program = row.program
+        if inner is None and program is not None and program.partition("[")[0] != "kernel":
+            self.skipped["not_kernel"] += 1
+            if _looks_like_oom(message):
+                self.skipped["untrusted_oom_line"] += 1
+            return SKIP
+        wall = table.parse_time(row.time_text, self.tz) if row.time_text is not None else None
+        if inner is None:
+            return KernelRecord(
+                message=message, format="table", wall_time=wall,
+                time_source="export" if wall is not None else None, host=row.host or self.host,
+                boot_id=self.boot_id, position=position,
+            )  # fmt: skip
+        if wall is None:
+            wall = inner.wall_time
+        return KernelRecord(
+            message=inner.message, format="table", kernel_time=inner.kernel_time, wall_time=wall,
+            time_source="export" if wall is not None else None, host=row.host or inner.host,
+            boot_id=self.boot_id, facility=inner.facility, level=inner.level, trusted=inner.trusted,
+            position=position,
+        )  # fmt: skip
+
+    def _plain(self, text: str, position: SourcePosition) -> Framed:
+        if text.endswith(" blob data]") and _BLOB.match(text):
+            # journalctl -o cat prints the placeholder alone.
+            self.skipped["journal_blob"] += 1
+            return SKIP
         return KernelRecord(
             message=text, format="plain", host=self.host, boot_id=self.boot_id, position=position
         )
@@ -228,7 +293,11 @@ class Framer:
             # ' SUBSYSTEM=pci' dictionary lines of a /dev/kmsg dump: metadata, not message text.
             self.skipped["kmsg_dictionary"] += 1
             return SKIP
-        return last._replace(message=stripped, position=position)
+        indent = self._indent
+        if 0 < indent < len(text) and text[:indent].isspace():
+            # Exactly the prefix's width: spaces after a newline in a comm are the comm's.
+            stripped = text[indent:].rstrip()
+        return last._replace(message=stripped, continuation=True, position=position)
 
     def _kmsg(
         self, text: str, position: SourcePosition, *, boot_id: str | None = None
@@ -283,22 +352,33 @@ class Framer:
             if dot <= 0 or not stamp[:dot].isdigit() or not stamp[dot + 1 :].isdigit():
                 return None
         # Positional: the field order of KernelRecord (message, format, kernel_time, wall_time,
-        # time_source, host, boot_id, facility, level, trusted, position).
+        # time_source, host, boot_id, facility, level, trusted, continuation, position).
         return _new(KernelRecord, (
             text[end:], "dmesg", float(stamp), None, None, self.host, self.boot_id,
-            facility, level, facility is None or facility == 0, position,
+            facility, level, facility is None or facility == 0, False, position,
         ))  # fmt: skip
 
     def _dmesg_t(self, text: str, position: SourcePosition) -> KernelRecord | None:
         wall: float | None
         match = _DMESG_T.match(text)
         if match is not None:
-            month = _month_number(match.group(2)) or _month_number(match.group(1))
-            wall = None
-            if month is not None:
+            year = int(match.group(6))
+            key = (match.group(1), match.group(2), year)
+            date = self._dates.get(key)
+            if date is None:
+                # Thousands of lines share a date: read its names once.
+                if len(self._dates) > 4096:
+                    self._dates.clear()
+                date = self._dates[key] = _dmesg_t_date(*key)
+            if isinstance(date, str):
+                # The frame is sure (the shape matched); only the names are unknown: keep the
+                # record, without a time, and say why.
+                self.unread_times[date] += 1
+                wall = None
+            else:
                 wall = self._to_unix(
-                    int(match.group(7)), month, int(match.group(3)),
-                    int(match.group(4)), int(match.group(5)), int(match.group(6)), 0,
+                    year, date[0], date[1],
+                    int(match.group(3)), int(match.group(4)), int(match.group(5)), 0,
                 )  # fmt: skip
         else:
             match = _DMESG_T_ALT.match(text)
@@ -331,6 +411,9 @@ class Framer:
             return self._tagged(
                 text, tagged, "journalctl-short-monotonic", float(generic.group(1)), None, None, position
             )
+        if text.endswith(" blob data]") and _BLOB.match(text, match.end()):
+            self.skipped["journal_blob"] += 1
+            return SKIP
         return KernelRecord(
             message=text[match.end() :],
             format="journalctl-short-monotonic",
@@ -359,13 +442,14 @@ class Framer:
             if _looks_like_oom(message):
                 self.skipped["untrusted_oom_line"] += 1
             return SKIP
-        if fmt.startswith("syslog"):
-            message = _unescape_rsyslog(message)
-        elif message.endswith(" blob data]") and _BLOB.match(message):
-            # journalctl text output replaces a message that is not valid UTF-8 with
-            # "[88B blob data]": the text is gone; count it (read -o json to keep such records).
+        if message.endswith(" blob data]") and _BLOB.match(message):
+            # journalctl text output (-o short looks like RFC 3164) replaces a message that is not
+            # printable text with "[88B blob data]": the text is gone; count it (read --all or
+            # -o json to keep such records).
             self.skipped["journal_blob"] += 1
             return SKIP
+        if fmt.startswith("syslog"):
+            message = _unescape_rsyslog(message)
         inner = _DMESG.match(message)
         if inner is not None:
             kernel_time = float(inner.group(1))
@@ -384,9 +468,7 @@ class Framer:
             position=position,
         )
 
-    def _syslog(
-        self, text: str, position: SourcePosition, *, journalctl: bool | None = False
-    ) -> Framed:
+    def _syslog(self, text: str, position: SourcePosition, *, journalctl: bool | None = False) -> Framed:
         """RFC 3164/5424 syslog lines, and journalctl short/short-iso/short-precise (same shapes)."""
         start = 0
         facility: int | None = None
@@ -505,6 +587,11 @@ class Framer:
         """Frame one journald entry (a decoded ``journalctl -o json`` object)."""
         message = _journal_message(entry.get("MESSAGE"))
         if message is None:
+            row = table.row_from_json(entry) if "MESSAGE" not in entry else None
+            if row is not None:
+                # Not journald: a document of a log-search JSON export (Elasticsearch, logcli).
+                framed = self._table_row(row, position)
+                return framed if isinstance(framed, KernelRecord) else None
             self.skipped["journal_no_message"] += 1
             return None
         cursor = entry.get("__CURSOR")
@@ -558,18 +645,91 @@ class Framer:
         return moment.timestamp()
 
 
-def _month_number(token: str) -> int | None:
-    token = token.strip().lower().rstrip(".")
-    if not token:
+def _locale_dates() -> ModuleType:
+    # Imported on first use: 60 KB of names that only dmesg -T input needs (about 25 ms to load).
+    from parsers import locale_dates
+
+    return locale_dates
+
+
+def _name_key(token: str) -> str:
+    return token.casefold().strip().rstrip(".").strip()
+
+
+def _months_named(name: str) -> tuple[int, ...]:
+    key = _name_key(name)
+    if not key:
+        return ()
+    months: tuple[int, ...] | None = _locale_dates().MONTHS.get(key)
+    if months is not None:
+        return months
+    if key[:3] in _MONTHS and key.isascii() and key.isalpha():
+        return (_MONTHS[key[:3]],)  # English names of any length ("Sept", "June")
+    digits = "".join(ch for ch in key if ch.isdigit())
+    if digits and 1 <= int(digits) <= 12:
+        return (int(digits),)  # "1月", "12월", "1-р сар": numbered months of any script
+    return ()
+
+
+def _dmesg_t_date(weekday: str, middle: str, year: int) -> tuple[int, int] | str:
+    """(month, day) of a dmesg -T stamp's names, or the reason they cannot be read.
+
+    ``middle`` holds the month name and the day, in either order; month names may have spaces
+    ("de des.") or digits ("12月"). A name shared by several languages' months is settled by the
+    weekday, which must fall on the date.
+    """
+    tokens = middle.split()
+    if len(tokens) == 1 and tokens[0].isdigit():
+        tokens, weekday = [weekday, tokens[0]], ""  # no weekday: "[Dec  4 05:05:56 2026]"
+    if len(tokens) < 2:
+        return "dmesg_T_no_day"
+    # (day, month name) readings: strftime's "%b %e" first, then day first. A month name may end
+    # in a number ("Thg 1"), so both can fit; a name the table knows exactly wins.
+    readings = [
+        (int(day), " ".join(name))
+        for day, name in ((tokens[-1], tokens[:-1]), (tokens[0], tokens[1:]))
+        if day.isdigit()
+    ]
+    if not readings:
+        return "dmesg_T_no_day"
+    locale_dates = _locale_dates()
+    exact = [reading for reading in readings if _name_key(reading[1]) in locale_dates.MONTHS]
+    weekday_key = _name_key(weekday)
+    dates: list[tuple[int, int]] = []
+    for day, name in exact or readings:
+        months = _months_named(name)
+        if len(months) > 1:
+            # Read as each language that has this month name: its weekday name must fall on the
+            # date. Where several languages still fit, util-linux's languages and English win.
+            fits = [
+                (month, preferred)
+                for month, names, preferred in locale_dates.SHARED_MONTHS.get(_name_key(name), ())
+                if (index := _weekday(year, month, day)) is not None and names[index] == weekday_key
+            ]
+            months = tuple({month for month, _ in fits})
+            if len(months) > 1:
+                months = tuple({month for month, preferred in fits if preferred})
+            if len(months) != 1:
+                continue
+        if months and (months[0], day) not in dates:
+            dates.append((months[0], day))
+    if len(dates) > 1:
+        matching = [
+            date for date in dates if _weekday(year, *date) in locale_dates.WEEKDAYS.get(weekday_key, ())
+        ]
+        dates = matching or dates[:1]  # neither settles it: strftime's order
+    if not dates:
+        if any(len(_months_named(name)) > 1 for _, name in exact or readings):
+            return "dmesg_T_ambiguous_month"
+        return "dmesg_T_unknown_month"
+    return dates[0]
+
+
+def _weekday(year: int, month: int, day: int) -> int | None:
+    try:
+        return datetime(year, month, day).weekday()
+    except ValueError:
         return None
-    if token in _MONTHS:
-        return _MONTHS[token]
-    if token[:3] in _MONTHS and token.isascii():
-        return _MONTHS[token[:3]]
-    digits = "".join(ch for ch in token if ch.isdigit())
-    if digits and 1 <= int(digits) <= 12 and not token.isalpha():
-        return int(digits)
-    return None
 
 
 def _iso_to_unix(match: re.Match[str], default_tz: tzinfo) -> float | None:

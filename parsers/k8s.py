@@ -24,6 +24,17 @@ An Event object stands for ``count`` occurrences (core ``count``, ``series.count
 ``deprecatedCount``). Each occurrence is one K8sEvent with a deterministic id
 ``make_signal_id(type, object uid, occurrence)``, so a restart that re-emits them produces the
 same ids. ``resourceVersion`` is opaque (the API says so) and is never used for ordering.
+
+When an Event is first seen with a large count (the service starts on a node where NPD has been
+counting kills for an hour) or its count jumps, only the newest ``max_backfill`` occurrences of
+the jump are emitted one by one; the older ones of the jump carry nothing an occurrence of their
+own could say (their time is unknown between first_timestamp and the next one, the message names
+only the latest kill), so the first emitted event declares them as ``skipped_occurrences``
+``{"first": a, "last": b}``. Emitted plus declared occurrences cover 1..count exactly once: per
+object the tracker remembers the highest occurrence it covered; across restarts (a fresh tracker
+starts again from 1) the pipeline's signal ledger, which keeps each object's highest published
+occurrence, drops what was published and narrows the declared range to what was not
+(``streamer.pipeline.SignalLedger``).
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ from parsers.events import (
 
 __all__ = [
     "SignalTracker",
+    "occurrence_key",
     "parse_container_id",
     "parse_oom_killing_message",
     "parse_system_oom_message",
@@ -81,6 +93,7 @@ _CONTAINER_NEW_RE = re.compile(
 _CONTAINER_OLD_RE = re.compile(
     r"Container (\S+) was using (\S+), which exceeds its request of (\S+?)\.(?:\s|$)"
 )
+_COMBINED_PREFIX = "(combined from similar events): "  # client-go tools/record/events_cache.go
 _RECLAIM_RE = re.compile(r"Attempting to reclaim (\S+)")
 _MEMORY_PRESSURE_RE = re.compile(r"(?<!No)MemoryPressure")
 _PRESSURE_OFF_RE = re.compile(r"MemoryPressure\W+(?:\w+\W+){0,3}?False\b")
@@ -180,12 +193,28 @@ class _BadObject(Exception):
     """The object is not the shape it claims to be."""
 
 
-class _Lru:
-    """A bounded mapping that forgets the least recently used key first."""
+def occurrence_key(event: K8sEvent) -> str | None:
+    """The key under which the occurrences of an Event object are counted (its uid, else
+    ``namespace/name``), from a signal built from it; None for pod-status signals."""
+    origin = event.origin
+    if origin.get("kind") != "Event":
+        return None
+    uid = _str(origin.get("uid"))
+    if uid is not None:
+        return uid
+    name = _str(origin.get("name"))
+    return None if name is None else f"{_str(origin.get('namespace')) or ''}/{name}"
 
-    def __init__(self, max_keys: int) -> None:
+
+class _Lru:
+    """A bounded mapping that forgets the least recently used key first, counting each in
+    ``counts[counter]``."""
+
+    def __init__(self, max_keys: int, counts: Counter[str], counter: str) -> None:
         self._max = max(1, max_keys)
         self._data: OrderedDict[str, int] = OrderedDict()
+        self._counts = counts
+        self._counter = counter
 
     def get(self, key: str) -> int | None:
         value = self._data.get(key)
@@ -198,6 +227,7 @@ class _Lru:
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)
+            self._counts[self._counter] += 1
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
@@ -210,10 +240,18 @@ class SignalTracker:
     """Turns Kubernetes objects (as dicts, as the API returns them) into K8sEvent, once per real signal."""
 
     def __init__(self, *, max_keys: int = 50_000, max_backfill: int = 100) -> None:
-        self.max_backfill = max(1, max_backfill)
+        """``max_keys``: objects remembered (least recently used forgotten first, counted in
+        ``counts["keys_evicted"]``; a forgotten object is seen as new, and the pipeline's signal
+        ledger recognizes what it gives again). ``max_backfill``: occurrences of one count jump
+        emitted one by one, 0 for all of them."""
+        if max_backfill < 0:
+            raise ValueError(f"max_backfill must be >= 0 (0: no cap), not {max_backfill}")
+        self.max_backfill = max_backfill
         self.counts: Counter[str] = Counter()
-        self._seen = _Lru(max_keys)  # event ids of pod-status signals already emitted
-        self._occurrences = _Lru(max_keys)  # Event object key -> highest occurrence emitted
+        # event ids of pod-status signals already emitted
+        self._seen = _Lru(max_keys, self.counts, "keys_evicted")
+        # Event object key -> highest occurrence covered
+        self._occurrences = _Lru(max_keys, self.counts, "keys_evicted")
 
     # ------------------------------------------------------------------ dispatch
 
@@ -536,8 +574,7 @@ class SignalTracker:
             or _str(obj.get("reportingInstance"))
         )
 
-        seen = self._occurrences.get(key)
-        previous = seen or 0
+        previous = self._occurrences.get(key) or 0
         if count < previous:
             self.counts["skipped_stale"] += 1
             return []
@@ -545,7 +582,9 @@ class SignalTracker:
             self.counts["skipped_duplicate"] += 1
             return []
         start = previous + 1
-        if count - start + 1 > self.max_backfill:
+        skipped: dict[str, int] | None = None
+        if self.max_backfill and count - start + 1 > self.max_backfill:
+            skipped = {"first": start, "last": count - self.max_backfill}
             self.counts["backfill_capped"] += 1
             start = count - self.max_backfill + 1
 
@@ -602,8 +641,13 @@ class SignalTracker:
             "resource_version": _str(metadata.get("resourceVersion")),
             "component": component,
         }
+        # client-go's EventAggregator folds similar events (same object and reason, other messages)
+        # into one whose message is "(combined from similar events): " + the newest message; the
+        # pid it names is the newest kill's, not that of the earlier occurrences.
+        combined = (message or "").startswith(_COMBINED_PREFIX)
         events: list[K8sEvent] = []
         for occurrence in range(start, count + 1):
+            own_message = occurrence == count or not combined
             if occurrence == count:
                 when, exact = last, last is not None
             elif occurrence == 1 and first is not None:
@@ -625,12 +669,13 @@ class SignalTracker:
                     pod_uid=pod_uid,
                     container=container,
                     container_id=container_id,
-                    pid=pid,
-                    comm=comm,
+                    pid=pid if own_message else None,
+                    comm=comm if own_message else None,
                     occurrence=occurrence,
                     details=details,
                     origin=dict(origin),
                     source=source,
+                    skipped_occurrences=skipped if occurrence == start else None,
                 )
             )
         self._occurrences.put(key, count)

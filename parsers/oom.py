@@ -1,8 +1,13 @@
 """The OOM report assembler: a state machine from kernel records to per-victim events.
 
 Feed it records in log order; it returns finished events. It never does I/O and never reads a
-clock: time comes from the records (kernel time) and from :meth:`Assembler.tick`, so tests drive
-it deterministically.
+clock: time comes from the records (kernel time) and from the caller (``feed(record, now)`` and
+:meth:`Assembler.tick`), so tests drive it deterministically.
+
+Every deadline runs on the caller's clock as well as on record time, so a quiet input releases
+what it holds: a backlog read at start and followed by silence (a restart after kills on an idle
+node) has no later record whose time or line count could release it. Anything read before the
+caller's first time gets its deadline from the first tick.
 
 Why it holds events briefly: after a kill line the kernel may still print the members of a
 ``memory.oom.group`` kill and, later, the ``oom_reaper`` line of the victim (possibly inside the
@@ -34,8 +39,8 @@ from parsers.events import (
 from parsers.records import KernelRecord, SourcePosition
 
 MEMCG_KILL_MESSAGE = "Memory cgroup out of memory"
-# "Killed process" follows "Kill process" at once; a few lines of slack cover interleaving.
-_KILLED_FOLLOWS_WITHIN = 50
+NO_KILL_REASON = "no kill line: report truncated or its end lost"
+SUMMARY_ONLY_REASON = "no kill line: the oom-kill summary names the victim (kill line filtered out or lost)"
 _CHECK_EVERY_SECONDS = 0.05
 _CHECK_EVERY_LINES = 32
 
@@ -51,7 +56,6 @@ class _Kill:
     exiting: bool = False
     awaiting_killed: bool = False  # a "Kill process" line whose "Killed process" line may follow
     reaped: Reaped | None = None
-    line_index: int = 0  # the report's line count when this kill was seen
 
 
 @dataclass(slots=True)
@@ -116,24 +120,24 @@ class Assembler:
         self._tick: float | None = None  # newest time given to tick()
         self._checked_clock = float("-inf")
         self._fragment: tuple[str, KernelRecord] | None = None
+        # The previous line as far as it is known (continuation lines appended): a continuation
+        # record completes it.
+        self._prev_line: str | None = None
+        self._prev_record: KernelRecord | None = None
+        self._fragment_tick: float | None = None
         self._checked_line = 0
 
     # -- public -------------------------------------------------------------------------
     @property
     def needs_every_line(self) -> bool:
         """True while a report is open (its body lines carry no keyword a prefilter could find)
-        and while a "Kill process" line waits for its unprefixed "Killed process" line."""
+        and while a kill line cut at a newline in its comm waits for its continuation."""
         report = self._report
-        if report is None:
-            return False
-        if not report.kills:
-            return True
-        last = report.kills[-1]
-        return last.awaiting_killed and report.lines - last.line_index < _KILLED_FOLLOWS_WITHIN
+        return (report is not None and not report.kills) or self._fragment is not None
 
     @property
     def busy(self) -> bool:
-        return self._report is not None or bool(self._held)
+        return self._report is not None or bool(self._held) or self._fragment is not None
 
     def oldest_pending_position(self) -> SourcePosition | None:
         """The first record of the oldest report not yet released as events.
@@ -145,9 +149,15 @@ class Assembler:
             return self._held[0].origin
         if self._report is not None:
             return self._report.first.position
+        if self._fragment is not None:
+            return self._fragment[1].position  # a kill line waiting for its continuation
         return None
 
-    def feed(self, record: KernelRecord) -> list[OomEvent]:
+    def feed(self, record: KernelRecord, now: float | None = None) -> list[OomEvent]:
+        """One record; ``now`` is the caller's clock (monotonic seconds, as for :meth:`tick`) at
+        which it was read: deadlines of what it opens start then, not at the next tick."""
+        if now is not None:
+            self._tick = now
         out: list[OomEvent] = []
         if not record.trusted:
             self.counts["untrusted_records"] += 1
@@ -178,15 +188,15 @@ class Assembler:
     def tick(self, now: float) -> list[OomEvent]:
         """Advance the caller's clock (monotonic seconds); releases what has waited long enough."""
         self._tick = now
-        # What was opened or held before this assembler's first tick (a stream that starts with
-        # a report) has waited at least since now: without this, a report whose lines carry no
-        # kernel time (imkmsg relayed by rsyslog) would wait for the next report or a stop.
+        # What was read before the caller's clock was known starts its wait now.
         report = self._report
         if report is not None and report.opened_tick is None:
             report.opened_tick = now
         for held in self._held:
             if held.held_tick is None:
                 held.held_tick = now
+        if self._fragment is not None and self._fragment_tick is None:
+            self._fragment_tick = now
         out: list[OomEvent] = []
         self._expire(out)
         return out
@@ -212,27 +222,75 @@ class Assembler:
     # -- line dispatch ---------------------------------------------------------------------
     def _line(self, line: str, record: KernelRecord, out: list[OomEvent]) -> None:
         self._line_no += 1
+        prev, prev_record = self._prev_line, self._prev_record
+        self._prev_line, self._prev_record = line, record
+        continuation = record.continuation
         fragment = self._fragment
         if fragment is not None:
             # A kill line cut at a newline inside the comm (dmesg and journalctl print the rest as
-            # a continuation line): join it with the next line.
+            # a continuation line, rsyslog as a record of its own): join it with the next line.
             self._fragment = None
-            joined = fragment[0] + "\n" + line.lstrip()
+            joined = fragment[0] + "\n" + (line if continuation else line.lstrip())
             if L.is_complete_kill_line(joined):
+                self._prev_line = joined
                 self._oom_line(joined, fragment[1], out)
                 return
+            if continuation:
+                self._fragment = (joined, fragment[1])  # a comm with several newlines
+                self._prev_line = joined
+                return
             self._kill_fragment(fragment[0], fragment[1], out)
+        elif continuation and prev is not None and prev_record is not None:
+            joined = prev + "\n" + line
+            self._prev_line = joined
+            if self._continue(prev, prev_record, joined, line, out):
+                return
         report = self._report
         if report is not None:
             report.lines += 1
             if len(report.raw) < self.max_raw_lines:
                 report.raw.append(line)
+            else:
+                self.counts["raw_lines_not_kept"] += 1
 
         keyword = "oom" in line or "OOM" in line or "Kill" in line or "Task" in line
         if keyword and self._oom_line(line, record, out):
             return
         if report is not None and not report.kills:
             self._body_line(report, line)
+
+    def _continue(
+        self, prev: str, prev_record: KernelRecord, joined: str, line: str, out: list[OomEvent]
+    ) -> bool:
+        """A continuation line that completes the line before it (a comm holding a newline).
+        Returns True when it was consumed that way."""
+        report = self._report
+        if L.HEADER_MARK in line and L.HEADER_MARK not in prev:
+            # "<comm> invoked oom-killer:" with the comm's newline: the header starts a line up.
+            return self._oom_line(joined, prev_record, out)
+        if (
+            report is not None
+            and report.summary is not None
+            and not report.kills
+            and prev.startswith(L.SUMMARY_MARK)
+            and not L.is_complete_summary(prev)
+        ):
+            summary = L.parse_summary(joined)
+            if summary is not None:
+                report.summary = summary  # the same summary, now with the whole comm
+                return True
+        if (
+            ("Kill process " in prev and L.KILL_PROCESS.match(prev) is None)
+            or ("OOM victim " in prev and L.VICTIM_EXITING.match(prev) is None)
+            or (prev.startswith("oom_reaper: ") and L.REAPED.match(prev) is None)
+        ):
+            return self._oom_line(joined, prev_record, out)
+        if report is not None and report.tasks and prev.lstrip().startswith("["):
+            row = report.tasks[-1]
+            if L.TASK_ROW.match(prev.strip()) is not None:
+                report.tasks[-1] = dataclasses.replace(row, name=row.name + "\n" + line.rstrip())
+                return True
+        return False
 
     def _oom_line(self, line: str, record: KernelRecord, out: list[OomEvent]) -> bool:
         """Lines that start, end or extend a report. Returns True when the line was consumed."""
@@ -246,12 +304,16 @@ class Assembler:
                 self.counts["headers"] += 1
                 return True
         if L.KILLED_MARK in line:
-            killed = L.parse_killed(line)
-            if killed is not None:
+            if L.is_complete_kill_line(line):
+                killed = L.parse_killed(line)
+                assert killed is not None
                 self._on_killed(killed, record, line, out)
                 return True
             if L.parse_killed_pid_only(line) is not None:
+                # Cut or reshaped: the next line may be its continuation (a comm holding a
+                # newline, even one that looks complete such as "(a)" + "b) total-vm:...").
                 self._fragment = (line, record)
+                self._fragment_tick = self._tick
                 return True
             self.counts["unparsed_kill_lines"] += 1
         if "Kill process " in line:
@@ -286,8 +348,10 @@ class Assembler:
             summary = L.parse_summary(line)
             if summary is not None:
                 report = self._report
-                if report is None or report.kills:
-                    # The summary belongs to dump_header(): a new report whose header was lost.
+                if report is None or report.kills or report.summary is not None:
+                    # The kernel prints one summary per chosen victim: a summary after a kill line
+                    # or after another summary starts a new report (its header lost or filtered),
+                    # however close the two are.
                     self._finish(out)
                     report = self._open(record, line)
                 report.summary = summary
@@ -411,8 +475,8 @@ class Assembler:
 
     # -- kills -----------------------------------------------------------------------------
     def _kill_fragment(self, line: str, record: KernelRecord, out: list[OomEvent]) -> None:
-        """A kill line that never completed: the pid alone still makes an event."""
-        killed = L.parse_killed_pid_only(line)
+        """A kill line that never completed: its pid (and comm, if closed) still make an event."""
+        killed = L.parse_killed(line) or L.parse_killed_pid_only(line)
         if killed is None:
             return
         self.counts["truncated_kill_lines"] += 1
@@ -443,12 +507,18 @@ class Assembler:
 
     def _add_kill(self, kill: _Kill, line: str, out: list[OomEvent]) -> None:
         report = self._report
-        if report is None or report.kills:
-            # A kill with no open report: the header was rate-limited (OOM storm) or lost.
+        summary = report.summary if report is not None else None
+        if (
+            report is None
+            or report.kills
+            or (summary is not None and summary.pid is not None and summary.pid != kill.pid)
+        ):
+            # A kill with no open report: the header was rate-limited (OOM storm) or lost. The
+            # same when the open report's summary names another victim: that report's kill line
+            # was lost or filtered out, and this kill is a report of its own.
             self._finish(out)
             report = self._open(kill.record, line)
             self.counts["bare_kills"] += 1
-        kill.line_index = report.lines
         report.kills.append(kill)
 
     def _on_reaped(self, match: re.Match[str], record: KernelRecord) -> None:
@@ -490,6 +560,8 @@ class Assembler:
             self.counts["events"] += 1
             if event.partial:
                 self.counts["partial"] += 1
+                if event.victim is not None:
+                    self.counts["summary_only_kills"] += 1
             self._held.append(
                 _Held(event, event.kernel_time, self._tick, self._line_no, report.first.position)
             )
@@ -497,6 +569,16 @@ class Assembler:
             out.append(self._held.pop(0).event)
 
     def _expire(self, out: list[OomEvent]) -> None:
+        fragment = self._fragment
+        if (
+            fragment is not None
+            and self._fragment_tick is not None
+            and self._tick is not None
+            and self._tick - self._fragment_tick > self.linger_seconds
+        ):
+            # Its continuation line never came (input cut, or nothing written since).
+            self._fragment = None
+            self._kill_fragment(fragment[0], fragment[1], out)
         report = self._report
         if report is not None and self._report_expired(report):
             self._finish(out)
@@ -569,6 +651,9 @@ class Assembler:
             )
 
         victim: Victim | None = None
+        if kill is None and summary is not None and summary.pid is not None:
+            # The kernel prints the summary only once it has chosen this victim: it is a kill.
+            victim = Victim(pid=summary.pid, comm=summary.comm, uid=summary.uid)
         if kill is not None:
             killed = kill.killed
             victim = Victim(
@@ -671,9 +756,12 @@ class Assembler:
         if report.task_columns is not None:
             tasks_total = len(report.tasks)
             tasks = sorted(report.tasks, key=lambda row: row.rss_pages or 0, reverse=True)[: self.max_tasks]
+            self.counts["task_rows_not_kept"] += tasks_total - len(tasks)  # tasks_total says so too
 
         partial = kill is None
-        partial_reason = "no kill line: report truncated or its end lost" if partial else None
+        partial_reason: str | None = None
+        if partial:
+            partial_reason = SUMMARY_ONLY_REASON if victim is not None else NO_KILL_REASON
         position = record.position
         event_id = make_event_id(
             boot_id=record.boot_id,
@@ -711,6 +799,7 @@ class Assembler:
                 report_position=report.first.position.to_json() if report.first.position else None,
             ),
             raw_lines=list(report.raw) if partial else None,
+            raw_lines_total=report.lines if partial else None,
         )
 
 

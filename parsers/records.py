@@ -65,4 +65,7 @@ class KernelRecord(NamedTuple):
     facility: int | None = None
     level: int | None = None
     trusted: bool = True  # False when something other than the kernel wrote it
+    # The rest of the previous record after a newline in its text: dmesg, dmesg -T and journalctl
+    # text print it on an indented line of its own (a process name may hold a newline).
+    continuation: bool = False
     position: SourcePosition | None = None

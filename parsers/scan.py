@@ -15,27 +15,36 @@ from parsers.framing import Framer
 from parsers.oom import Assembler
 
 # Every line that can open a report or touch a finished one holds one of these (see
-# parsers/oom_lines.py): "oom" is in the header, the oom-kill: summary, the reaper and the
-# oom.group notice; "of memory" is in every kill message prefix ("Out of memory", "Memory cgroup out of
-# memory"). The only exception, the unprefixed "Killed process" line before 5.1, always follows
-# a prefixed "Kill process" line, after which the assembler asks for every line again.
-KEYWORD_TEXTS: tuple[str, ...] = ("oom", "of memory")
+# parsers/oom_lines.py): "ill" is in the header ("invoked oom-killer"), the oom-kill: summary, every
+# kill line ("Kill process", "Killed process" with or without its message prefix, "OOM victim ...
+# Skip killing"), "Task(s) in ... killed"; "oom_reaper" is the one line without it. A bare
+# "Killed process" line (RHEL 7, kernels before 5.1 whose "Kill process" line was filtered out)
+# therefore starts an event wherever it stands. Two needles, as before: "ill" is slower to search
+# than the longer "of memory" it replaces, "oom_reaper" faster than "oom".
+KEYWORD_TEXTS: tuple[str, ...] = ("ill", "oom_reaper")
 KEYWORDS: tuple[bytes, ...] = tuple(keyword.encode() for keyword in KEYWORD_TEXTS)
 # Format-specific lines worth framing: JSON entries whose MESSAGE is a byte array (text search
-# cannot see into them) and journalctl boot markers (they carry the boot id).
+# cannot see into them), journalctl boot markers (they carry the boot id) and journalctl's
+# "[NB blob data]" placeholders (unreadable records, counted: an OOM line may hide in one).
 JSON_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b'"MESSAGE":[')
-JOURNALCTL_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b"-- Boot ")
+JOURNALCTL_KEYWORDS: tuple[bytes, ...] = (*KEYWORDS, b"-- Boot ", b" blob data]")
 
 
-def keywords_for(first_line: bytes) -> tuple[bytes, ...]:
-    """Pick the keyword set from the shape of a chunk's first line (one sniff per chunk)."""
-    if first_line.startswith(b"{"):
+def keywords_for(head: bytes) -> tuple[bytes, ...]:
+    """Pick the keyword set from the shape of a chunk's first bytes (one sniff per chunk).
+
+    journalctl text is recognised by its "kernel:" tag anywhere in the head, not only on the first
+    line: a user-space record (a "host tag:" line of another tag) may come first.
+    """
+    if head.startswith(b"{"):
         return JSON_KEYWORDS
-    if first_line.startswith(b"-- ") or b" kernel:" in first_line[:120]:
+    if head.startswith(b"-- ") or b" kernel:" in head:
         return JOURNALCTL_KEYWORDS
     return KEYWORDS
 
+
 DEFAULT_MAX_LINE_BYTES = 1 << 20
+_INDENT = (0x20, 0x09)  # first byte of a continuation line
 
 
 class LogScanner:
@@ -129,8 +138,7 @@ class LogScanner:
         prefilter = self.prefilter
         pos = 0
         lines = 0
-        first_end = buf.find(b"\n", 0, limit)
-        next_hit = dict.fromkeys(keywords_for(buf[: min(first_end, 512)]), -1)
+        next_hit = dict.fromkeys(keywords_for(buf[: min(limit, 4096)]), -1)
         max_line = self.max_line_bytes
         while pos < limit:
             if prefilter and not assembler.needs_every_line:
@@ -147,6 +155,11 @@ class LogScanner:
                     self.counts["lines_prefiltered"] += skipped
                     break
                 start = buf.rfind(b"\n", pos, hit) + 1
+                while start > pos and buf[start] in _INDENT:
+                    # The hit is on a continuation line (a newline inside a record, printed
+                    # indented by dmesg and journalctl): frame from the record's first line.
+                    previous = buf.rfind(b"\n", pos, start - 1)
+                    start = previous + 1 if previous >= 0 else pos
                 if start > pos:
                     skipped = buf.count(b"\n", pos, start)
                     lines += skipped
@@ -166,6 +179,6 @@ class LogScanner:
                         out.extend(events)
                 lines += 1
                 pos = end + 1
-                if pos >= limit or (prefilter and not assembler.needs_every_line):
-                    break
+                if pos >= limit or (prefilter and not assembler.needs_every_line and buf[pos] not in _INDENT):
+                    break  # (an indented line continues the record just framed: frame it too)
         self.counts["lines"] += lines

@@ -66,9 +66,13 @@ class DirectoryLock:
                     f"({holder}); only one may run per directory"
                 ) from None
             raise
-        # Who holds it, for the message the next contender prints; advisory only.
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}\n".encode())
+        # Who holds it, for the message the next contender prints; advisory only, so a full disk
+        # (the lock file exists, the note does not fit) must not stop the service from starting.
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}\n".encode())
+        except OSError as error:
+            log.warning("cannot note the owner in %s (%s); the lock holds anyway", self.path, error.strerror)
         self._fd = fd
 
     def release(self) -> None:
@@ -154,7 +158,8 @@ def _checksum(data: dict[str, Any]) -> int:
 class CheckpointStore:
     """Per-source checkpoints in one directory (created 0700 if missing).
 
-    ``counts`` tallies ``saves``, ``loads``, ``missing``, ``corrupt``, ``temp_removed`` for metrics.
+    ``counts`` tallies ``saves``, ``save_errors``, ``loads``, ``missing``, ``corrupt``,
+    ``temp_removed`` for metrics.
     """
 
     def __init__(self, directory: str, *, lock: bool = True, durable: bool = True) -> None:
@@ -219,7 +224,11 @@ class CheckpointStore:
             "data": data,
         }
         payload = orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
-        atomic_write(self.path_for(source_name), payload, durable=self.durable)
+        try:
+            atomic_write(self.path_for(source_name), payload, durable=self.durable)
+        except OSError:
+            self.counts["save_errors"] += 1  # the previous checkpoint stays: a replay, never a skip
+            raise
         self.counts["saves"] += 1
 
     def delete(self, source_name: str) -> None:
@@ -256,7 +265,8 @@ class CheckpointStore:
             except OSError:
                 pass
         log.warning(
-            "checkpoint of source %r is unusable (%s%s); starting it from its configured default",
+            "checkpoint %s of source %r is unusable (%s%s); starting it from its configured default",
+            path,
             source_name,
             problem,
             moved,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from parsers.events import event_to_json
+from streamer.commands import arguments
 from streamer.errors import CliError
 from streamer.inputs import (
     InputError,
@@ -63,6 +64,25 @@ def _print_summary(stderr: TextIO, stats: ScanStats, events: int) -> None:
         f"  untrusted kernel-claiming records: {assembly['untrusted_records'] + skipped['untrusted']}, "
         f"reaper lines attached: {assembly['reaped_attached']}, unmatched: {assembly['reaped_unmatched']}\n"
     )
+    if scan["table_rows_reversed"]:
+        stderr.write(
+            f"  table export listed newest first: {scan['table_rows_reversed']} rows put back in "
+            "log order before assembly\n"
+        )
+    if assembly["summary_only_kills"]:
+        stderr.write(
+            f"  kills known only from their oom-kill: summary line (kill line filtered or lost; "
+            f"partial events): {assembly['summary_only_kills']}\n"
+        )
+    if stats.unread_times:
+        stderr.write(f"  records kept without a time (date not readable): {listing(stats.unread_times)}\n")
+    if skipped["journal_blob"]:
+        stderr.write(
+            f"  warning: {skipped['journal_blob']} unreadable records: journalctl printed them as "
+            "'[NB blob data]' (text with control characters or invalid UTF-8, such as a process "
+            "name holding a newline); OOM kills among them are lost. Export with "
+            "'journalctl --all' or '-o json' to read them\n"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,12 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_scan_arguments(parse)
     parse.set_defaults(handler=cmd_parse)
 
-    # Imported here: the Kafka commands pull in aiokafka, which `parse` does not need.
-    from streamer.commands import publish, run, tail
-
-    run.add_parser(sub)
-    publish.add_parser(sub)
-    tail.add_parser(sub)
+    # The other commands' arguments come from a light module; each command's code (Kafka, HTTP,
+    # Kubernetes clients) is imported only when that command runs.
+    arguments.add_run_parser(sub)
+    arguments.add_publish_parser(sub)
+    arguments.add_tail_parser(sub)
     return parser
 
 

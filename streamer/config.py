@@ -1,22 +1,27 @@
 """The typed configuration of ``oomstream run``: TOML file, then environment, then command-line flags.
 
-Every option lives in exactly one frozen dataclass below, with its default, its unit in its name and
-a one-line help text; the environment variables (``OOMSTREAM_<SECTION>_<OPTION>``), the flags
-(``--<section>-<option>``) and the name checks are generated from those dataclasses, so they cannot
-drift apart. ``deploy/oomstream.example.toml`` lists every option with its default (a test keeps it
-equal to the dataclasses).
+Every option lives in exactly one frozen dataclass, with its default, its unit in its name and a
+one-line help text: the service's own sections below (``[spool]``, ``[state]``, ``[pipeline]``...)
+and one table per registered component (``[sources.kmsg]``, ``[sinks.kafka]``...), whose options
+class lives in the component's module and is found through ``streamer.registry``. The environment
+variables (``OOMSTREAM_SOURCES_KMSG_PATH``), the flags (``--sources-kmsg-path``) and the name checks
+are generated from those dataclasses, so they cannot drift apart. ``[sources] enabled`` and
+``[sinks] enabled`` choose which components run. ``deploy/oomstream.example.toml`` lists every
+option with its default (a test keeps it equal to the dataclasses). Keys of the layout before
+issue 11 (``[source]``, ``[kafka]``, ``[output]``) are errors that name the new key.
 
 Precedence: defaults < TOML file < environment < flags. Unknown keys are errors everywhere (a typo
 silently falling back to a default is the worst kind of misconfiguration), with a suggestion.
 
-Secrets: ``kafka.sasl_password`` is a ``Secret`` (its repr is masked); ``sasl_password_file`` and
-``sasl_password_env`` name where to read it, lazily, via ``KafkaConfig.sasl_password_value()``, so a
-rotated secret file is read at (re)connect time and nothing secret sits in ``Config``.
+Secrets: ``sinks.kafka.sasl_password`` is a ``Secret`` (its repr is masked); ``sasl_password_file``
+and ``sasl_password_env`` name where to read it; ``streamer.kafka.connection`` reads it when a client
+is built and again at every reconnection, so a rotated secret file takes effect without a restart.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import math
 import os
@@ -25,32 +30,23 @@ import tomllib
 import types
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from streamer.errors import ConfigError as ConfigError  # re-exported: callers import it from here
-from streamer.sources.http import HttpSourceOptions
-from streamer.sources.kafka_lines import KafkaInputOptions
-from streamer.sources.syslog import SyslogSourceOptions
+from streamer.errors import ConfigError
+from streamer.kafka.options import MASK, TOPIC_NAME, Secret
+
+__all__ = ["MASK", "TOPIC_NAME", "ConfigError", "Secret"]
 
 ENV_PREFIX = "OOMSTREAM_"
 ENV_CONFIG_PATH = "OOMSTREAM_CONFIG"  # path of the TOML file when --config is not given
-ENV_BOOTSTRAP_ALIAS = "OOMSTREAM_KAFKA_BOOTSTRAP"  # short alias of OOMSTREAM_KAFKA_BOOTSTRAP_SERVERS
-MASK = "****"
+ENV_BOOTSTRAP_ALIAS = "OOMSTREAM_KAFKA_BOOTSTRAP"  # short alias of OOMSTREAM_SINKS_KAFKA_BOOTSTRAP_SERVERS
+BOOTSTRAP_KEY = "sinks.kafka.bootstrap_servers"
 _FLAG_DEST_PREFIX = "oomstream_config__"
 
-SourceKind = Literal["auto", "kmsg", "journald", "file", "stdin"]
-KmsgStart = Literal["checkpoint", "oldest", "end"]
 # The framing formats of parsers.framing.FORMATS (a test keeps the two equal).
 FileFormat = Literal["auto", "kmsg", "dmesg", "dmesg-T", "syslog", "journal-json", "journalctl", "plain"]
-Acks = Literal["all"]
-Compression = Literal["zstd", "gzip", "lz4", "snappy", "none"]
-PartialPolicy = Literal["both", "dead_letter_only"]
-TopicPolicy = Literal["create", "check"]
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
-OutputSink = Literal["kafka", "stdout", "file"]
 KubeMode = Literal["auto", "in_cluster", "kubeconfig", "off"]
 KafkaOffsetReset = Literal["earliest", "latest"]
 DEFAULT_LABEL_ALLOWLIST = (
@@ -64,11 +60,6 @@ DEFAULT_LABEL_ALLOWLIST = (
     "team",
 )
 
-# Event fields a Kafka record key can be taken from (the first one that is set wins).
-KEY_FIELDS = ("pod_uid", "container_id", "host", "boot_id", "oom_memcg", "task_memcg", "event_id")
-
-_HOST_PORT = re.compile(r"\[?[\w.:-]+\]?:\d{1,5}")
-_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _SIZE = re.compile(r"\s*(\d+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "B": 1}
 for _exp, _letter in enumerate("KMGT", start=1):
@@ -76,36 +67,39 @@ for _exp, _letter in enumerate("KMGT", start=1):
     _SIZE_UNITS[_letter + "B"] = 1000**_exp
 
 
-class Secret:
-    """A string that never shows itself in repr/str (config dumps, tracebacks, logs)."""
+class OptionError(ConfigError):
+    """Raised by an options class: ``option`` is the field name; the loader adds the table name
+    and where the value was set."""
 
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({MASK!r})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message, key=option)
 
 
-def _help(text: str, *, csv: bool = False) -> dict[str, Any]:
+def option_help(text: str, *, csv: bool = False) -> dict[str, Any]:
     """Field metadata: the help text; ``csv``: one comma-separated string is accepted as a list."""
     return {"help": text, "csv": csv}
 
 
+_help = option_help
+
+
 def _fail(section: str, key: str, message: str) -> ConfigError:
     return ConfigError(f"{section}.{key}: {message}", key=f"{section}.{key}")
+
+
+def require_positive(obj: object, *keys: str) -> None:
+    """For options classes: each of ``keys`` must be > 0."""
+    for key in keys:
+        value = getattr(obj, key)
+        if value <= 0:
+            raise OptionError(key, f"must be > 0, got {value!r}")
+
+
+def require_non_negative(obj: object, *keys: str) -> None:
+    for key in keys:
+        value = getattr(obj, key)
+        if value < 0:
+            raise OptionError(key, f"must be >= 0, got {value!r}")
 
 
 def _positive(section: str, obj: object, *keys: str) -> None:
@@ -133,282 +127,6 @@ def split_host_port(address: str) -> tuple[str, int]:
 
 
 # -- the sections ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SourceConfig:
-    SECTION: ClassVar[str] = "source"
-
-    kind: SourceKind = field(
-        default="auto",
-        metadata=_help("input: auto (files if set, else kmsg, else journald), kmsg, journald, file or stdin"),
-    )
-    kmsg_path: str = field(default="/dev/kmsg", metadata=_help("kernel log device"))
-    kmsg_start: KmsgStart = field(
-        default="checkpoint",
-        metadata=_help("where kmsg reading starts: checkpoint (resume; oldest when none), oldest, end"),
-    )
-    journald_directory: str | None = field(
-        default=None, metadata=_help("journal directory to read; unset: the system journal")
-    )
-    journald_since: str | None = field(
-        default=None,
-        metadata=_help(
-            "with no checkpoint, start at this time (journalctl --since syntax); unset: current boot"
-        ),
-    )
-    files: tuple[str, ...] = field(
-        default=(), metadata=_help("log files to read with kind=file (gzip ok; env: comma separated)")
-    )
-    file_format: FileFormat = field(
-        default="auto", metadata=_help("format of the files/stdin lines (auto: detect per line)")
-    )
-    follow: bool = field(
-        default=True, metadata=_help("files/stdin: keep reading appended lines; false: stop at end of input")
-    )
-
-    def __post_init__(self) -> None:
-        s = self.SECTION
-        if not self.kmsg_path:
-            raise _fail(s, "kmsg_path", "must not be empty")
-        if self.kind == "file" and not self.files:
-            raise _fail(s, "files", "required when source.kind = 'file'")
-        if self.files and self.kind not in ("file", "auto"):
-            raise _fail(s, "files", f"is set but source.kind = {self.kind!r} does not read files")
-        if any(not path for path in self.files):
-            raise _fail(s, "files", "contains an empty path")
-        if self.journald_since is not None and not self.journald_since.strip():
-            raise _fail(s, "journald_since", "must not be empty (leave it unset for the current boot)")
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaConfig:
-    SECTION: ClassVar[str] = "kafka"
-
-    bootstrap_servers: tuple[str, ...] = field(
-        default=(),
-        metadata=_help(
-            "broker host:port list (or one comma-separated string); empty: not configured", csv=True
-        ),
-    )
-    events_topic: str = field(default="oomstream.events.v1", metadata=_help("topic for OOM events"))
-    deadletter_topic: str = field(
-        default="oomstream.deadletter.v1",
-        metadata=_help("topic for partial/unparseable reports with raw lines; empty: none"),
-    )
-    client_id: str = field(default="oomstream", metadata=_help("Kafka client id (broker logs, quotas)"))
-    acks: Acks = field(
-        default="all",
-        metadata=_help("fixed: every in-sync replica must have an event before it counts as sent"),
-    )
-    compression: Compression = field(
-        default="zstd", metadata=_help("record batch compression: zstd, gzip, lz4, snappy, none")
-    )
-    linger_ms: int = field(default=5, metadata=_help("wait this long to fill a batch before sending"))
-    batch_size_bytes: int = field(default=262144, metadata=_help("maximum record batch size per partition"))
-    max_request_size_bytes: int = field(
-        default=1048576, metadata=_help("largest produce request (and record) sent")
-    )
-    max_in_flight: int = field(
-        default=20000, metadata=_help("events submitted and not yet acknowledged, at most (backpressure)")
-    )
-    request_timeout_seconds: float = field(
-        default=30.0, metadata=_help("one produce/metadata request, at most")
-    )
-    connect_timeout_seconds: float = field(
-        default=10.0, metadata=_help("first connection to the cluster at start, at most")
-    )
-    delivery_timeout_seconds: float = field(
-        default=120.0,
-        metadata=_help("submit to final outcome, retries included; then the event fails (and is spooled)"),
-    )
-    key: tuple[str, ...] = field(
-        default=("pod_uid", "container_id", "host"),
-        metadata=_help(
-            "record key: the first of these event fields that is set (" + ", ".join(KEY_FIELDS) + ")",
-            csv=True,
-        ),
-    )
-    partial_events: PartialPolicy = field(
-        default="both",
-        metadata=_help("partial reports: both (events topic + dead letter) or dead_letter_only"),
-    )
-    topic_policy: TopicPolicy = field(
-        default="create", metadata=_help("missing topics: create them, or check (fail at start)")
-    )
-    topic_partitions: int = field(default=6, metadata=_help("partitions of topics this service creates"))
-    topic_replication_factor: int = field(
-        default=0, metadata=_help("replication of topics it creates; 0: min(3, brokers)")
-    )
-    security_protocol: SecurityProtocol = field(
-        default="PLAINTEXT", metadata=_help("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-    )
-    sasl_mechanism: SaslMechanism = field(
-        default="PLAIN", metadata=_help("PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-    )
-    sasl_username: str | None = field(default=None, metadata=_help("SASL user name"))
-    sasl_password: Secret | None = field(
-        default=None,
-        metadata=_help("SASL password as a value (masked in output); prefer sasl_password_file or _env"),
-    )
-    sasl_password_file: str | None = field(
-        default=None, metadata=_help("file holding the SASL password, read at connect time")
-    )
-    sasl_password_env: str | None = field(
-        default=None, metadata=_help("environment variable holding the SASL password")
-    )
-    ssl_cafile: str | None = field(
-        default=None, metadata=_help("CA bundle to verify brokers; unset: the system CAs")
-    )
-    ssl_certfile: str | None = field(default=None, metadata=_help("client certificate (PEM) for mutual TLS"))
-    ssl_keyfile: str | None = field(
-        default=None, metadata=_help("client private key (PEM); unset: in ssl_certfile")
-    )
-    ssl_key_password_file: str | None = field(
-        default=None, metadata=_help("file holding the private key's password")
-    )
-    ssl_key_password_env: str | None = field(
-        default=None, metadata=_help("environment variable holding the private key's password")
-    )
-    ssl_check_hostname: bool = field(
-        default=True, metadata=_help("verify that broker certificates match their host names")
-    )
-
-    def __post_init__(self) -> None:
-        s = self.SECTION
-        for server in self.bootstrap_servers:
-            if not _HOST_PORT.fullmatch(server.strip()):
-                raise _fail(s, "bootstrap_servers", f"{server!r} is not host:port")
-        for key in ("events_topic", "deadletter_topic"):
-            topic = getattr(self, key)
-            if (topic or key == "events_topic") and not _TOPIC.fullmatch(topic):
-                raise _fail(s, key, f"{topic!r} is not a valid topic name ([A-Za-z0-9._-], 1 to 249)")
-        if self.partial_events == "dead_letter_only" and not self.deadletter_topic:
-            raise _fail(s, "partial_events", "'dead_letter_only' needs a deadletter_topic")
-        if not self.client_id:
-            raise _fail(s, "client_id", "must not be empty")
-        if not self.key:
-            raise _fail(s, "key", "needs at least one field")
-        for name in self.key:
-            if name not in KEY_FIELDS:
-                raise _fail(s, "key", f"unknown field {name!r}{_suggest(name, KEY_FIELDS)}")
-        _positive(
-            s,
-            self,
-            "batch_size_bytes",
-            "max_request_size_bytes",
-            "max_in_flight",
-            "request_timeout_seconds",
-            "connect_timeout_seconds",
-            "delivery_timeout_seconds",
-            "topic_partitions",
-        )
-        _non_negative(s, self, "linger_ms", "topic_replication_factor")
-        password_sources = [
-            k for k in ("sasl_password", "sasl_password_file", "sasl_password_env") if getattr(self, k)
-        ]
-        if len(password_sources) > 1:
-            raise _fail(s, password_sources[1], f"set only one of {', '.join(password_sources)}")
-        if self.security_protocol.startswith("SASL_"):
-            if not self.sasl_username:
-                raise _fail(
-                    s, "sasl_username", f"required with security_protocol = {self.security_protocol!r}"
-                )
-            if not password_sources:
-                raise _fail(
-                    s,
-                    "sasl_password_file",
-                    f"security_protocol = {self.security_protocol!r} needs sasl_password_file, "
-                    "sasl_password_env or sasl_password",
-                )
-        else:
-            for key in ("sasl_username", *password_sources):
-                if getattr(self, key):
-                    raise _fail(
-                        s, key, f"is set but security_protocol = {self.security_protocol!r} uses no SASL"
-                    )
-        if not self.security_protocol.endswith("SSL"):
-            for key in (
-                "ssl_cafile",
-                "ssl_certfile",
-                "ssl_keyfile",
-                "ssl_key_password_file",
-                "ssl_key_password_env",
-            ):
-                if getattr(self, key):
-                    raise _fail(
-                        s, key, f"is set but security_protocol = {self.security_protocol!r} uses no TLS"
-                    )
-        if self.ssl_keyfile and not self.ssl_certfile:
-            raise _fail(s, "ssl_keyfile", "needs ssl_certfile (the client certificate)")
-        if self.ssl_key_password_file and self.ssl_key_password_env:
-            raise _fail(
-                s, "ssl_key_password_env", "set only one of ssl_key_password_file, ssl_key_password_env"
-            )
-
-    @property
-    def configured(self) -> bool:
-        """False when no broker is configured (the caller decides: error, or a local broker)."""
-        return bool(self.bootstrap_servers)
-
-    def sasl_password_value(self, env: Mapping[str, str] | None = None) -> str | None:
-        """The SASL password, read now from its value, file or variable; None without SASL."""
-        return _read_secret(
-            self.sasl_password, self.sasl_password_file, self.sasl_password_env, "sasl_password", env
-        )
-
-    def ssl_key_password_value(self, env: Mapping[str, str] | None = None) -> str | None:
-        return _read_secret(
-            None, self.ssl_key_password_file, self.ssl_key_password_env, "ssl_key_password", env
-        )
-
-    def sink_options(self) -> dict[str, Any]:
-        """The options in the key names of ``streamer.sinks.kafka.KafkaSinkConfig.from_mapping``.
-
-        ``sasl_password`` (a literal value) has no counterpart there: that sink only reads secrets
-        from a file or a variable, so the caller must pass it another way.
-        """
-        renamed = {
-            "deadletter_topic": "dead_letter_topic",
-            "key": "key_fields",
-            "delivery_timeout_seconds": "retry_max_seconds",
-        }
-        skipped = {"acks", "sasl_password"}  # acks=all is what that sink always does
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in skipped or value is None:
-                continue
-            out[renamed.get(f.name, f.name)] = list(value) if isinstance(value, tuple) else value
-        return out
-
-
-def _read_secret(
-    value: Secret | None, path: str | None, env_name: str | None, what: str, env: Mapping[str, str] | None
-) -> str | None:
-    if value is not None:
-        return value.reveal()
-    if path:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read().rstrip("\r\n")
-        except OSError as error:
-            raise ConfigError(
-                f"kafka.{what}_file = {path!r}: cannot read ({error.strerror or error})",
-                key=f"kafka.{what}_file",
-            ) from None
-        if not text:
-            raise ConfigError(f"kafka.{what}_file = {path!r}: file is empty", key=f"kafka.{what}_file")
-        return text
-    if env_name:
-        text = (os.environ if env is None else env).get(env_name, "")
-        if not text:
-            raise ConfigError(
-                f"kafka.{what}_env = {env_name!r}: environment variable is unset or empty",
-                key=f"kafka.{what}_env",
-            )
-        return text
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,9 +200,6 @@ class PipelineConfig:
     queue_records: int = field(
         default=10000, metadata=_help("framed records buffered between sources and the assembler")
     )
-    queue_events: int = field(
-        default=1000, metadata=_help("events buffered between the assembler and the sink")
-    )
     linger_seconds: float = field(
         default=2.5, metadata=_help("a finished report waits this long for late lines (reaper, group kills)")
     )
@@ -492,9 +207,6 @@ class PipelineConfig:
         default=10.0, metadata=_help("an unfinished report is emitted as partial after this long")
     )
     max_tasks: int = field(default=20, metadata=_help("task table rows kept per event (largest RSS first)"))
-    max_line_bytes: int = field(
-        default=1048576, metadata=_help("longer input lines are truncated (and counted)")
-    )
     shutdown_timeout_seconds: float = field(
         default=20.0, metadata=_help("on SIGTERM, drain and flush for at most this long")
     )
@@ -510,10 +222,8 @@ class PipelineConfig:
             self.SECTION,
             self,
             "queue_records",
-            "queue_events",
             "report_timeout_seconds",
             "max_tasks",
-            "max_line_bytes",
             "shutdown_timeout_seconds",
             "pid_index_refresh_seconds",
         )
@@ -535,19 +245,32 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class OutputConfig:
-    SECTION: ClassVar[str] = "output"
+class SourcesConfig:
+    SECTION: ClassVar[str] = "sources"
 
-    sink: OutputSink = field(
-        default="kafka", metadata=_help("where events go: kafka, stdout (JSON lines) or file (JSON lines)")
+    enabled: tuple[str, ...] = field(
+        default=("auto",),
+        metadata=_help(
+            "kernel log inputs, each configured in its [sources.<name>] table: auto (files if "
+            "sources.files.paths is set, else kmsg, else journald), kmsg, journald, files, stdin",
+            csv=True,
+        ),
     )
-    path: str | None = field(default=None, metadata=_help("the file for sink = file"))
 
-    def __post_init__(self) -> None:
-        if self.sink == "file" and not self.path:
-            raise _fail(self.SECTION, "path", "required when output.sink = 'file'")
-        if self.sink != "file" and self.path:
-            raise _fail(self.SECTION, "path", f"is set but output.sink = {self.sink!r} writes no file")
+
+@dataclass(frozen=True, slots=True)
+class SinksConfig:
+    SECTION: ClassVar[str] = "sinks"
+
+    enabled: tuple[str, ...] = field(
+        default=("kafka",),
+        metadata=_help(
+            "where events go, each configured in its [sinks.<name>] table: kafka, stdout (JSON "
+            "lines) or file (JSON lines); the first decides delivery (spool, checkpoints), the "
+            "others get copies and never hold it up",
+            csv=True,
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -631,6 +354,26 @@ class KubernetesConfig:
     workload_window_seconds: float = field(
         default=900.0, metadata=_help("repeated kills of one workload are counted over this long")
     )
+    # Bounds (issue 15; README "Bounds and what happens at them").
+    max_backfill_occurrences: int = field(
+        default=100,
+        metadata=_help(
+            "an Event's count jump: the newest this many occurrences are emitted one by one, older "
+            "ones declared in skipped_occurrences of the first; 0: emit every occurrence"
+        ),
+    )
+    max_object_line_bytes: int = field(
+        default=1048576,
+        metadata=_help(
+            "longer Kubernetes object lines (objects_files, Kafka record values) are skipped and counted"
+        ),
+    )
+    max_ledger_signals: int = field(
+        default=100000,
+        metadata=_help(
+            "published signal ids (and Event objects) remembered across restarts; oldest forgotten first"
+        ),
+    )
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -642,8 +385,10 @@ class KubernetesConfig:
             "stall_timeout_seconds",
             "incident_window_seconds",
             "workload_window_seconds",
+            "max_ledger_signals",
+            "max_object_line_bytes",
         )
-        _non_negative(s, self, "pod_wait_seconds", "tombstone_seconds")
+        _non_negative(s, self, "pod_wait_seconds", "tombstone_seconds", "max_backfill_occurrences")
         if self.kubeconfig_path is not None and self.mode not in ("auto", "kubeconfig"):
             raise _fail(
                 s, "kubeconfig_path", f"is set but kubernetes.mode = {self.mode!r} reads no kubeconfig"
@@ -652,7 +397,7 @@ class KubernetesConfig:
             raise _fail(s, "objects_files", "contains an empty path")
         if self.objects_files.count("-") > 1:
             raise _fail(s, "objects_files", "names stdin (-) more than once")
-        if self.objects_kafka_topic is not None and not _TOPIC.fullmatch(self.objects_kafka_topic):
+        if self.objects_kafka_topic is not None and not TOPIC_NAME.fullmatch(self.objects_kafka_topic):
             raise _fail(s, "objects_kafka_topic", f"{self.objects_kafka_topic!r} is not a valid topic name")
         if not self.objects_kafka_group:
             raise _fail(s, "objects_kafka_group", "must not be empty")
@@ -676,61 +421,159 @@ class KubernetesConfig:
         return "off"
 
 
-SECTIONS: dict[str, type[Any]] = {
-    "source": SourceConfig,
-    "kafka": KafkaConfig,
+# The service's own sections; the component tables come from streamer.registry.
+CORE_SECTIONS: dict[str, type[Any]] = {
+    "sources": SourcesConfig,
+    "sinks": SinksConfig,
     "spool": SpoolConfig,
     "state": StateConfig,
     "metrics": MetricsConfig,
     "pipeline": PipelineConfig,
     "log": LogConfig,
-    "output": OutputConfig,
     "kubernetes": KubernetesConfig,
-    "syslog": SyslogSourceOptions,
-    "http": HttpSourceOptions,
-    "kafka_input": KafkaInputOptions,
 }
 TOP_LEVEL_HELP = {"node_name": "node name put on events; unset: $NODE_NAME, else the host name"}
+
+# Keys of the layout before issue 11 -> their new key ("" : removed, with the reason after "|").
+RENAMED: dict[str, str] = {
+    "source.kind": "sources.enabled",
+    "source.kmsg_path": "sources.kmsg.path",
+    "source.kmsg_start": "sources.kmsg.start",
+    "source.journald_directory": "sources.journald.directory",
+    "source.journald_since": "sources.journald.since",
+    "source.files": "sources.files.paths",
+    "source.file_format": "sources.files.format (sources.stdin.format for stdin)",
+    "source.follow": "sources.files.follow",
+    "output.sink": "sinks.enabled",
+    "output.path": "sinks.file.path",
+    "pipeline.max_line_bytes": "sources.files.max_line_bytes",
+    "kafka.deadletter_topic": "sinks.kafka.dead_letter_topic",
+    "kafka.key": "sinks.kafka.key_fields",
+    "pipeline.queue_events": "|removed: it was never used (sinks.kafka.max_in_flight bounds the events "
+    "waiting for the sink)",
+}
+_OLD_SECTIONS = {"source": "sources.<name>", "output": "sinks.<name>", "kafka": "sinks.kafka"}
+
+
+def _new_key(key: str) -> str | None:
+    """The key that replaced the old dotted ``key`` ("|reason" when removed); None if not an old key."""
+    section, _, option = key.partition(".")
+    new = RENAMED.get(key)
+    if new is None and section == "kafka" and option:
+        new = f"sinks.kafka.{option}"
+    if new is None and section in _OLD_SECTIONS:
+        new = _OLD_SECTIONS[section]
+    return new
+
+
+def _renamed(key: str) -> str | None:
+    """What replaced the old dotted ``key``, as a sentence; None if it is not an old key."""
+    new = _new_key(key)
+    if new is None:
+        return None
+    if new.startswith("|"):
+        return f"{key} was {new[1:]}"
+    return f"{key} is now {new}"
+
+
+def sections() -> dict[str, type[Any]]:
+    """Every table name -> its options class: the service's own, then the registered components."""
+    from streamer import registry  # the registry imports component modules; only run needs it
+
+    out = dict(CORE_SECTIONS)
+    for table in registry.COMPONENTS:
+        out[table] = registry.component(table).options
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    source: SourceConfig = field(default_factory=SourceConfig)
-    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    sinks: SinksConfig = field(default_factory=SinksConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     state: StateConfig = field(default_factory=StateConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
-    syslog: SyslogSourceOptions = field(default_factory=SyslogSourceOptions)
-    http: HttpSourceOptions = field(default_factory=HttpSourceOptions)
-    kafka_input: KafkaInputOptions = field(default_factory=KafkaInputOptions)
     node_name: str | None = None
+    # Component table ("sources.kmsg") -> its options; every registered component has an entry.
+    components: Mapping[str, Any] = field(default_factory=lambda: _component_defaults())
     # Dotted option -> where its value came from (file path, variable, flag); defaults are absent.
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
+    def __post_init__(self) -> None:
+        from streamer import registry
+
+        kinds: tuple[tuple[registry.ComponentKind, tuple[str, ...]], ...] = (
+            ("sources", self.sources.enabled),
+            ("sinks", self.sinks.enabled),
+        )
+        for kind, enabled in kinds:
+            known = registry.names(kind)
+            if not enabled:
+                raise ConfigError(
+                    f"{kind}.enabled: needs at least one of {', '.join(known)}", key=f"{kind}.enabled"
+                )
+            for name in enabled:
+                if name not in known:
+                    raise ConfigError(
+                        f"{kind}.enabled: unknown {kind[:-1]} {name!r}{_suggest(name, known)} "
+                        f"(registered: {', '.join(known)})",
+                        key=f"{kind}.enabled",
+                    )
+            if len(set(enabled)) != len(enabled):
+                raise ConfigError(f"{kind}.enabled: {list(enabled)!r} names one twice", key=f"{kind}.enabled")
+        # A component may check its options against what is enabled (options needed when it runs,
+        # or set although it does not run): ``check_config(enabled names of its kind)``.
+        for table, options in self.components.items():
+            check = getattr(options, "check_config", None)
+            if check is not None:
+                try:
+                    check(self.sources.enabled if table.startswith("sources.") else self.sinks.enabled)
+                except OptionError as error:
+                    raise ConfigError(f"{table}.{error.key}: {error}", key=f"{table}.{error.key}") from None
+
+    def options(self, table: str, cls: type[OptionsT]) -> OptionsT:
+        """The options of component ``table``, checked to be a ``cls``."""
+        value = self.components[table]
+        if not isinstance(value, cls):
+            raise TypeError(f"{table}: options are a {type(value).__name__}, not a {cls.__name__}")
+        return value
+
     def redacted(self) -> dict[str, Any]:
-        """Every option as plain data (lists, no tuples), secrets replaced by ``****``."""
+        """Every option as plain data (lists, no tuples, nested tables), secrets replaced by ``****``."""
         out: dict[str, Any] = {"node_name": self.node_name}
-        for section in SECTIONS:
-            obj = getattr(self, section)
+        for table in sections():
+            obj = getattr(self, table) if table in CORE_SECTIONS else self.components[table]
             values: dict[str, Any] = {}
             for f in fields(obj):
+                if not f.metadata.get("option", True):
+                    continue  # not an option (KafkaOptions.origin)
                 value = getattr(obj, f.name)
                 if isinstance(value, Secret):
                     value = MASK
                 elif isinstance(value, tuple):
                     value = list(value)
                 values[f.name] = value
-            out[section] = values
+            parent = out
+            *outer, last = table.split(".")
+            for name in outer:
+                parent = parent.setdefault(name, {})
+            parent.setdefault(last, {}).update(values)
         return out
 
     def resolved_node_name(self, env: Mapping[str, str] | None = None) -> str:
         """``node_name``, else ``$NODE_NAME`` (the downward API's usual name), else the host name."""
         env = os.environ if env is None else env
         return self.node_name or env.get("NODE_NAME") or os.uname().nodename
+
+
+OptionsT = TypeVar("OptionsT")
+
+
+def _component_defaults() -> dict[str, Any]:
+    return {table: cls() for table, cls in sections().items() if table not in CORE_SECTIONS}
 
 
 # -- introspection ---------------------------------------------------------------------------------
@@ -740,7 +583,7 @@ class Config:
 class OptionSpec:
     """One option as the loaders and the CLI see it."""
 
-    key: str  # dotted: "kafka.linger_ms", or "node_name"
+    key: str  # dotted: "sinks.kafka.linger_ms", "spool.max_bytes", or "node_name"
     section: str | None
     name: str
     type: Any
@@ -769,23 +612,28 @@ def option_specs() -> list[OptionSpec]:
             "node_name", None, "node_name", str | None, None, TOP_LEVEL_HELP["node_name"], False, False
         )
     ]
-    for section, cls in SECTIONS.items():
-        hints = get_type_hints(cls)
-        for f in fields(cls):
-            spec_type = hints[f.name]
-            specs.append(
-                OptionSpec(
-                    key=f"{section}.{f.name}",
-                    section=section,
-                    name=f.name,
-                    type=spec_type,
-                    default=f.default if f.default is not MISSING else None,
-                    help=str(f.metadata.get("help", "")),
-                    csv=bool(f.metadata.get("csv", False)),
-                    secret=Secret in _inner_types(spec_type),
-                )
-            )
+    for section, cls in sections().items():
+        specs.extend(_specs_of(section, cls))
     return specs
+
+
+def _specs_of(section: str, cls: type[Any]) -> list[OptionSpec]:
+    """The options of one options class, as table ``section``."""
+    hints = get_type_hints(cls)
+    return [
+        OptionSpec(
+            key=f"{section}.{f.name}",
+            section=section,
+            name=f.name,
+            type=hints[f.name],
+            default=f.default if f.default is not MISSING else None,
+            help=str(f.metadata.get("help", "")),
+            csv=bool(f.metadata.get("csv", False)),
+            secret=Secret in _inner_types(hints[f.name]),
+        )
+        for f in fields(cls)
+        if f.metadata.get("option", True)  # not an option: KafkaOptions.origin
+    ]
 
 
 def _inner_types(spec: Any) -> tuple[Any, ...]:
@@ -949,17 +797,21 @@ def load_config(
     for key, value in (overrides or {}).items():
         spec = specs.get(key)
         if spec is None:
-            raise ConfigError(f"unknown option {key!r}{_suggest(key, specs)}", key=key)
+            raise _unknown_key(f"unknown option {key!r}", key, specs)
         values[key] = _Value(value, spec.flag, from_string=isinstance(value, str))
     # Variables that *_env options name hold secrets, not configuration: they are allowed.
     referenced = {str(v.value) for k, v in values.items() if k.endswith("_env") and isinstance(v.value, str)}
     for name in unknown_env:
         if name not in referenced and name not in allowed_env:
-            valid = [spec.env_name for spec in specs.values()] + [ENV_BOOTSTRAP_ALIAS, ENV_CONFIG_PATH]
-            raise ConfigError(
-                f"{name}: unknown configuration variable{_suggest(name, valid, quote=False)}", key=None
-            )
+            raise _unknown_variable(name, specs)
     return _build(values, specs)
+
+
+def _unknown_key(prefix: str, key: str, candidates: Collection[str]) -> ConfigError:
+    renamed = _renamed(key)
+    if renamed is not None:
+        return ConfigError(f"{prefix}: {renamed}", key=key)
+    return ConfigError(f"{prefix}{_suggest(key, candidates)}", key=key)
 
 
 def _read_toml(path: str, specs: Mapping[str, OptionSpec]) -> dict[str, Any]:
@@ -973,24 +825,37 @@ def _read_toml(path: str, specs: Mapping[str, OptionSpec]) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     out: dict[str, Any] = {}
-    top_level = [k for k in specs if "." not in k]
-    for name, content in document.items():
-        if name in SECTIONS:
-            if not isinstance(content, dict):
-                raise ConfigError(f"{path}: {name!r} must be a table ([{name}]), got {content!r}", key=name)
-            options = [spec.name for spec in specs.values() if spec.section == name]
-            for option, value in content.items():
-                key = f"{name}.{option}"
-                if key not in specs:
-                    raise ConfigError(f"{path}: unknown key {key!r}{_suggest(option, options)}", key=key)
-                out[key] = value
-        elif name in top_level:
-            out[name] = content
-        else:
-            raise ConfigError(
-                f"{path}: unknown key {name!r}{_suggest(name, [*SECTIONS, *top_level])}", key=name
-            )
+    tables = set(sections())
+    _read_table(path, document, "", tables, specs, out)
     return out
+
+
+def _read_table(
+    path: str,
+    content: Mapping[str, Any],
+    prefix: str,
+    tables: Collection[str],
+    specs: Mapping[str, OptionSpec],
+    out: dict[str, Any],
+) -> None:
+    """Put the options of table ``prefix`` (``""``: the top level) and its sub-tables into ``out``."""
+    for name, value in content.items():
+        key = prefix + name
+        if key in specs:
+            out[key] = value
+        elif key in tables or any(t.startswith(key + ".") for t in tables):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: {key!r} must be a table ([{key}]), got {value!r}", key=key)
+            _read_table(path, value, key + ".", tables, specs, out)
+        else:
+            if isinstance(value, dict) and value:  # an old table: name its first key's new name
+                inner = f"{key}.{next(iter(value))}"
+                if _renamed(inner) is not None:
+                    raise _unknown_key(f"{path}: unknown key {inner!r}", inner, ())
+            if _renamed(key) is not None:
+                raise _unknown_key(f"{path}: unknown key {key!r}", key, ())
+            here = {k[len(prefix) :].split(".")[0] for k in [*specs, *tables] if k.startswith(prefix)}
+            raise ConfigError(f"{path}: unknown key {key!r}{_suggest(name, here)}", key=key)
 
 
 def _read_env(
@@ -1000,18 +865,18 @@ def _read_env(
     by_env = {spec.env_name: spec for spec in specs.values()}
     unknown: list[str] = []
     alias = env.get(ENV_BOOTSTRAP_ALIAS)
-    full = specs["kafka.bootstrap_servers"].env_name
+    full = specs[BOOTSTRAP_KEY].env_name
     if alias is not None and env.get(full) is not None and alias != env[full]:
         raise ConfigError(
             f"{ENV_BOOTSTRAP_ALIAS} and {full} are both set, to different values; set one",
-            key="kafka.bootstrap_servers",
+            key=BOOTSTRAP_KEY,
         )
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_PATH:
             continue
         spec = by_env.get(name)
         if name == ENV_BOOTSTRAP_ALIAS:
-            spec = specs["kafka.bootstrap_servers"]
+            spec = specs[BOOTSTRAP_KEY]
         if spec is None:
             unknown.append(name)
             continue
@@ -1019,8 +884,40 @@ def _read_env(
     return unknown
 
 
+def _unknown_variable(name: str, specs: Mapping[str, OptionSpec]) -> ConfigError:
+    old = {ENV_PREFIX + k.replace(".", "_").upper(): k for k in RENAMED}
+    for section in _OLD_SECTIONS:
+        if name.startswith(f"{ENV_PREFIX}{section.upper()}_") and name not in old:
+            old[name] = f"{section}.{name[len(ENV_PREFIX) + len(section) + 1 :].lower()}"
+    old_key = old.get(name)
+    if old_key is not None:
+        new_spec = specs.get((_new_key(old_key) or "").split(" ")[0])
+        hint = f" (variable {new_spec.env_name})" if new_spec is not None else ""
+        return ConfigError(f"{name}: {_renamed(old_key)}{hint}", key=old_key)
+    valid = [spec.env_name for spec in specs.values()] + [ENV_BOOTSTRAP_ALIAS, ENV_CONFIG_PATH]
+    suggestion = _suggest(name, valid, quote=False)
+    return ConfigError(f"{name}: unknown configuration variable{suggestion}", key=None)
+
+
+def _make_section(table: str, cls: type[Any], values: Mapping[str, Any], origins: Mapping[str, str]) -> Any:
+    """``cls(**values)``; an error names ``table.option`` and where its value was set."""
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        key = error.key or ""
+        message = str(error)
+        if isinstance(error, OptionError):
+            key = f"{table}.{key}"
+            message = f"{key}: {message}"
+        origin = origins.get(key)
+        if origin is not None:
+            message = f"{message} (set in {origin})"
+        raise ConfigError(message, key=key or None) from None
+
+
 def _build(values: Mapping[str, _Value], specs: Mapping[str, OptionSpec]) -> Config:
-    typed: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    all_sections = sections()
+    typed: dict[str, dict[str, Any]] = {section: {} for section in all_sections}
     top: dict[str, Any] = {}
     for key, item in values.items():
         spec = specs[key]
@@ -1034,9 +931,10 @@ def _build(values: Mapping[str, _Value], specs: Mapping[str, OptionSpec]) -> Con
         else:
             typed[spec.section][spec.name] = converted
     origins = {key: item.origin for key, item in values.items()}
+    built = {name: _make_section(name, cls, typed[name], origins) for name, cls in all_sections.items()}
+    core = {name: built.pop(name) for name in CORE_SECTIONS}
     try:
-        sections = {name: cls(**typed[name]) for name, cls in SECTIONS.items()}
-        return Config(**sections, **top, origins=origins)
+        return Config(**core, **top, components=built, origins=origins)
     except ConfigError as error:
         origin = origins.get(error.key or "")
         if origin is None:
@@ -1050,15 +948,66 @@ def _where(origin: str, spec: OptionSpec) -> str:
     return f"{origin}: {spec.key}"
 
 
+SectionT = TypeVar("SectionT")
+
+
+def _options_of(table: str, cls: type[Any], name: str, origin: str) -> OptionSpec:
+    """The option ``name`` of ``cls`` (as table ``table``) for a plain mapping or ``-o KEY=VALUE``;
+    unknown names and secret values (command lines are readable by every user) are errors."""
+    specs = {spec.name: spec for spec in _specs_of(table, cls)}
+    spec = specs.get(name)
+    if spec is None:
+        # Only options renamed (not moved) say so: a Kafka option renamed when [kafka] became [sinks.kafka].
+        old = next((key for key in (f"{table}.{name}", f"kafka.{name}") if key in RENAMED), None)
+        renamed = None if old is None else _renamed(old)
+        hint = f" ({renamed})" if renamed else _suggest(name, list(specs))
+        raise ConfigError(f"unknown key {name!r} in {origin}{hint}", key=f"{table}.{name}")
+    if spec.secret:
+        raise ConfigError(
+            f"{name}: secrets are not accepted as values (in {origin}); put it in a file "
+            f"({name}_file) or an environment variable ({name}_env)",
+            key=spec.key,
+        )
+    return spec
+
+
+def section_from_mapping(
+    cls: type[SectionT], mapping: Mapping[str, Any], origin: str, *, from_strings: bool = False
+) -> SectionT:
+    """One table's options from a plain mapping of option names (``-o KEY=VALUE`` pairs, a table
+    of another file), converted like the loader converts them."""
+    table: str = getattr(cls, "SECTION")  # noqa: B009 - mypy cannot see the ClassVar of a TypeVar
+    typed: dict[str, Any] = {}
+    for name, value in mapping.items():
+        spec = _options_of(table, cls, name, origin)
+        try:
+            typed[name] = convert(spec, value, from_string=from_strings)
+        except ValueError as error:
+            raise ConfigError(f"{name}: {error} (in {origin})", key=spec.key) from None
+    return cls(**typed, origin=origin)  # type: ignore[call-arg]
+
+
+def option_overrides(table: str, pairs: Collection[str], origin: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings naming options of ``table`` as dotted-key overrides."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"{pair!r} in {origin}: expected KEY=VALUE", key=f"{table}.{name}")
+        out[_options_of(table, sections()[table], name, origin).key] = value
+    return out
+
+
 def with_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
     """A copy of ``config`` with dotted-key overrides applied and validated (tests, programmatic use)."""
     specs = _specs_by_key()
-    sections: dict[str, Any] = {}
+    changes: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for key, value in overrides.items():
         spec = specs.get(key)
         if spec is None:
-            raise ConfigError(f"unknown option {key!r}{_suggest(key, specs)}", key=key)
+            raise _unknown_key(f"unknown option {key!r}", key, specs)
         try:
             converted = convert(spec, value, from_string=isinstance(value, str))
         except ValueError as error:
@@ -1066,16 +1015,31 @@ def with_overrides(config: Config, overrides: Mapping[str, object]) -> Config:
         if spec.section is None:
             top[spec.name] = converted
         else:
-            sections.setdefault(spec.section, {})[spec.name] = converted
-    changed = {name: replace(getattr(config, name), **opts) for name, opts in sections.items()}
-    return replace(config, **changed, **top)
+            changes.setdefault(spec.section, {})[spec.name] = converted
+    core: dict[str, Any] = {}
+    components = dict(config.components)
+    for table, options in changes.items():
+        if table in CORE_SECTIONS:
+            core[table] = _replace_section(table, getattr(config, table), options)
+        else:
+            components[table] = _replace_section(table, components[table], options)
+    return replace(config, **core, **top, components=components)
+
+
+def _replace_section(table: str, current: Any, changes: Mapping[str, Any]) -> Any:
+    values = {f.name: getattr(current, f.name) for f in fields(current)}
+    values.update(changes)
+    return _make_section(table, type(current), values, {})
 
 
 # -- command-line flags ----------------------------------------------------------------------------
 
 
-def add_cli_arguments(parser: argparse.ArgumentParser, *, config_flag: bool = True) -> None:
-    """A ``--section-option`` flag for every option (secrets excepted), plus ``--config PATH``.
+def add_cli_arguments(
+    parser: argparse.ArgumentParser, *, config_flag: bool = True, sections: Collection[str] | None = None
+) -> None:
+    """A ``--section-option`` flag for every option (secrets excepted), plus ``--config PATH``;
+    ``sections``: only the options of these tables (``publish`` and ``tail``: sinks.kafka).
 
     Flags default to "not given" so that only what the user typed overrides the file and
     environment. Secret values have no flag: command lines are world-readable in /proc.
@@ -1092,7 +1056,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, *, config_flag: bool = Tr
             help=f"TOML configuration file (default: ${ENV_CONFIG_PATH}, else built-in defaults)",
         )
     for spec in option_specs():
-        if spec.secret:
+        if spec.secret or (sections is not None and spec.section not in sections):
             continue
         base = _inner_types(spec.type)[0]
         default = "unset" if spec.default in (None, ()) else _show_default(spec.default)
@@ -1107,6 +1071,48 @@ def add_cli_arguments(parser: argparse.ArgumentParser, *, config_flag: bool = Tr
             group.add_argument(spec.flag, metavar="{" + ",".join(get_args(base)) + "}", **kwargs)
         else:
             group.add_argument(spec.flag, metavar=spec.name.rsplit("_", 1)[-1].upper(), **kwargs)
+    if sections is None:
+        _add_renamed_flags(parser)
+
+
+def _flag_of(key: str) -> str:
+    return "--" + key.replace(".", "-").replace("_", "-")
+
+
+class _RenamedFlag(argparse.Action):
+    """A flag of the layout before issue 11: an error naming its replacement (``const``)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(f"{option_string}: {self.const}")
+
+
+def _add_renamed_flags(parser: argparse.ArgumentParser) -> None:
+    specs = _specs_by_key()
+    old_keys = [*RENAMED, *(f"kafka.{spec.name}" for spec in specs.values() if spec.section == "sinks.kafka")]
+    for old in old_keys:
+        new = (_new_key(old) or "").split(" ")[0]
+        spec = specs.get(new)
+        renamed = {_flag_of(old): f"renamed {spec.flag}" if spec is not None else str(_renamed(old))}
+        if spec is not None and _inner_types(spec.type)[0] is bool:
+            renamed[_flag_of(old).replace("--", "--no-", 1)] = "renamed " + spec.flag.replace(
+                "--", "--no-", 1
+            )
+        for flag, message in renamed.items():
+            with contextlib.suppress(argparse.ArgumentError):  # never shadow a current flag
+                parser.add_argument(
+                    flag,
+                    action=_RenamedFlag,
+                    nargs="?",
+                    const=message,
+                    help=argparse.SUPPRESS,
+                    dest=argparse.SUPPRESS,
+                )
 
 
 def _show_default(value: Any) -> str:

@@ -22,6 +22,7 @@ from parsers.events import OomEvent
 from parsers.framing import FORMATS, Framer
 from parsers.oom import Assembler
 from parsers.scan import LogScanner
+from parsers.table import log_order
 
 CHUNK_BYTES = 1 << 20
 
@@ -51,6 +52,7 @@ class ScanStats:
     bytes: int = 0
     formats: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    unread_times: Counter[str] = field(default_factory=Counter)
     scan: Counter[str] = field(default_factory=Counter)
     assembly: Counter[str] = field(default_factory=Counter)
 
@@ -138,6 +140,30 @@ def _raw_offset(handle: BinaryIO) -> int | None:
         return None
 
 
+@dataclass
+class _ChunkReader:
+    """Reads one input by chunks, counting bytes and reporting on-disk progress."""
+
+    path: str
+    handle: BinaryIO
+    stats: ScanStats
+    on_progress: Callable[[int], None] | None
+    consumed: int = 0
+
+    def __call__(self) -> bytes:
+        try:
+            chunk = self.handle.read(CHUNK_BYTES)
+        except (OSError, EOFError, gzip.BadGzipFile) as error:
+            raise InputError(f"{self.path}: read failed: {error}") from None
+        self.stats.bytes += len(chunk)
+        if chunk and self.on_progress is not None:
+            offset = _raw_offset(self.handle)
+            step = len(chunk) if offset is None else offset - self.consumed
+            self.consumed += step
+            self.on_progress(step)
+        return chunk
+
+
 def iter_log_events(
     paths: Sequence[str],
     options: ScanOptions = ScanOptions(),
@@ -164,22 +190,20 @@ def iter_log_events(
             tz=options.tz,
         )
         scanner = LogScanner(framer, assembler, max_line_bytes=options.max_line_bytes)
-        consumed = 0
+        read_chunk = _ChunkReader(path, handle, stats, on_progress)
         try:
-            while True:
-                try:
-                    chunk = handle.read(CHUNK_BYTES)
-                except (OSError, EOFError, gzip.BadGzipFile) as error:
-                    raise InputError(f"{path}: read failed: {error}") from None
-                if not chunk:
-                    break
-                stats.bytes += len(chunk)
-                if on_progress is not None:
-                    offset = _raw_offset(handle)
-                    step = len(chunk) if offset is None else offset - consumed
-                    consumed += step
-                    on_progress(step)
+            chunk = read_chunk()
+            if chunk and is_table_export(chunk, options):
+                # Exports are read whole: their rows are put back in log order before assembly.
+                parts = [chunk]
+                while chunk:
+                    chunk = read_chunk()
+                    parts.append(chunk)
+                yield from table_events(b"".join(parts), framer, options, stats)
+                chunk = b""
+            while chunk:
                 yield from scanner.feed(chunk)
+                chunk = read_chunk()
             yield from scanner.finish()
         finally:
             if handle is not sys.stdin.buffer:
@@ -187,9 +211,54 @@ def iter_log_events(
         stats.files += 1
         stats.formats.update(framer.records_by_format)
         stats.skipped.update(framer.skipped)
+        stats.unread_times.update(framer.unread_times)
         stats.scan.update(scanner.counts)
     yield from assembler.flush()
     stats.assembly.update(assembler.counts)
+
+
+def is_table_export(head: bytes, options: ScanOptions) -> bool:
+    """Whether a file is a log-search table export (Kibana, Loki, Splunk), from its first lines."""
+    if options.format != "auto":
+        return False  # table rows are recognised by format detection only
+    sniffer = Framer("auto", year=options.year, tz=options.tz)
+    lines = head.split(b"\n")[:-1][:50] or [head]
+    for line in lines:
+        sniffer.frame(line)
+    tables = sniffer.records_by_format["table"] + sniffer.skipped["table_header"]
+    return tables > 0 and 2 * tables > sum(sniffer.records_by_format.values())
+
+
+def table_events(
+    data: bytes, framer: Framer, options: ScanOptions, stats: ScanStats | None = None
+) -> Iterator[OomEvent]:
+    """Events of a whole table export: rows framed, put in log order per host, then assembled.
+
+    Exports list newest first by default; fed as they stand, a report would arrive kill line
+    first and its summary would make a second event for the same kill.
+    """
+    records = []
+    offset = 0
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    for line in lines:
+        record = framer.frame(line[: options.max_line_bytes], offset)
+        offset += len(line) + 1
+        if record is not None:
+            records.append(record)
+    hosts, newest_first = log_order(records)
+    if stats is not None:
+        stats.scan["lines"] += len(lines)
+        if newest_first:
+            stats.scan["table_rows_reversed"] += len(records)
+    for rows in hosts:
+        assembler = Assembler(max_tasks=options.max_tasks)
+        for record in rows:
+            yield from assembler.feed(record)
+        yield from assembler.flush()
+        if stats is not None:
+            stats.assembly.update(assembler.counts)
 
 
 def events_from_bytes(data: bytes, options: ScanOptions = ScanOptions()) -> list[OomEvent]:
@@ -204,6 +273,8 @@ def events_from_bytes(data: bytes, options: ScanOptions = ScanOptions()) -> list
         year=options.year,
         tz=options.tz,
     )
+    if is_table_export(data[:CHUNK_BYTES], options):
+        return list(table_events(data, framer, options))
     scanner = LogScanner(framer, assembler, max_line_bytes=options.max_line_bytes)
     events = scanner.feed(data)
     events.extend(scanner.finish())

@@ -62,6 +62,10 @@ SOURCE_COUNTS: dict[str, tuple[str, str]] = {
 CHECKPOINT_COUNTS: dict[str, tuple[str, str]] = {
     "saves": ("oomstream_checkpoint_saves", "Checkpoint files written"),
     "corrupt": ("oomstream_checkpoint_corrupt", "Checkpoint files unreadable at load (treated as absent)"),
+    "save_errors": (
+        "oomstream_checkpoint_save_errors",
+        "Checkpoint saves that failed (disk full, I/O error); the previous checkpoint stays",
+    ),
 }
 # (kind, name, help, SpoolStats field or "max_bytes") of the spool metrics, read at scrape time.
 SPOOL_FAMILIES: tuple[tuple[Callable[..., Metric], str, str, str], ...] = (
@@ -99,7 +103,129 @@ SPOOL_FAMILIES: tuple[tuple[Callable[..., Metric], str, str, str], ...] = (
         "Torn or corrupt records cut off when the spool was opened",
         "torn_records",
     ),
+    (
+        CounterMetricFamily,
+        "oomstream_spool_write_errors",
+        "Spool appends that failed (disk full, I/O error); those events stay owed, not spooled",
+        "write_errors",
+    ),
 )
+
+
+# Where a size bound drops, forgets or cuts something (README "Bounds and what happens at them"):
+# bound name -> (what happens there, the option that sets it). Components count in their own tallies;
+# ``Metrics.track_bounds`` maps their keys to these names in oomstream_bound_hits_total{bound}, and
+# ``Metrics.log_bound_hits`` says in one line per bound what grew since its last call.
+BOUND_METRIC = "oomstream_bound_hits"
+BOUND_HELP = "Things a size bound dropped, forgot or cut (one per item), by bound; see README 'Bounds'"
+BOUND_LOG_INTERVAL_SECONDS = 60.0
+BOUNDS: dict[str, tuple[str, str]] = {
+    "k8s_backfill_occurrences": (
+        "occurrences of a jumping Event count declared in skipped_occurrences, not emitted one by one",
+        "kubernetes.max_backfill_occurrences",
+    ),
+    "k8s_tracker_keys": (
+        "Kubernetes objects forgotten by the signal tracker (oldest first); seen again, the signal "
+        "ledger recognizes what they give",
+        "fixed: 50,000 objects",
+    ),
+    "signal_ledger_ids": (
+        "published signal ids forgotten (oldest first); such a signal relisted after a restart is "
+        "published again",
+        "kubernetes.max_ledger_signals",
+    ),
+    "signal_ledger_objects": (
+        "Event objects' published high-water marks forgotten (oldest first); after a restart their "
+        "occurrences may be published or declared again",
+        "kubernetes.max_ledger_signals",
+    ),
+    "signal_ledger_age": ("signal ledger entries older than 7 days dropped", "fixed: 7 days"),
+    "task_table_rows": (
+        "task table rows left out of events (the largest RSS are kept; tasks_total has the count)",
+        "pipeline.max_tasks",
+    ),
+    "report_raw_lines": (
+        "lines of one report beyond 2,000 not kept in raw_lines (partial events, dead letters)",
+        "fixed: 2,000 lines",
+    ),
+    "dead_letter_events": (
+        "dead letters sent without their embedded event, to fit the record size",
+        "sinks.kafka.max_request_size_bytes",
+    ),
+    "dead_letter_raw_lines": (
+        "raw lines cut from the end of dead letters to fit the record size (raw_lines_truncated)",
+        "sinks.kafka.max_request_size_bytes",
+    ),
+    "long_lines": ("input lines longer than the limit truncated", "sources.files.max_line_bytes"),
+    "k8s_object_long_lines": (
+        "Kubernetes object lines longer than the limit skipped (they cannot be parsed)",
+        "kubernetes.max_object_line_bytes",
+    ),
+    "journald_long_lines": ("journal entries longer than journalctl's line limit skipped", "fixed"),
+    "kmsg_buffer": ("kmsg records dropped from the full read buffer (oldest first)", "fixed"),
+    "incident_summaries": (
+        "incident summaries dropped while nothing closed them (newest kept)",
+        "fixed: 10,000 open",
+    ),
+    "workload_history": (
+        "remembered kills forgotten; workload_kills_in_window may count fewer",
+        "fixed: 100,000 kills",
+    ),
+    "container_previous_ids": (
+        "earlier container ids of a restarting container forgotten (oldest first); a very late kill "
+        "in one of them is pod_not_found",
+        "fixed: 8 per container",
+    ),
+    "pod_tombstones": (
+        "deleted pods forgotten before tombstone_seconds; a later kill in one is pod_not_found",
+        "fixed: 5,000 pods",
+    ),
+}
+SIGNAL_TRACKER_BOUNDS = {"keys_evicted": "k8s_tracker_keys"}
+SIGNAL_LEDGER_BOUNDS = {
+    "ids_evicted": "signal_ledger_ids",
+    "objects_evicted": "signal_ledger_objects",
+    "expired": "signal_ledger_age",
+}
+PIPELINE_BOUNDS = {"occurrences_skipped": "k8s_backfill_occurrences"}
+ASSEMBLER_BOUNDS = {"task_rows_not_kept": "task_table_rows", "raw_lines_not_kept": "report_raw_lines"}
+SINK_BOUNDS = {
+    "dead_letter_events_left_out": "dead_letter_events",
+    "dead_letter_raw_lines_cut": "dead_letter_raw_lines",
+}
+SOURCE_BOUNDS = {
+    "long_lines_truncated": "long_lines",
+    "long_lines": "k8s_object_long_lines",
+    "long_lines_dropped": "journald_long_lines",
+    "dropped_queue_full": "kmsg_buffer",
+}
+CORRELATOR_BOUNDS = {
+    "summaries_dropped": "incident_summaries",
+    "workload_history_dropped": "workload_history",
+}
+POD_CACHE_BOUNDS = {
+    "tombstones_over_cap": "pod_tombstones",
+    "previous_ids_forgotten": "container_previous_ids",
+}
+
+
+class _Renamed(Mapping[str, int]):
+    """A live view of ``counts`` under other key names (several keys may share one name)."""
+
+    def __init__(self, counts: Mapping[str, int], names: Mapping[str, str]) -> None:
+        self._counts = counts
+        self._names = names
+
+    def __getitem__(self, key: str) -> int:
+        if key not in self._names.values():
+            raise KeyError(key)
+        return sum(self._counts.get(src, 0) for src, name in self._names.items() if name == key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(self._names.values()))
+
+    def __len__(self) -> int:
+        return len(set(self._names.values()))
 
 
 class _Queue(Protocol):
@@ -139,6 +265,7 @@ class _LiveCollector(Collector):
         self.queues: dict[str, _Queue | Callable[[], int]] = {}
         self.spool: _HasStats | None = None
         self.checkpoints: list[Mapping[str, int]] = []
+        self.values: dict[str, tuple[str, Callable[[], int]]] = {}  # counter name -> (help, read)
 
     def describe(self) -> Iterable[Metric]:
         # Reserves the fixed names in the registry, so a clash fails at registration, not at scrape.
@@ -195,6 +322,8 @@ class _LiveCollector(Collector):
             yield CounterMetricFamily(name, help_text, value=sum(c.get(key, 0) for c in self.checkpoints))
         if self.spool is not None:
             yield from self._spool_families(self.spool.stats(), self.spool.max_bytes)
+        for name, (help_text, read) in self.values.items():
+            yield CounterMetricFamily(name, help_text, value=read())
 
     @staticmethod
     def _spool_families(stats: SpoolStats | None = None, max_bytes: int = 0) -> Iterator[Metric]:
@@ -244,6 +373,7 @@ class Metrics:
         self.build_info.info({"version": _version()})
         self.sink: SinkMetrics = sink_metrics(r)
         self._live = _LiveCollector()
+        self._bounds_logged: dict[str, int] = {}
         r.register(self._live)
 
     # -- per event --------------------------------------------------------------------------------
@@ -259,8 +389,8 @@ class Metrics:
             self.incidents.labels(event.verdict, visible).inc()
             return
         namespace = ""
-        if event.kubernetes:
-            namespace = str(event.kubernetes.get("namespace") or "")
+        if event.kubernetes is not None:
+            namespace = event.kubernetes.namespace or ""
         self.oom_events.labels(
             event.constraint or "unknown", event.cgroup.limit_scope or "unknown", namespace
         ).inc()
@@ -297,6 +427,62 @@ class Metrics:
         self.track_tally(
             "oomstream_parse_errors", "Input lines skipped as unparseable, by reason", "reason", counts
         )
+
+    def track_bounds(self, counts: Mapping[str, int], names: Mapping[str, str]) -> None:
+        """Expose the keys of ``counts`` named in ``names`` as ``oomstream_bound_hits_total{bound}``
+        (zero until the bound is first hit, so every bound is visible)."""
+        self.track_tally(BOUND_METRIC, BOUND_HELP, "bound", _Renamed(counts, names))
+
+    def bound_hits(self) -> dict[str, int]:
+        """Totals of oomstream_bound_hits_total by bound, as a scrape would read them."""
+        entry = self._live.tallies.get(BOUND_METRIC)
+        totals: dict[str, int] = {}
+        for mapping in entry[2] if entry is not None else []:
+            for bound, count in list(mapping.items()):
+                totals[bound] = totals.get(bound, 0) + count
+        return totals
+
+    def log_bound_hits(self) -> None:
+        """One warning per bound hit since the last call: what happens there and its option."""
+        for bound, total in sorted(self.bound_hits().items()):
+            grew = total - self._bounds_logged.get(bound, 0)
+            self._bounds_logged[bound] = total
+            if grew > 0:
+                what, option = BOUNDS.get(bound, ("", "?"))
+                log.warning(
+                    "bound %s reached %d time(s) since the last report: %s (%s)", bound, grew, what, option,
+                    extra={"bound": bound, "rate_limit": False},
+                )  # fmt: skip
+
+    async def log_bound_hits_forever(self, interval_seconds: float = BOUND_LOG_INTERVAL_SECONDS) -> None:
+        try:
+            while True:
+                await asyncio.sleep(interval_seconds)
+                self.log_bound_hits()
+        finally:
+            self.log_bound_hits()  # what the last interval saw, at shutdown too
+
+    def track_signals(self, tracker_counts: Mapping[str, int], ledger_counts: Mapping[str, int]) -> None:
+        """The Kubernetes signal tracker's tallies (objects skipped by reason, capped jumps, ...) and
+        the bounds of the tracker and the signal ledger."""
+        self.track_tally(
+            "oomstream_k8s_signal_tracker",
+            "Kubernetes objects and signals by what the tracker did with them",
+            "name",
+            tracker_counts,
+        )
+        self.track_bounds(tracker_counts, SIGNAL_TRACKER_BOUNDS)
+        self.track_bounds(ledger_counts, SIGNAL_LEDGER_BOUNDS)
+
+    def track_pipeline(self, counts: Mapping[str, int]) -> None:
+        """The pipeline's tallies: occurrences of Kubernetes Events declared in
+        ``skipped_occurrences`` instead of emitted one by one, and the rest by name."""
+        self._live.values["oomstream_k8s_skipped_occurrences"] = (
+            "Occurrences of Kubernetes Events declared in skipped_occurrences, not emitted one by one",
+            lambda: counts.get("occurrences_skipped", 0),
+        )
+        self.track_tally("oomstream_pipeline", "Pipeline tallies, by name", "name", counts)
+        self.track_bounds(counts, PIPELINE_BOUNDS)
 
     def track_queue(self, name: str, queue: _Queue | Callable[[], int]) -> None:
         """Expose the depth (and bound) of an ``asyncio.Queue``, or of anything via a callable."""

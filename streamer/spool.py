@@ -32,7 +32,9 @@ Bounds
     the OLDEST segment (rolling the active one if it is the only one), counting its unacknowledged
     records in ``dropped_events`` and logging how many were lost: recent OOM kills matter more than
     old ones, and the disk must not fill. A single record larger than ``max_bytes`` is refused
-    (``SpoolRecordTooLarge``), never stored.
+    (``SpoolRecordTooLarge``), never stored. A disk too full for a new segment does not stop the
+    spool from opening: the first append that finds room creates it; appends that fail raise
+    OSError and are counted (``write_errors``), the caller keeps those events.
 
 Ordering and acknowledgement
     ``peek``/``iterate`` return pending records oldest first; ``ack(n)`` removes the first n pending
@@ -104,6 +106,7 @@ class SpoolStats:
     rejected_events: int  # single records larger than max_bytes
     torn_records: int  # torn or corrupt record tails cut off when opening
     torn_bytes: int
+    write_errors: int  # appends that failed (disk full, I/O error); the caller keeps the event owed
 
 
 class _Segment:
@@ -175,9 +178,11 @@ class Spool:
                 "rejected_events",
                 "torn_records",
                 "torn_bytes",
+                "write_errors",
             ),
             0,
         )
+        self._first_seq = 0  # the number of the first segment when none exists
         self._closed = False
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -228,14 +233,20 @@ class Spool:
             raise SpoolRecordTooLarge(
                 f"record of {size} bytes cannot fit into the spool (max_bytes={self.max_bytes})"
             )
-        active = self._segments[-1]
-        if active.records and active.size + size > self.segment_bytes:
-            active = self._roll()
-        while self._bytes + size > self.max_bytes:
-            self._drop_oldest()
+        try:
+            if self._fd is None:
+                self._new_segment(self._next_seq())  # none could be created before (disk full)
             active = self._segments[-1]
-        assert self._fd is not None
-        self._write_all(self._fd, record, active)
+            if active.records and active.size + size > self.segment_bytes:
+                active = self._roll()
+            while self._bytes + size > self.max_bytes:
+                self._drop_oldest()
+                active = self._segments[-1]
+            assert self._fd is not None
+            self._write_all(self._fd, record, active)
+        except OSError:
+            self._counts["write_errors"] += 1
+            raise
         active.size += size
         active.records += 1
         self._bytes += size
@@ -383,12 +394,21 @@ class Spool:
             self._bytes += size
             index += segment.records
         self._next_index = index
+        # Never reuse the cursor's segment number: its offset would apply to the new file.
+        self._first_seq = max(cursor_seq + 1, 0)
         if self._segments and self._segments[-1].size < self.segment_bytes:
             self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         else:
-            # Never reuse the cursor's segment number: its offset would apply to the new file.
-            next_seq = self._segments[-1].seq + 1 if self._segments else max(cursor_seq + 1, 0)
-            self._new_segment(next_seq)
+            try:
+                self._new_segment(self._next_seq())
+            except OSError as error:
+                # A full disk must not stop the service: the first append tries again.
+                log.error(
+                    "spool %s: cannot create a segment (%s); events that fail delivery cannot be "
+                    "spooled until there is room",
+                    self.directory,
+                    error.strerror or error,
+                )
         self._delete_acked_segments()
         if self.events:
             log.info(
@@ -473,6 +493,9 @@ class Spool:
         cursor = {"segment": self._segments[0].seq, "offset": self._head_offset}
         atomic_write(os.path.join(self.directory, CURSOR_NAME), orjson.dumps(cursor), durable=durable)
 
+    def _next_seq(self) -> int:
+        return self._segments[-1].seq + 1 if self._segments else self._first_seq
+
     def _new_segment(self, seq: int) -> _Segment:
         path = self._segment_path(seq)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -498,7 +521,7 @@ class Spool:
             os.fsync(self._fd)  # a rolled segment is complete: make it durable once
             os.close(self._fd)
             self._fd = None
-        segment = self._new_segment(self._segments[-1].seq + 1)
+        segment = self._new_segment(self._next_seq())
         self._delete_acked_segments()
         return segment
 

@@ -1,34 +1,36 @@
 """``oomstream publish FILE...``: parse kernel logs exactly like ``oomstream parse`` and send to Kafka.
 
-The scanning is shared with ``parse`` (streamer/inputs.py).
+The scanning is shared with ``parse`` (streamer/inputs.py); the Kafka options are the service's
+(``--config FILE``, ``OOMSTREAM_SINKS_KAFKA_*``, ``--sinks-kafka-*``), read by ``kafka_options_from_args``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
-from streamer.config import ENV_BOOTSTRAP_ALIAS
-from streamer.errors import CliError
+from streamer.commands.arguments import add_kafka_arguments, add_publish_parser
+from streamer.config import ENV_BOOTSTRAP_ALIAS, load_config, option_overrides, overrides_from_args
+from streamer.errors import CliError, ConfigError
 from streamer.inputs import (
     InputError,
     ScanOptions,
-    add_scan_arguments,
     check_inputs,
     iter_log_events,
     scan_options_from_args,
 )
-from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError, SinkConfigError
-from streamer.sinks.kafka import COMPRESSION_PACKAGES, KafkaSink, KafkaSinkConfig
+from streamer.kafka import KafkaOptions
+from streamer.sinks.base import REASON_PARTIAL_REPORT, DeliveryTally, FatalSinkError
 
+__all__ = ["add_kafka_arguments", "add_parser", "cmd_publish", "kafka_options_from_args"]
 PROGRESS_INTERVAL_SECONDS = 0.1
 EXIT_DELIVERY_PROBLEMS = 1
-
 
 
 # -- progress ---------------------------------------------------------------------------------------
@@ -93,42 +95,43 @@ class PublishOutcome:
     seconds: float
 
 
-def kafka_config_from_args(args: argparse.Namespace, command: str) -> KafkaSinkConfig:
-    """--bootstrap / env, the named flags and the -o KEY=VALUE options, as one typed config."""
-    bootstrap = args.bootstrap or os.environ.get(ENV_BOOTSTRAP_ALIAS)
-    if not bootstrap:
+def kafka_options_from_args(args: argparse.Namespace, command: str) -> KafkaOptions:
+    """The Kafka options as ``oomstream run`` reads them (``--config`` file, ``OOMSTREAM_SINKS_KAFKA_*``
+    variables, ``--sinks-kafka-*`` flags), plus this command's short forms: ``--bootstrap``, ``--topic``
+    and ``-o KEY=VALUE``."""
+    origin = f"oomstream {command} options"
+    try:
+        overrides: dict[str, object] = overrides_from_args(args)
+        if args.bootstrap:
+            overrides["sinks.kafka.bootstrap_servers"] = args.bootstrap
+        if args.topic:
+            overrides["sinks.kafka.events_topic"] = args.topic
+        overrides.update(option_overrides("sinks.kafka", args.kafka_options or [], origin))
+        config = load_config(args.config_path, os.environ, overrides)
+    except ConfigError as error:
+        raise CliError(str(error)) from None
+    kafka: KafkaOptions = config.components["sinks.kafka"]
+    if not kafka.configured:
         raise CliError(
             "no Kafka bootstrap servers: pass --bootstrap HOST:PORT[,HOST:PORT...] "
-            f"or set {ENV_BOOTSTRAP_ALIAS}"
+            f"or set {ENV_BOOTSTRAP_ALIAS} (or [sinks.kafka] bootstrap_servers in --config FILE)"
         )
-    origin = f"oomstream {command} options" + ("" if args.bootstrap else f" and {ENV_BOOTSTRAP_ALIAS}")
-    base: dict[str, Any] = {"bootstrap_servers": bootstrap}
-    for attribute, key in (
-        ("topic", "events_topic"),
-        ("dead_letter_topic", "dead_letter_topic"),
-        ("compression", "compression"),
-        ("topic_policy", "topic_policy"),
-        ("max_in_flight", "max_in_flight"),
-        ("connect_timeout_seconds", "connect_timeout_seconds"),
-    ):
-        value = getattr(args, attribute, None)
-        if value is not None:
-            base[key] = value
-    try:
-        return KafkaSinkConfig.from_strings(args.kafka_options or [], origin, base=base)
-    except SinkConfigError as error:
-        raise CliError(str(error)) from None
+    if args.config_path:
+        origin += f" and {args.config_path}"
+    return dataclasses.replace(kafka, origin=origin)
 
 
 async def publish_files(
     paths: Sequence[str],
-    config: KafkaSinkConfig,
+    config: KafkaOptions,
     options: ScanOptions,
     progress: Progress,
 ) -> PublishOutcome:
     tally = DeliveryTally()
     started = time.perf_counter()
     events = 0
+    from streamer.sinks.kafka import KafkaSink
+
     try:
         async with KafkaSink(config, on_delivery=tally, name="publish") as sink:
             for event in iter_log_events(paths, options, on_progress=progress.add_bytes):
@@ -158,7 +161,7 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
         raise CliError(str(error)) from None
     if paths.count("-") > 1:
         raise CliError("stdin (-) can be read only once")
-    config = kafka_config_from_args(args, "publish")
+    config = kafka_options_from_args(args, "publish")
     total = 0
     for path in paths:
         if path != "-":
@@ -171,7 +174,7 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     stderr.write(
         f"oomstream publish: {outcome.files} input(s), {outcome.bytes} bytes, {outcome.events} events "
         f"in {outcome.seconds:.2f}s ({rate:.0f}/s) to {config.events_topic} on "
-        f"{','.join(config.bootstrap_servers)}: {tally.sent} sent "
+        f"{config.servers}: {tally.sent} sent "
         f"({tally.dead_letter_copies} partial, also dead-lettered), "
         f"{tally.dead_lettered} dead-lettered instead, {tally.failed} failed\n"
     )
@@ -184,63 +187,4 @@ def cmd_publish(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     return EXIT_DELIVERY_PROBLEMS if tally.failed or refused else 0
 
 
-def add_kafka_arguments(parser: argparse.ArgumentParser) -> None:
-    """Connection options shared by publish and tail."""
-    parser.add_argument(
-        "--bootstrap",
-        default=None,
-        metavar="HOST:PORT[,...]",
-        help=f"Kafka bootstrap servers (default: ${ENV_BOOTSTRAP_ALIAS})",
-    )
-    parser.add_argument("--topic", default=None, help="events topic (default: oomstream.events.v1)")
-    parser.add_argument(
-        "-o",
-        "--kafka-option",
-        dest="kafka_options",
-        action="append",
-        metavar="KEY=VALUE",
-        help="any Kafka sink setting, e.g. -o security_protocol=SASL_SSL -o sasl_username=u "
-        "-o sasl_password_file=/run/secrets/kafka -o linger_ms=10 (repeatable)",
-    )
-    parser.add_argument(
-        "--connect-timeout-seconds",
-        type=float,
-        default=None,
-        help="give up connecting after this long (default: 10)",
-    )
-
-
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "publish",
-        help="parse kernel logs like `parse` and send the events to Kafka",
-        description="Parse kernel logs exactly like `oomstream parse` and publish the events to Kafka "
-        "(acks=all, idempotent). Exit status 1 if any event failed or was dead-lettered "
-        "instead of sent; partial events are sent and also dead-lettered with their raw lines.",
-    )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="log files (gzip ok); - for stdin")
-    add_kafka_arguments(parser)
-    parser.add_argument("--dead-letter-topic", default=None, help="default: oomstream.deadletter.v1")
-    parser.add_argument(
-        "--compression",
-        default=None,
-        choices=tuple(COMPRESSION_PACKAGES),
-        help="default: zstd (zstd, lz4, snappy need the cramjam package)",
-    )
-    parser.add_argument(
-        "--topic-policy",
-        default=None,
-        choices=("create", "check"),
-        help="create missing topics (default) or only check that they exist",
-    )
-    parser.add_argument(
-        "--max-in-flight", type=int, default=None, help="unacknowledged events (default 20000)"
-    )
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
-    add_scan_arguments(parser)
-    parser.set_defaults(handler=cmd_publish)
+add_parser = add_publish_parser  # the arguments live in streamer/commands/arguments.py (light)

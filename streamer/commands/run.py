@@ -9,57 +9,48 @@ import dataclasses
 import logging
 import os
 import signal
-import sys
 from typing import Any, TextIO
-
-import orjson
 
 from parsers.events import AnyEvent, event_to_dict
 from parsers.k8s import SignalTracker
-from parsers.records import SourcePosition
+from streamer import registry
 from streamer.checkpoint import CheckpointStore
-from streamer.commands.central import run_central
+from streamer.commands.arguments import add_run_parser
 from streamer.commands.tail import format_event_line
-from streamer.config import Config, ConfigError, add_cli_arguments, load_config, overrides_from_args
+from streamer.config import Config, ConfigError, load_config, overrides_from_args
 from streamer.enrich.enricher import Enricher
 from streamer.enrich.incidents import Correlator
 from streamer.enrich.pid_index import PidIndex
 from streamer.enrich.pods import PodCache
 from streamer.errors import CliError
+from streamer.kafka import KafkaOptions
 from streamer.kube.api import KubeApi, KubeApiConfig, KubeApiError
 from streamer.logging_setup import setup_logging
-from streamer.metrics import Metrics, MetricsServer, sink_readiness
-from streamer.pipeline import (
-    SIGNAL_LEDGER_NAME,
-    Pipeline,
-    PipelineSettings,
-    SignalLedger,
-    checkpoint_to_position,
+from streamer.metrics import (
+    ASSEMBLER_BOUNDS,
+    CORRELATOR_BOUNDS,
+    POD_CACHE_BOUNDS,
+    SINK_BOUNDS,
+    SOURCE_BOUNDS,
+    Metrics,
+    MetricsServer,
+    sink_readiness,
 )
+from streamer.pipeline import SIGNAL_LEDGER_NAME, Delivery, Pipeline, PipelineSettings, SignalLedger
+from streamer.registry import BuildContext
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
-from streamer.sinks.file import FileSink
-from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig, connection_kwargs
-from streamer.sinks.kafka import Secret as SinkSecret
-from streamer.sinks.stdout import StdoutSink
+from streamer.sinks.fanout import FanOutSink
+from streamer.sinks.kafka_component import CLOSE_SHARE, KafkaSinkOptions, options_for_clients
 from streamer.sources.base import Source, SourceError
-from streamer.sources.files import FileSource
-from streamer.sources.http import build as build_http
-from streamer.sources.journald import JournaldSource
 from streamer.sources.k8s_objects import K8sObjectLinesSource
 from streamer.sources.k8s_watch import KubeWatchSource
-from streamer.sources.kafka_lines import CentralModeError
 from streamer.sources.kafka_objects import KafkaObjectsSource
-from streamer.sources.kmsg import KmsgSource
-from streamer.sources.listeners import ListenerSource
-from streamer.sources.select import auto_select
 from streamer.sources.signals import SignalSource
-from streamer.sources.syslog import build as build_syslog
 from streamer.spool import Spool
 
 log = logging.getLogger("oomstream.run")
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
-
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -69,114 +60,56 @@ def _load(args: argparse.Namespace) -> Config:
         raise CliError(str(error)) from None
 
 
-def cmd_check_config(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    config = _load(args)
-    stdout.write(orjson.dumps(config.redacted(), option=orjson.OPT_INDENT_2).decode() + "\n")
-    if not config.kafka.configured and config.output.sink == "kafka":
-        stderr.write(
-            "note: kafka.bootstrap_servers is not set (OOMSTREAM_KAFKA_BOOTSTRAP); "
-            "`make run` starts a local broker and sets it\n"
-        )
-    return 0
-
-
 def cmd_run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     config = _load(args)
     setup_logging(config.log.level, config.log.format, rate_limit_seconds=config.log.rate_limit_seconds)
-    if config.output.sink == "kafka" and not config.kafka.configured:
-        raise CliError(
-            "kafka.bootstrap_servers is not set: set OOMSTREAM_KAFKA_BOOTSTRAP, --kafka-bootstrap-servers "
-            "or [kafka] bootstrap_servers (`make run` starts a local broker and sets it), "
-            "or choose output.sink = stdout|file"
-        )
     try:
-        if config.kafka_input.enabled:
-            return asyncio.run(run_central(config, kafka_sink_config(config)))
         return asyncio.run(run_service(config, stdout, print_events=not args.quiet))
-    except (SourceError, SinkError, KubeApiError, CentralModeError) as error:
+    except (SourceError, SinkError, KubeApiError, ConfigError) as error:
         raise CliError(str(error)) from None
 
 
-def _start_position(store: CheckpointStore, name: str) -> tuple[SourcePosition | None, str | None]:
-    saved = store.load(name)
-    if not saved:
-        return None, None
-    return checkpoint_to_position(saved), saved.get("boot_id")
+async def build_sources(context: BuildContext) -> list[Source]:
+    """Every enabled source component, built by its registered ``build``."""
+    config = context.config
+    sources: list[Source] = []
+    for name in config.sources.enabled:
+        table = f"sources.{name}"
+        sources.extend(await registry.component(table).build(config.components[table], context))
+    names = [source.checkpoint_key for source in sources]
+    duplicated = sorted({key for key in names if names.count(key) > 1})
+    if duplicated:
+        raise SourceError(f"sources.enabled: two sources would read {', '.join(duplicated)}; enable one")
+    return sources
 
 
-def build_listeners(config: Config) -> list[ListenerSource]:
-    """The network listeners that are enabled (syslog, HTTP): kernel lines from shippers."""
-    listeners: list[ListenerSource] = []
-    if config.syslog.enabled:
-        listeners.append(build_syslog(config.syslog))
-    if config.http.enabled:
-        listeners.append(build_http(config.http))
-    return listeners
+async def build_sink(context: BuildContext) -> Sink:
+    """The enabled sinks, built by their registered ``build``: the first decides delivery (its
+    results settle the tickets); the others get copies and can never block it (FanOutSink)."""
+    config = context.config
+    built: list[Sink] = []
+    for name in config.sinks.enabled:
+        table = f"sinks.{name}"
+        # Only the first sink's results settle tickets; the others' are only counted by them.
+        own = context if not built else dataclasses.replace(context, on_delivery=_side_result)
+        built.append(await registry.component(table).build(config.components[table], own))
+    if len(built) == 1:
+        return built[0]
+    return FanOutSink(built[0], built[1:], registry=context.metrics.registry)
 
 
-async def build_sources(config: Config, store: CheckpointStore) -> list[Source]:
-    """The local kernel log source and the enabled listeners. With a listener enabled and
-    source.kind left at auto (no files), the service only listens: a central collector."""
-    listeners: list[Source] = list(build_listeners(config))
-    if listeners and config.source.kind == "auto" and not config.source.files:
-        return listeners
-    return [*await build_local_sources(config, store), *listeners]
+def _sinks_of(sink: Sink) -> list[Sink]:
+    """``sink`` and, for a fan-out, each sink it feeds."""
+    if isinstance(sink, FanOutSink):
+        return [sink.primary, *(side.sink for side in sink.sides)]
+    return [sink]
 
 
-async def build_local_sources(config: Config, store: CheckpointStore) -> list[Source]:
-    source = config.source
-    host = config.resolved_node_name(os.environ)
-    kind = source.kind
-    if kind == "auto" and source.files:
-        kind = "file"
-    if kind == "file" or kind == "stdin":
-        paths = list(source.files) if kind == "file" else ["-"]
-        if not paths:
-            raise SourceError("source.kind = file needs source.files (a list of log files)")
-        built: list[Source] = []
-        for path in paths:
-            name = "stdin" if path == "-" else f"file:{os.path.abspath(path)}"
-            position, _ = _start_position(store, name)
-            built.append(
-                FileSource(
-                    path,
-                    follow=source.follow,
-                    start=position if position is not None else "beginning",
-                    fmt=source.file_format,
-                    host=host,
-                )
-            )
-        return built
-    if kind == "kmsg":
-        position, boot_id = _start_position(store, "kmsg")
-        start: Any = source.kmsg_start
-        if start == "checkpoint":
-            start = position if position is not None else "oldest"
-        return [KmsgSource(source.kmsg_path, start=start, checkpoint_boot_id=boot_id, host=host)]
-    if kind == "journald":
-        position, _ = _start_position(store, "journald")
-        cursor = position.cursor if position is not None else None
-        return [
-            JournaldSource(
-                after_cursor=cursor,
-                directory=source.journald_directory,
-                since=None if cursor else source.journald_since,
-            )
-        ]
-    # auto: the kind of an existing checkpoint first, then kmsg, then journald
-    position, boot_id = _start_position(store, "kmsg")
-    if position is None:
-        position, boot_id = _start_position(store, "journald")
-    chosen = await auto_select(
-        checkpoint=position,
-        checkpoint_boot_id=boot_id,
-        kmsg_path=source.kmsg_path,
-        journal_directory=source.journald_directory,
-        journal_since=source.journald_since,
-        kmsg_start=source.kmsg_start,
-        host=host,
-    )
-    return [chosen]
+def _side_result(result: DeliveryResult) -> None:
+    if not result.acknowledged:
+        log.warning(
+            "a side sink could not deliver event %s: %s", result.event_id, result.error or result.reason
+        )
 
 
 @dataclasses.dataclass
@@ -189,6 +122,7 @@ class KubernetesParts:
     correlator: Correlator | None
     watch: KubeWatchSource | None
     mode: str
+    tracker: SignalTracker
 
 
 async def build_kubernetes(
@@ -198,11 +132,13 @@ async def build_kubernetes(
     environ = dict(os.environ) if env is None else env
     node = config.resolved_node_name(environ)
     mode = kube.resolved_mode(environ)
-    if config.source.kind == "stdin" and "-" in kube.objects_files:
-        raise CliError("kubernetes.objects_files names stdin (-), but source.kind = stdin reads it already")
+    if "stdin" in config.sources.enabled and "-" in kube.objects_files:
+        raise CliError(
+            "kubernetes.objects_files names stdin (-), but sources.enabled has stdin, which reads it"
+        )
     if mode == "kubeconfig" and kube.kubeconfig_path and not os.path.isfile(kube.kubeconfig_path):
         raise CliError(f"kubernetes.kubeconfig_path = {kube.kubeconfig_path!r}: no such file")
-    tracker = SignalTracker()
+    tracker = SignalTracker(max_backfill=kube.max_backfill_occurrences)
     sources: list[SignalSource] = []
     cache: PodCache | None = None
     watch: KubeWatchSource | None = None
@@ -235,24 +171,31 @@ async def build_kubernetes(
         )
         sources.append(watch)
     for path in kube.objects_files:
-        sources.append(K8sObjectLinesSource(path, follow=kube.objects_follow, node=node, tracker=tracker))
+        sources.append(
+            K8sObjectLinesSource(
+                path,
+                follow=kube.objects_follow,
+                node=node,
+                tracker=tracker,
+                max_line_bytes=kube.max_object_line_bytes,
+            )
+        )
     if kube.objects_kafka_topic:
-        if not config.kafka.configured:
-            raise CliError("kubernetes.objects_kafka_topic needs kafka.bootstrap_servers")
+        kafka = config.options("sinks.kafka", KafkaSinkOptions)
+        if not kafka.configured:
+            raise CliError("kubernetes.objects_kafka_topic needs sinks.kafka.bootstrap_servers")
         # The same brokers and security settings (TLS, SASL) as the sink.
-        security = connection_kwargs(kafka_sink_config(config))
-        for key in ("bootstrap_servers", "client_id", "request_timeout_ms"):
-            security.pop(key, None)
         sources.append(
             KafkaObjectsSource(
-                consumer_options=security,
-                bootstrap_servers=config.kafka.bootstrap_servers,
+                kafka=options_for_clients(kafka),
+                bootstrap_servers=kafka.bootstrap_servers,
                 topic=kube.objects_kafka_topic,
                 group_id=kube.objects_kafka_group,
                 node=node,
                 tracker=tracker,
+                max_line_bytes=kube.max_object_line_bytes,
                 auto_offset_reset=kube.objects_kafka_offset_reset,
-                client_id=config.kafka.client_id,
+                client_id=kafka.client_id,
             )
         )
     correlator = None
@@ -262,137 +205,165 @@ async def build_kubernetes(
             workload_window_seconds=kube.workload_window_seconds,
         )
     enricher = Enricher(cache, node=node, wait_seconds=kube.pod_wait_seconds)
-    return KubernetesParts(enricher, sources, correlator, watch, mode)
+    return KubernetesParts(enricher, sources, correlator, watch, mode, tracker)
 
 
-def kafka_sink_config(config: Config) -> KafkaSinkConfig:
-    """The sink's view of [kafka], with a literal ``kafka.sasl_password`` carried over
-    (``sink_options`` leaves it out: the sink takes no secret values from a mapping)."""
-    literal = config.kafka.sasl_password
-    return KafkaSinkConfig.from_mapping(
-        config.kafka.sink_options(),
-        "configuration",
-        sasl_password=None if literal is None else SinkSecret(literal.reveal()),
+def sink_close_share(config: Config) -> float:
+    """pipeline.shutdown_timeout_seconds bounds the whole exit: the pipeline's drain and flush
+    get 60 % of it, a Kafka sink's close (two bounded waits) 20 % each. Giving each stage the
+    whole budget made an exit with the brokers gone take three times as long."""
+    if "kafka" not in config.sinks.enabled:
+        return 0.0
+    return config.pipeline.shutdown_timeout_seconds * CLOSE_SHARE
+
+
+def kafka_sink_config(config: Config) -> KafkaOptions:
+    """[sinks.kafka] as the Kafka clients use it (the same class: one declaration of every option),
+    named "configuration" in their errors."""
+    return options_for_clients(config.options("sinks.kafka", KafkaSinkOptions))
+
+
+@dataclasses.dataclass
+class Service:
+    """Everything ``oomstream run`` builds from its configuration, before anything runs."""
+
+    config: Config
+    metrics: Metrics
+    store: CheckpointStore
+    spool: Spool | None
+    sources: list[Source]
+    sink: Sink
+    kube: KubernetesParts
+    pid_index: PidIndex | None
+    pipeline: Pipeline
+    server: MetricsServer | None
+
+
+async def build_service(
+    config: Config, stack: contextlib.AsyncExitStack, stdout: TextIO, *, print_events: bool = True
+) -> Service:
+    """Build every part from ``config``; what needs releasing is entered into ``stack``."""
+    metrics = Metrics()
+    store = stack.enter_context(CheckpointStore(config.state.directory))
+    spool: Spool | None = None
+    # The spool holds what the first sink failed to deliver, for sinks whose failures pass.
+    if config.spool.enabled and registry.component(f"sinks.{config.sinks.enabled[0]}").spools:
+        spool = stack.enter_context(
+            Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_bytes)
+        )
+        metrics.track_spool(spool)
+    metrics.track_checkpoints(store)
+
+    def published(event: AnyEvent, result: DeliveryResult) -> None:
+        metrics.observe_event(event)
+        if print_events and "stdout" not in config.sinks.enabled:
+            stdout.write(format_event_line(event_to_dict(event)) + "\n")
+            stdout.flush()
+
+    # Built before the sink: the sink reports each event's outcome to it, which settles the
+    # event's ticket (and spools what failed).
+    delivery = Delivery(spool=spool, on_published=published)
+    context = BuildContext(
+        config=config,
+        node_name=config.resolved_node_name(os.environ),
+        checkpoints=store,
+        metrics=metrics,
+        on_delivery=delivery.on_result,
+        state_directory=config.state.directory,
     )
+    sources = await build_sources(context)
+    for source in sources:
+        metrics.track_source(source.name, source.counts)
+    framer = getattr(sources[0], "framer", None) if len(sources) == 1 else None
+    if framer is not None:
+        metrics.track_formats(framer.records_by_format)
+        metrics.track_parse_errors(framer.skipped)
+    pipe_conf = config.pipeline
+    pid_index = None
+    if pipe_conf.pid_index_enabled:
+        pid_index = PidIndex(refresh_seconds=pipe_conf.pid_index_refresh_seconds)
+    sink = await build_sink(context)
 
-
-def build_sink(config: Config, metrics: Metrics, pipeline_ref: list[Pipeline]) -> Sink:
-    def on_delivery(result: DeliveryResult) -> None:
-        pipeline_ref[0].on_delivery(result)
-
-    output = config.output
-    if output.sink == "stdout":
-        return StdoutSink(sys.stdout.buffer, on_delivery=on_delivery, registry=metrics.registry)
-    if output.sink == "file":
-        assert output.path is not None
-        return FileSink(output.path, on_delivery=on_delivery, registry=metrics.registry)
-    sink_config = kafka_sink_config(config)
-    # Shutdown must end in bounded time even with every broker gone: whatever is still unsent
-    # then is reported failed, so the pipeline spools it and does not checkpoint past it.
-    sink_config = dataclasses.replace(
-        sink_config,
-        close_timeout_seconds=min(
-            sink_config.close_timeout_seconds, config.pipeline.shutdown_timeout_seconds
+    kube = await build_kubernetes(config, stack)
+    for signal_source in kube.signal_sources:
+        metrics.track_source(signal_source.name, signal_source.counts)
+    if kube.watch is not None:
+        for watcher in kube.watch.watchers:
+            metrics.track_source(watcher.name, watcher.counts)
+    metrics.track_source("enrichment", kube.enricher.counts)
+    ledger = SignalLedger(max_ids=config.kubernetes.max_ledger_signals)
+    ledger.load(store.load(SIGNAL_LEDGER_NAME))
+    metrics.track_signals(kube.tracker.counts, ledger.counts)
+    pipeline = Pipeline(
+        sources,
+        sink,
+        checkpoints=store,
+        pid_index=pid_index,
+        enrich=kube.enricher,
+        enrich_signal=kube.enricher.enrich_signal,
+        signal_sources=kube.signal_sources,
+        correlator=kube.correlator,
+        signal_ledger=ledger,
+        delivery=delivery,
+        settings=PipelineSettings(
+            queue_records=pipe_conf.queue_records,
+            linger_seconds=pipe_conf.linger_seconds,
+            report_timeout_seconds=pipe_conf.report_timeout_seconds,
+            checkpoint_interval_seconds=config.state.checkpoint_interval_seconds,
+            shutdown_timeout_seconds=pipe_conf.shutdown_timeout_seconds - 2 * sink_close_share(config),
+            max_tasks=pipe_conf.max_tasks,
         ),
     )
-    return KafkaSink(sink_config, on_delivery=on_delivery, registry=metrics.registry)
+    metrics.track_pipeline(pipeline.counts)
+    for source in sources:
+        metrics.track_bounds(source.counts, SOURCE_BOUNDS)
+    for signal_source in kube.signal_sources:
+        metrics.track_bounds(signal_source.counts, SOURCE_BOUNDS)
+    for assembler in pipeline.assemblers:
+        metrics.track_bounds(assembler.counts, ASSEMBLER_BOUNDS)
+    for part in _sinks_of(sink):
+        bounds = getattr(part, "bounds", None)
+        if bounds is not None:
+            metrics.track_bounds(bounds, SINK_BOUNDS)
+    if kube.correlator is not None:
+        metrics.track_bounds(kube.correlator.counts, CORRELATOR_BOUNDS)
+    if kube.watch is not None:
+        metrics.track_source("pod-cache", kube.watch.cache.counts)
+        metrics.track_bounds(kube.watch.cache.counts, POD_CACHE_BOUNDS)
+    metrics.track_queue("records", lambda: pipeline.queue_depth)
+    server = None
+    if config.metrics.enabled:
+        readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
+        server = MetricsServer(metrics, config.metrics.listen_address, readiness)
+    return Service(config, metrics, store, spool, sources, sink, kube, pid_index, pipeline, server)
 
 
 async def run_service(config: Config, stdout: TextIO, *, print_events: bool = True) -> int:
-    metrics = Metrics()
     # Everything opened here is released in reverse order however the run ends: the sink and
     # the metrics server first, then the Kubernetes API client, the spool, the state directory.
     async with contextlib.AsyncExitStack() as stack:
-        store = stack.enter_context(CheckpointStore(config.state.directory))
-        spool: Spool | None = None
-        if config.spool.enabled and config.output.sink == "kafka":
-            spool = stack.enter_context(
-                Spool(config.spool.directory, config.spool.max_bytes, config.spool.segment_bytes)
-            )
-            metrics.track_spool(spool)
-        metrics.track_checkpoints(store)
-        sources = await build_sources(config, store)
-        for source in sources:
-            metrics.track_source(source.name, source.counts)
-            if isinstance(source, ListenerSource):
-                await source.start()  # a port in use is a configuration error, said now
-                stack.push_async_callback(source.aclose)
-                metrics.track_tally(
-                    f"oomstream_{source.name}_records_by_host",
-                    f"Records received by the {source.name} listener, per sending host",
-                    "host",
-                    source.records_by_host,
-                )
-        framer = getattr(sources[0], "framer", None) if len(sources) == 1 else None
-        if framer is not None:
-            metrics.track_formats(framer.records_by_format)
-            metrics.track_parse_errors(framer.skipped)
-        pipe_conf = config.pipeline
-        pid_index = None
-        if pipe_conf.pid_index_enabled:
-            pid_index = PidIndex(refresh_seconds=pipe_conf.pid_index_refresh_seconds)
-        pipeline_ref: list[Pipeline] = []
-        sink = build_sink(config, metrics, pipeline_ref)
-
-        def published(event: AnyEvent, result: DeliveryResult) -> None:
-            metrics.observe_event(event)
-            if print_events and config.output.sink != "stdout":
-                stdout.write(format_event_line(event_to_dict(event)) + "\n")
-                stdout.flush()
-
-        kube = await build_kubernetes(config, stack)
-        for signal_source in kube.signal_sources:
-            metrics.track_source(signal_source.name, signal_source.counts)
-        if kube.watch is not None:
-            for watcher in kube.watch.watchers:
-                metrics.track_source(watcher.name, watcher.counts)
-        metrics.track_source("enrichment", kube.enricher.counts)
-        ledger = SignalLedger()
-        ledger.load(store.load(SIGNAL_LEDGER_NAME))
-        pipeline = Pipeline(
-            sources,
-            sink,
-            checkpoints=store,
-            spool=spool,
-            pid_index=pid_index,
-            enrich=kube.enricher,
-            enrich_signal=kube.enricher.enrich_signal,
-            signal_sources=kube.signal_sources,
-            correlator=kube.correlator,
-            signal_ledger=ledger,
-            on_published=published,
-            settings=PipelineSettings(
-                queue_records=pipe_conf.queue_records,
-                linger_seconds=pipe_conf.linger_seconds,
-                report_timeout_seconds=pipe_conf.report_timeout_seconds,
-                checkpoint_interval_seconds=config.state.checkpoint_interval_seconds,
-                shutdown_timeout_seconds=pipe_conf.shutdown_timeout_seconds,
-                max_tasks=pipe_conf.max_tasks,
-            ),
-        )
-        pipeline_ref.append(pipeline)
-        for source in sources:
-            if isinstance(source, ListenerSource):
-                source.readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
-        metrics.track_queue("records", lambda: pipeline.queue_depth)
-
+        service = await build_service(config, stack, stdout, print_events=print_events)
+        pipeline = service.pipeline
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, pipeline.stop)
         log.info(
             "oomstream running: sources=%s signals=%s kubernetes=%s sink=%s state=%s",
-            ",".join(source.name for source in sources),
-            ",".join(s.name for s in kube.signal_sources) or "-",
-            kube.mode,
-            config.output.sink,
+            ",".join(source.name for source in service.sources),
+            ",".join(s.name for s in service.kube.signal_sources) or "-",
+            service.kube.mode,
+            ",".join(config.sinks.enabled),
             config.state.directory,
         )
-        server: contextlib.AbstractAsyncContextManager[Any] = contextlib.nullcontext()
-        if config.metrics.enabled:
-            readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
-            server = MetricsServer(metrics, config.metrics.listen_address, readiness)
-        async with server, sink:
-            await pipeline.run()
+        server: contextlib.AbstractAsyncContextManager[Any] = service.server or contextlib.nullcontext()
+        async with server, service.sink:
+            bound_log = asyncio.create_task(service.metrics.log_bound_hits_forever(), name="bound-log")
+            try:
+                await pipeline.run()
+            finally:
+                bound_log.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bound_log
     log.info("oomstream stopped: %s", dict(pipeline.counts))
     if pipeline.counts["source_failures"]:
         log.error("a source failed; see the errors above")
@@ -400,18 +371,5 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = subparsers.add_parser(
-        "run",
-        help="follow this node's kernel log and publish every OOM kill (the node service)",
-        description="Follow the kernel log (kmsg, journald or files), assemble OOM reports and publish "
-        "events; options come from --config FILE, OOMSTREAM_* variables and these flags.",
-    )
-    add_cli_arguments(run)
-    run.add_argument("--quiet", action="store_true", help="do not print a line per published event")
-    run.set_defaults(handler=cmd_run)
-    check = subparsers.add_parser(
-        "check-config", help="validate the configuration and print it (secrets masked)"
-    )
-    add_cli_arguments(check)
-    check.set_defaults(handler=cmd_check_config)
+# The arguments and check-config live in streamer/commands/arguments.py: they import nothing heavy.
+add_parser = add_run_parser

@@ -10,13 +10,19 @@ from typing import Any, TextIO
 
 import orjson
 
-from streamer.commands.publish import add_kafka_arguments, kafka_config_from_args
+from streamer.commands.arguments import add_tail_parser
+from streamer.commands.publish import kafka_options_from_args
 from streamer.errors import CliError
+from streamer.kafka import (
+    Credentials,
+    KafkaOptions,
+    Startup,
+    connection_kwargs,
+    read_credentials_at_connect,
+)
 from streamer.sinks.base import DEAD_LETTER_TYPE
-from streamer.sinks.kafka import KafkaSinkConfig, classify_kafka_error, connection_kwargs
 
 POLL_MS = 200
-
 
 
 def _size(kb: Any) -> str:
@@ -120,7 +126,7 @@ def _incident_line(event: Mapping[str, Any]) -> str:
 
 
 async def tail_events(
-    config: KafkaSinkConfig,
+    config: KafkaOptions,
     out: TextIO,
     *,
     group: str | None,
@@ -132,7 +138,8 @@ async def tail_events(
     """Print events until max_events, or until nothing arrived for timeout_seconds. Returns the count."""
     from aiokafka import AIOKafkaConsumer
 
-    kwargs = connection_kwargs(config)
+    credentials = Credentials(config)
+    kwargs = connection_kwargs(config, credentials=credentials)
     consumer = AIOKafkaConsumer(
         config.events_topic,
         group_id=group,
@@ -140,18 +147,14 @@ async def tail_events(
         enable_auto_commit=group is not None,
         **kwargs,
     )
-    servers = ",".join(config.bootstrap_servers)
+    read_credentials_at_connect(consumer, credentials)
+    servers = config.servers
     try:
-        await asyncio.wait_for(consumer.start(), config.connect_timeout_seconds)
+        # The same bounded start and diagnosis (TLS, SASL, unreachable) as the sink's.
+        await Startup(config, kwargs, "tail").connect(consumer)
     except Exception as error:
         await _stop_quietly(consumer)
-        if isinstance(error, TimeoutError):
-            raise CliError(
-                f"no answer from Kafka at {servers} within {config.connect_timeout_seconds:g}s "
-                f"(--bootstrap / {config.origin})"
-            ) from None
-        reason = classify_kafka_error(error).reason
-        raise CliError(f"cannot read from Kafka at {servers} ({reason}): {error}") from None
+        raise CliError(f"cannot read from Kafka: {error}") from None
     count = 0
     try:
         if config.events_topic not in await consumer.topics():
@@ -214,7 +217,7 @@ def cmd_tail(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         raise CliError("--max-events must be > 0")
     if args.timeout_seconds is not None and args.timeout_seconds <= 0:
         raise CliError("--timeout-seconds must be > 0")
-    config = kafka_config_from_args(args, "tail")
+    config = kafka_options_from_args(args, "tail")
     pretty = args.pretty if args.pretty is not None else stdout.isatty()
     count = asyncio.run(
         tail_events(
@@ -232,30 +235,4 @@ def cmd_tail(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "tail",
-        help="print events from the Kafka events topic",
-        description="Read the events topic and print each event as JSON or as one readable line. "
-        "Without --group and --from-beginning, only new events are shown.",
-    )
-    add_kafka_arguments(parser)
-    parser.add_argument(
-        "--group", default=None, help="consumer group: resume from its committed offsets and commit"
-    )
-    parser.add_argument(
-        "--from-beginning",
-        action="store_true",
-        help="start at the oldest event (for a group: only when it has no committed offset)",
-    )
-    style = parser.add_mutually_exclusive_group()
-    style.add_argument("--json", dest="pretty", action="store_false", default=None, help="JSON lines")
-    style.add_argument("--pretty", dest="pretty", action="store_true", help="one readable line per event")
-    parser.add_argument("--max-events", type=int, default=None, help="stop after N events")
-    parser.add_argument(
-        "--timeout-seconds",
-        type=float,
-        default=None,
-        help="stop when no event arrived for this long (default: wait forever)",
-    )
-    parser.set_defaults(handler=cmd_tail)
+add_parser = add_tail_parser  # the arguments live in streamer/commands/arguments.py (light)

@@ -29,9 +29,17 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
-from parsers.events import K8sEvent, OomEvent
+from parsers.events import (
+    Analysis,
+    Enrichment,
+    K8sEvent,
+    ObjectRef,
+    OomEvent,
+    PodMetadata,
+    WaitedEnrichment,
+)
 from streamer.enrich.pods import PodCache, PodMatch
 
 __all__ = ["Enricher", "analyse", "kubernetes_fields"]
@@ -52,36 +60,36 @@ _UNLIMITED_KB: Final = 2**53 // 1024 - 4
 _PAGE_SLACK: Final = 65536  # the kernel rounds a limit down to whole pages (up to 64 KiB pages)
 
 
-def kubernetes_fields(match: PodMatch, node: str | None = None) -> dict[str, Any]:
+def kubernetes_fields(match: PodMatch, node: str | None = None) -> PodMetadata:
     """The schema's ``kubernetes`` object for a cache match (container fields None for a pod match)."""
     pod, container = match.pod, match.container
-    return {
-        "namespace": pod.namespace,
-        "pod": pod.name,
-        "pod_uid": pod.uid,
-        "container": container.name if container is not None else None,
-        "container_id": container.container_id if container is not None else None,
-        "node": pod.node if pod.node is not None else node,
-        "qos_class": pod.qos_class if pod.qos_class in ("Guaranteed", "Burstable", "BestEffort") else None,
-        "labels": dict(pod.labels),
-        "annotations": dict(pod.annotations),
-        "owner": {"kind": pod.owner[0], "name": pod.owner[1]} if pod.owner is not None else None,
-        "workload": {"kind": pod.workload[0], "name": pod.workload[1]} if pod.workload is not None else None,
-        "image": container.image if container is not None else None,
-        "memory_request_bytes": container.memory_request_bytes if container is not None else None,
-        "memory_limit_bytes": container.memory_limit_bytes if container is not None else None,
-        "pod_memory_limit_bytes": pod.pod_memory_limit_bytes,
-        "restart_count": container.restart_count if container is not None else None,
-        "static_pod": pod.static,
-        "deleted": match.deleted,
-    }
+    return PodMetadata(
+        namespace=pod.namespace,
+        pod=pod.name,
+        pod_uid=pod.uid,
+        container=container.name if container is not None else None,
+        container_id=container.container_id if container is not None else None,
+        node=pod.node if pod.node is not None else node,
+        qos_class=pod.qos_class if pod.qos_class in ("Guaranteed", "Burstable", "BestEffort") else None,
+        labels=dict(pod.labels),
+        annotations=dict(pod.annotations),
+        owner=ObjectRef(*pod.owner) if pod.owner is not None else None,
+        workload=ObjectRef(*pod.workload) if pod.workload is not None else None,
+        image=container.image if container is not None else None,
+        memory_request_bytes=container.memory_request_bytes if container is not None else None,
+        memory_limit_bytes=container.memory_limit_bytes if container is not None else None,
+        pod_memory_limit_bytes=pod.pod_memory_limit_bytes,
+        restart_count=container.restart_count if container is not None else None,
+        static_pod=pod.static,
+        deleted=match.deleted,
+    )
 
 
 def _near(a: int, b: int | None) -> bool:
     return b is not None and abs(a - b) < _PAGE_SLACK
 
 
-def analyse(event: OomEvent, match: PodMatch | None) -> dict[str, Any] | None:
+def analyse(event: OomEvent, match: PodMatch | None) -> Analysis | None:
     """Which limit fired and the victim's RSS against it. Pure; from the report, with the pod's
     limits as a cross-check when the cgroup level alone does not tell (an unrecognised cgroup whose
     limit equals the container's or the pod's limit)."""
@@ -105,12 +113,7 @@ def analyse(event: OomEvent, match: PodMatch | None) -> dict[str, Any] | None:
     fraction: float | None = None
     if rss_bytes is not None and limit_bytes:
         fraction = round(rss_bytes / limit_bytes, 4)
-    return {
-        "limit_fired": limit_fired,
-        "limit_bytes": limit_bytes,
-        "rss_bytes": rss_bytes,
-        "rss_fraction_of_limit": fraction,
-    }
+    return Analysis(limit_fired, limit_bytes, rss_bytes, fraction)
 
 
 class Enricher:
@@ -140,7 +143,7 @@ class Enricher:
         except Exception:  # never lose an event to a bug here
             log.exception("pod enrichment failed for event %s", event.event_id)
             self.counts["error"] += 1
-            kubernetes, enrichment, match = None, {"status": "pod_not_found", "source": None}, None
+            kubernetes, enrichment, match = None, Enrichment("pod_not_found", None), None
         try:
             analysis = analyse(event, match)
         except Exception:
@@ -149,7 +152,7 @@ class Enricher:
             analysis = None
         return dataclasses.replace(event, kubernetes=kubernetes, enrichment=enrichment, analysis=analysis)
 
-    async def _enrich(self, event: OomEvent) -> tuple[dict[str, Any] | None, dict[str, Any], PodMatch | None]:
+    async def _enrich(self, event: OomEvent) -> tuple[PodMetadata | None, Enrichment, PodMatch | None]:
         cgroup = event.cgroup
         if self.cache is None:
             return self._result("disabled", None, None)
@@ -194,17 +197,16 @@ class Enricher:
 
     def _result(
         self, status: str, match: PodMatch | None, waited: float | None, *, prefix: str = ""
-    ) -> tuple[dict[str, Any] | None, dict[str, Any], PodMatch | None]:
+    ) -> tuple[PodMetadata | None, Enrichment, PodMatch | None]:
         self.counts[prefix + status] += 1
         source: str | None = None
-        kubernetes: dict[str, Any] | None = None
+        kubernetes: PodMetadata | None = None
         if match is not None and self.cache is not None:
             source = "tombstone" if match.deleted else self.cache.source
             kubernetes = kubernetes_fields(match, self.node)
-        enrichment: dict[str, Any] = {"status": status, "source": source}
-        if waited is not None:
-            enrichment["waited_seconds"] = round(waited, 3)
-        return kubernetes, enrichment, match
+        if waited is None:
+            return kubernetes, Enrichment(status, source), match
+        return kubernetes, WaitedEnrichment(status, source, round(waited, 3)), match
 
     async def enrich_signal(self, event: K8sEvent) -> K8sEvent:
         """Fill ``kubernetes`` (and ``enrichment``) of a pod-scoped Kubernetes signal; node-scoped

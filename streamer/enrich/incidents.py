@@ -68,10 +68,14 @@ from parsers.events import (
     EVENT_TYPE_K8S_OOM_KILLING,
     EVENT_TYPE_K8S_SYSTEM_OOM,
     EVENT_TYPE_OOM_KILL,
+    Analysis,
     AnyEvent,
     IncidentEvent,
+    IncidentKubernetes,
     K8sEvent,
+    ObjectRef,
     OomEvent,
+    PodMetadata,
     format_time,
     make_signal_id,
 )
@@ -137,8 +141,22 @@ def _int(value: object) -> int | None:
     return value
 
 
-def _dict(value: object) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
+def _kube(event: _Signal) -> PodMetadata | None:
+    """The event's typed pod metadata (a malformed event must not stop the correlator)."""
+    value = event.kubernetes
+    return value if isinstance(value, PodMetadata) else None
+
+
+def _analysis(event: OomEvent) -> Analysis | None:
+    value = event.analysis
+    return value if isinstance(value, Analysis) else None
+
+
+def _workload(value: object) -> ObjectRef | None:
+    if not isinstance(value, ObjectRef):
+        return None
+    kind, name = _str(value.kind), _str(value.name)
+    return ObjectRef(kind, name) if kind and name else None
 
 
 def _bare_id(value: object) -> str | None:
@@ -247,10 +265,10 @@ def _facts(event: _Signal, now: float, counts: Counter[str]) -> _Facts:
         time = now
     containers: set[str] = set()
     pods: set[str] = set()
-    kube = _dict(event.kubernetes) or {}
-    if (bare := _bare_id(kube.get("container_id"))) is not None:
+    kube = _kube(event)
+    if kube is not None and (bare := _bare_id(kube.container_id)) is not None:
         containers.add(bare)
-    if (uid := _uid(kube.get("pod_uid"))) is not None:
+    if kube is not None and (uid := _uid(kube.pod_uid)) is not None:
         pods.add(uid)
     pid: int | None
     reports: frozenset[tuple[str, ...]] = frozenset()
@@ -325,19 +343,23 @@ class _Incident:
         return min(kernel) if kernel else self.first_time
 
 
-def _kubernetes(members: Iterable[_Facts]) -> dict[str, Any] | None:
+def _kubernetes(members: Iterable[_Facts]) -> IncidentKubernetes | None:
     """namespace, pod, pod_uid, container, workload: the best-enriched member first,
     gaps filled from the others (cgroup-derived ids last: a static pod's cgroup UID is a hash)."""
     candidates: list[tuple[int, int, int, dict[str, Any]]] = []  # (filled, priority, -order, values)
     for order, facts in enumerate(members):
         event = facts.event
         options: list[tuple[int, dict[str, Any]]] = []
-        kube = _dict(event.kubernetes)
+        kube = _kube(event)
         if kube is not None:
-            values = {key: kube.get(key) for key in _KUBE_KEYS}
-            workload = _dict(kube.get("workload"))
-            kind, name = _str((workload or {}).get("kind")), _str((workload or {}).get("name"))
-            values["workload"] = {"kind": kind, "name": name} if kind and name else None
+            values: dict[str, Any] = {
+                "namespace": kube.namespace,
+                "pod": kube.pod,
+                "pod_uid": kube.pod_uid,
+                "container": kube.container,
+                "container_id": kube.container_id,
+                "workload": _workload(kube.workload),
+            }
             options.append((3 if isinstance(event, OomEvent) else 2, values))
         if isinstance(event, K8sEvent):
             # A Node event (NPD, SystemOOM) names no pod: its namespace would be the Event object's.
@@ -368,26 +390,24 @@ def _kubernetes(members: Iterable[_Facts]) -> dict[str, Any] | None:
                 result[key] = value if key == "workload" else _str(value)
     if all(value in (None, "") for value in result.values()):
         return None
-    return result
+    return IncidentKubernetes(**result)
 
 
-def _workload_key(kube: dict[str, Any] | None) -> _WorkloadKey | None:
+def _workload_key(kube: IncidentKubernetes | None) -> _WorkloadKey | None:
     if kube is None:
         return None
-    namespace = _str(kube.get("namespace"))
+    namespace = _str(kube.namespace)
     if namespace is None:
         return None
-    workload = _dict(kube.get("workload")) or {}
-    kind, name = _str(workload.get("kind")), _str(workload.get("name"))
-    if kind is not None and name is not None:
-        return ("workload", namespace, kind, name)
-    pod = _str(kube.get("pod"))
+    if kube.workload is not None:
+        return ("workload", namespace, kube.workload.kind, kube.workload.name)
+    pod = _str(kube.pod)
     return ("pod", namespace, pod) if pod is not None else None
 
 
 def _kernel_verdict(event: OomEvent) -> str:
-    analysis = _dict(event.analysis) or {}
-    fired = _LIMIT_FIRED_VERDICT.get(str(analysis.get("limit_fired")))
+    analysis = _analysis(event)
+    fired = _LIMIT_FIRED_VERDICT.get(analysis.limit_fired) if analysis is not None else None
     if fired is not None:
         return fired
     scope = _LIMIT_SCOPE_VERDICT.get(str(getattr(event.cgroup, "limit_scope", None)))
@@ -418,7 +438,7 @@ def _visible(members: list[_Facts]) -> bool | None:
     for m in members:
         event = m.event
         if isinstance(event, OomEvent) and (
-            getattr(event.cgroup, "pod_uid", None) or _dict(event.kubernetes)
+            getattr(event.cgroup, "pod_uid", None) or _kube(event) is not None
         ):
             return False
     return None

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 CONFIG_HASH_ANNOTATION: Final = "kubernetes.io/config.hash"
 CONFIG_MIRROR_ANNOTATION: Final = "kubernetes.io/config.mirror"
 MAX_PREVIOUS_IDS: Final = 8  # per container: a crash-looping container would otherwise grow without bound
+MAX_KEYS_NOT_COPIED: Final = 1000  # distinct label (or annotation) keys remembered as not copied
 
 ContainerKind = Literal["regular", "init", "ephemeral"]
 MatchVia = Literal["pod_uid", "container_id", "config_hash"]
@@ -213,6 +214,9 @@ class PodCache:
         self._by_hash: dict[str, str] = {}  # static pod config hash -> API UID
         self._tombstones: dict[str, float] = {}  # API UID -> deleted_at, in deletion order
         self._changed: asyncio.Event | None = None
+        # Label / annotation keys seen on pods but not copied onto events (not allowlisted): each
+        # is counted and logged once, so a user sees what the allowlists leave out.
+        self._not_copied: dict[str, set[str]] = {"label": set(), "annotation": set()}
 
     # -- WatchHandler -------------------------------------------------------------------------------
 
@@ -391,8 +395,8 @@ class PodCache:
             uid=uid.lower(),
             node=_intern(_str(spec.get("nodeName"))),
             qos_class=_intern(_str(status.get("qosClass"))),
-            labels=_pick(labels_raw, self.label_allowlist),
-            annotations=_pick(annotations_raw, self.annotation_allowlist),
+            labels=self._allowed("label", labels_raw, self.label_allowlist),
+            annotations=self._allowed("annotation", annotations_raw, self.annotation_allowlist),
             owner=owner,
             workload=derive_workload(owner, labels_raw),
             containers=tuple(containers),
@@ -400,11 +404,29 @@ class PodCache:
             pod_memory_limit_bytes=_pod_limit(limits["regular"], limits["init"], overhead),
         )
 
+    def _allowed(self, kind: str, source: dict[str, Any], allowlist: tuple[str, ...]) -> Mapping[str, str]:
+        """The allowlisted entries of ``source``; a key left out for the first time is counted
+        (``<kind>_keys_not_copied``, at most MAX_KEYS_NOT_COPIED distinct keys remembered) and logged."""
+        picked = _pick(source, allowlist)
+        if len(source) > len(picked):
+            seen = self._not_copied[kind]
+            new = [key for key in source if key not in picked and key not in seen]
+            if new and len(seen) < MAX_KEYS_NOT_COPIED:
+                new = new[: MAX_KEYS_NOT_COPIED - len(seen)]
+                seen.update(new)
+                self.counts[f"{kind}_keys_not_copied"] += len(new)
+                log.info(
+                    "pod %s keys not copied onto events (not in kubernetes.%s_allowlist): %s",
+                    kind, kind, ", ".join(sorted(new)),
+                )  # fmt: skip
+        return picked
+
     def _upsert(self, pod: PodInfo) -> None:
         """Store ``pod`` (a tombstone if its deleted_at is set), keeping earlier container ids."""
         old = self._pods.get(pod.uid)
         if old is not None:
-            pod = _carry_previous_ids(old, pod)
+            pod, forgotten = _carry_previous_ids(old, pod)
+            self.counts["previous_ids_forgotten"] += forgotten
             self._unindex(old)
             if old.deleted_at is not None:
                 if pod.deleted_at is None:
@@ -449,6 +471,8 @@ class PodCache:
             uid, deleted_at = next(iter(self._tombstones.items()))
             if deleted_at > horizon and len(self._tombstones) <= self.max_tombstones:
                 break
+            if deleted_at > horizon:
+                self.counts["tombstones_over_cap"] += 1  # forgotten before tombstone_seconds
             del self._tombstones[uid]
             pod = self._pods.pop(uid, None)
             if pod is not None:
@@ -459,10 +483,12 @@ class PodCache:
         return dropped
 
 
-def _carry_previous_ids(old: PodInfo, new: PodInfo) -> PodInfo:
-    """Keep the ids a container had before this update (a restart replaces containerID)."""
+def _carry_previous_ids(old: PodInfo, new: PodInfo) -> tuple[PodInfo, int]:
+    """Keep the ids a container had before this update (a restart replaces containerID); also
+    says how many of them the MAX_PREVIOUS_IDS bound made it forget."""
     before = {(c.kind, c.name): c for c in old.containers}
     changed = False
+    forgotten = 0
     containers: list[ContainerInfo] = []
     for c in new.containers:
         prior = before.get((c.kind, c.name))
@@ -470,12 +496,14 @@ def _carry_previous_ids(old: PodInfo, new: PodInfo) -> PodInfo:
             containers.append(c)
             continue
         ids = [*prior.previous_ids, *(x for x in (prior.container_id,) if x is not None), *c.previous_ids]
-        merged = tuple(cid for cid in dict.fromkeys(ids) if cid != c.container_id)[-MAX_PREVIOUS_IDS:]
+        kept = tuple(cid for cid in dict.fromkeys(ids) if cid != c.container_id)
+        merged = kept[-MAX_PREVIOUS_IDS:]
+        forgotten += len(kept) - len(merged)
         if merged != c.previous_ids:
             c = replace(c, previous_ids=merged)
             changed = True
         containers.append(c)
-    return replace(new, containers=tuple(containers)) if changed else new
+    return (replace(new, containers=tuple(containers)) if changed else new), forgotten
 
 
 def _pod_limit(

@@ -20,12 +20,17 @@ from collections import Counter as TallyCounter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import orjson
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from parsers.events import AnyEvent, IncidentEvent, OomEvent, event_to_dict, format_time
+from streamer.errors import FatalSinkError, RetriableSinkError, SinkConfigError, SinkError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry  # loaded with the metrics, not by check-config
+
+__all__ = ["FatalSinkError", "RetriableSinkError", "SinkConfigError", "SinkError"]
 
 log = logging.getLogger("oomstream.sinks")
 
@@ -35,26 +40,6 @@ DEAD_LETTER_VERSION = 1
 # Dead-letter reasons that are not errors: the input itself was incomplete or unreadable.
 REASON_PARTIAL_REPORT = "partial_report"
 REASON_UNPARSEABLE = "unparseable_input"
-
-
-class SinkError(Exception):
-    """Base of every sink error. ``setting`` names the configuration key at fault, when one is."""
-
-    def __init__(self, message: str, *, setting: str | None = None) -> None:
-        super().__init__(message)
-        self.setting = setting
-
-
-class RetriableSinkError(SinkError):
-    """Transient: the same operation may succeed later (broker moved, timed out, connection lost)."""
-
-
-class FatalSinkError(SinkError):
-    """Retrying cannot help: bad configuration, authorization, a record the broker will never take."""
-
-
-class SinkConfigError(FatalSinkError, ValueError):
-    """The sink's configuration is invalid; the message names the key and where it came from."""
 
 
 class SinkClosedError(FatalSinkError):
@@ -135,6 +120,7 @@ class DeadLetter:
     reason: str
     raw_lines: tuple[str, ...] = ()
     error: str | None = None
+    raw_lines_total: int | None = None  # lines the input had, when raw_lines holds only the first ones
     event: AnyEvent | None = None  # the partial or refused event, when there is one
     host: str | None = None
     source: dict[str, Any] | None = None
@@ -150,6 +136,7 @@ class DeadLetter:
             reason=reason,
             raw_lines=tuple(raw_lines or ()),
             error=error,
+            raw_lines_total=event.raw_lines_total if isinstance(event, OomEvent) else None,
             event=event,
             host=event.host,
             source=source,
@@ -170,12 +157,14 @@ def dead_letter_to_json(
     producer: str | None = None,
     max_bytes: int | None = None,
     include_event: bool = True,
+    counts: TallyCounter[str] | None = None,
 ) -> bytes:
     """The dead-letter envelope (one JSON object; ``type`` tells it apart from events).
 
     ``max_bytes`` keeps the envelope below a transport limit: the embedded event is dropped first,
     then raw lines are cut from the end, and ``raw_lines_truncated`` says so. A record refused for
-    its size must still leave a trace of what it was.
+    its size must still leave a trace of what it was. ``counts`` (when given) tallies what was left
+    out: ``dead_letter_events_left_out``, ``dead_letter_raw_lines_cut``.
     """
     envelope: dict[str, Any] = {
         "type": DEAD_LETTER_TYPE,
@@ -188,17 +177,22 @@ def dead_letter_to_json(
         "time": format_time(time.time()),
         "source": letter.source,
         "raw_lines": list(letter.raw_lines),
-        "raw_lines_total": len(letter.raw_lines),
-        "raw_lines_truncated": False,
+        # The assembler may have kept only a report's first lines: the total says how many it had.
+        "raw_lines_total": max(letter.raw_lines_total or 0, len(letter.raw_lines)),
+        "raw_lines_truncated": (letter.raw_lines_total or 0) > len(letter.raw_lines),
         "event": event_to_dict(letter.event) if include_event and letter.event is not None else None,
     }
     data = orjson.dumps(envelope)
     if max_bytes is None or len(data) <= max_bytes:
         return data
+    if envelope["event"] is not None and counts is not None:
+        counts["dead_letter_events_left_out"] += 1
     envelope["event"] = None
     data = orjson.dumps(envelope)
     lines: list[str] = envelope["raw_lines"]
     while len(data) > max_bytes and lines:
+        if counts is not None:
+            counts["dead_letter_raw_lines_cut"] += 1
         overshoot = len(data) - max_bytes
         # Drop whole lines from the end until it fits; one big line is cut itself.
         last = lines[-1]
@@ -215,6 +209,9 @@ class SinkMetrics:
     """Prometheus metrics shared by every sink; the ``sink`` label tells sinks apart."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # Imported here: `check-config` and `--help` load the sink modules for their options only.
+        from prometheus_client import Counter, Gauge, Histogram
+
         self.events_sent = Counter(
             "oomstream_sink_events_sent",
             "Events acknowledged by the destination",
@@ -260,7 +257,10 @@ _METRICS: weakref.WeakKeyDictionary[CollectorRegistry, SinkMetrics] = weakref.We
 
 
 def sink_metrics(registry: CollectorRegistry | None = None) -> SinkMetrics:
-    registry = REGISTRY if registry is None else registry
+    if registry is None:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
     metrics = _METRICS.get(registry)
     if metrics is None:
         metrics = _METRICS[registry] = SinkMetrics(registry)

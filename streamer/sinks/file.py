@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
-from prometheus_client import CollectorRegistry
-
+from streamer.config import OptionError, option_help
+from streamer.registry import BuildContext, Component
 from streamer.sinks.base import (
     DeliveryCallback,
     DeliveryResult,
@@ -22,6 +23,9 @@ from streamer.sinks.base import (
     SinkError,
 )
 from streamer.sinks.stdout import JsonLinesSink
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry  # loaded with the metrics, not by check-config
 
 AckOn = Literal["write", "fsync"]
 
@@ -129,3 +133,26 @@ class FileSink(JsonLinesSink):
 def _fsync_all(fds: list[int]) -> None:
     for fd in fds:
         os.fsync(fd)
+
+
+# -- the component: [sinks.file] -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FileSinkOptions:
+    path: str | None = field(default=None, metadata=option_help("the JSON-lines file events are appended to"))
+
+    def check_config(self, enabled: tuple[str, ...]) -> None:
+        """``enabled``: sinks.enabled."""
+        if "file" in enabled and not self.path:
+            raise OptionError("path", "required when sinks.enabled has 'file'")
+        if self.path and "file" not in enabled:
+            raise OptionError("path", f"is set but sinks.enabled = {list(enabled)!r} writes no file")
+
+
+async def build(options: FileSinkOptions, context: BuildContext) -> FileSink:
+    assert options.path is not None  # check_config
+    return FileSink(options.path, on_delivery=context.on_delivery, registry=context.metrics.registry)
+
+
+COMPONENT = Component(options=FileSinkOptions, build=build, help="JSON lines appended to a file")

@@ -13,11 +13,11 @@ import io
 import sys
 import time
 from collections.abc import Sequence
-from typing import BinaryIO, TextIO, cast
-
-from prometheus_client import CollectorRegistry
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO, TextIO, cast
 
 from parsers.events import AnyEvent, OomEvent, event_to_json
+from streamer.registry import BuildContext, Component
 from streamer.sinks.base import (
     REASON_PARTIAL_REPORT,
     DeadLetter,
@@ -29,6 +29,9 @@ from streamer.sinks.base import (
     dead_letter_to_json,
     producer_host,
 )
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry  # loaded with the metrics, not by check-config
 
 
 class JsonLinesSink(Sink):
@@ -190,3 +193,18 @@ class StdoutSink(JsonLinesSink):
             await self.flush()
         finally:
             self._closed = True
+
+
+# -- the component: [sinks.stdout] ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StdoutOptions:
+    """No options: one JSON object per line on standard output."""
+
+
+async def build(options: StdoutOptions, context: BuildContext) -> StdoutSink:
+    return StdoutSink(sys.stdout.buffer, on_delivery=context.on_delivery, registry=context.metrics.registry)
+
+
+COMPONENT = Component(options=StdoutOptions, build=build, help="JSON lines on standard output")

@@ -3,8 +3,10 @@
 A source reads one kind of input (kmsg, journald, files/stdin), frames it with
 ``parsers.framing.Framer`` and yields ``KernelRecord``s whose ``position`` says exactly where
 reading may resume after that record. Sources never wait on the sink: the pipeline decides
-which positions are safe (acknowledged end to end) and persists checkpoints; a source only
-receives its start position when it is created.
+which positions are safe (acknowledged end to end) and asks the source what to save for one
+(``checkpoint_data``) under the source's own key (``checkpoint_key``). A source is given its saved
+data back when its component builds it, and decodes it itself: each kind has its own position
+(kmsg: seq and boot id; journald: cursor; files: offset, device, inode).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
@@ -25,7 +27,8 @@ class SourceError(Exception):
 class Source(Protocol):
     """What the pipeline needs from a source."""
 
-    name: str  # unique per pipeline, used as the checkpoint key, e.g. "kmsg", "journald", "file:/var/log/x"
+    name: str  # unique per pipeline, e.g. "kmsg", "journald", "file:/var/log/x"
+    checkpoint_key: str  # the checkpoint-store entry this source resumes from
     counts: Counter[str]  # telemetry: lines, records, lost, gaps, restarts, ...
 
     def records(self) -> AsyncIterator[KernelRecord]:
@@ -34,6 +37,10 @@ class Source(Protocol):
 
     def start_position(self) -> SourcePosition | None:
         """Where this source began (None: its configured default)."""
+        ...
+
+    def checkpoint_data(self, position: SourcePosition) -> dict[str, Any]:
+        """The JSON object to save so that a restart resumes reading after ``position``."""
         ...
 
     async def aclose(self) -> None:

@@ -32,11 +32,14 @@ import stat
 import zlib
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import Literal
+from typing import Any, Literal
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
+from streamer.config import FileFormat, OptionError, option_help, require_positive
+from streamer.registry import BuildContext, Component
 from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.files")
@@ -222,7 +225,8 @@ class FileSource(FramedSource):
             raise ValueError(f"start must be 'beginning', 'end' or a SourcePosition, not {start!r}")
         self.stdin = path == "-"
         self.path = path if self.stdin else os.path.abspath(path)
-        self.name = name or ("stdin" if self.stdin else f"file:{self.path}")
+        self.name = name or self.key_for(path)
+        self.checkpoint_key = self.name
         self.follow = follow and not self.stdin
         self.counts: Counter[str] = Counter()
         self._start = start
@@ -243,6 +247,24 @@ class FileSource(FramedSource):
     # -- lifecycle -----------------------------------------------------------------------------
     def start_position(self) -> SourcePosition | None:
         return self._start if isinstance(self._start, SourcePosition) else None
+
+    def checkpoint_data(self, position: SourcePosition) -> dict[str, Any]:
+        """What to save so that reading resumes after ``position``: offset, path, device, inode."""
+        data = position.to_json()
+        data["kind"] = position.kind
+        return data
+
+    @staticmethod
+    def key_for(path: str) -> str:
+        """The checkpoint key (and default name) of the source reading ``path``."""
+        return "stdin" if path == "-" else f"file:{os.path.abspath(path)}"
+
+    @staticmethod
+    def resume_point(data: dict[str, Any] | None) -> SourcePosition | None:
+        """The position of a saved checkpoint; None without one."""
+        if not data or data.get("kind") not in ("file", "stdin"):
+            return None
+        return SourcePosition.from_json(str(data["kind"]), data)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -568,3 +590,87 @@ def _after_last_newline(opened: _OpenFile, window: int = 1 << 16) -> int:
     tail = os.pread(opened.fd, size - begin, begin)
     newline = tail.rfind(b"\n")
     return begin + newline + 1 if newline >= 0 else size
+
+
+# -- the components: [sources.files] and [sources.stdin] -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FilesOptions:
+    paths: tuple[str, ...] = field(
+        default=(),
+        metadata=option_help("kernel log files to read (gzip ok; env: comma separated)"),
+    )
+    format: FileFormat = field(
+        default="auto", metadata=option_help("format of the lines (auto: detect per line)")
+    )
+    follow: bool = field(
+        default=True, metadata=option_help("keep reading appended lines; false: stop at end of input")
+    )
+    max_line_bytes: int = field(
+        default=MAX_LINE_BYTES, metadata=option_help("longer lines are truncated (and counted)")
+    )
+
+    def __post_init__(self) -> None:
+        if any(not path for path in self.paths):
+            raise OptionError("paths", "contains an empty path")
+        require_positive(self, "max_line_bytes")
+
+    def check_config(self, enabled: tuple[str, ...]) -> None:
+        """``enabled``: sources.enabled. Paths are needed by ``files``, and read by no other."""
+        if "files" in enabled and not self.paths:
+            raise OptionError("paths", "required when sources.enabled has 'files'")
+        if self.paths and "files" not in enabled and "auto" not in enabled:
+            raise OptionError("paths", f"is set but sources.enabled = {list(enabled)!r} reads no files")
+
+
+def file_sources(options: FilesOptions, context: BuildContext) -> list[FileSource]:
+    """One source per path, each resuming from its own checkpoint (``auto`` delegates here too)."""
+    return [
+        FileSource(
+            path,
+            follow=options.follow,
+            start=FileSource.resume_point(context.checkpoints.load(FileSource.key_for(path))) or "beginning",
+            fmt=options.format,
+            host=context.node_name,
+            max_line_bytes=options.max_line_bytes,
+        )
+        for path in options.paths
+    ]
+
+
+async def build(options: FilesOptions, context: BuildContext) -> list[FileSource]:
+    return file_sources(options, context)
+
+
+COMPONENT = Component(
+    options=FilesOptions, build=build, help="kernel log files (kern.log, dmesg, journal exports)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StdinOptions:
+    format: FileFormat = field(
+        default="auto", metadata=option_help("format of the lines (auto: detect per line)")
+    )
+    max_line_bytes: int = field(
+        default=MAX_LINE_BYTES, metadata=option_help("longer lines are truncated (and counted)")
+    )
+
+    def __post_init__(self) -> None:
+        require_positive(self, "max_line_bytes")
+
+
+async def build_stdin(options: StdinOptions, context: BuildContext) -> list[FileSource]:
+    start = FileSource.resume_point(context.checkpoints.load(FileSource.key_for("-")))
+    return [
+        FileSource(
+            "-", start=start or "beginning", fmt=options.format, host=context.node_name,
+            max_line_bytes=options.max_line_bytes,
+        )
+    ]  # fmt: skip
+
+
+STDIN_COMPONENT = Component(
+    options=StdinOptions, build=build_stdin, help="kernel log lines on standard input"
+)

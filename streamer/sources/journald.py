@@ -33,11 +33,15 @@ import shutil
 import time
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
+from streamer.config import OptionError, option_help
+from streamer.registry import BuildContext, Component
 from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.journald")
@@ -93,6 +97,7 @@ class JournaldSource(FramedSource):
         if directory is not None and file is not None:
             raise ValueError("give either directory or file, not both")
         self.name = name
+        self.checkpoint_key = name
         self.counts: Counter[str] = Counter()
         self.follow = follow
         self._journalctl = journalctl
@@ -115,6 +120,18 @@ class JournaldSource(FramedSource):
         if self._after_cursor is None:
             return None
         return SourcePosition(kind="journald", cursor=self._after_cursor)
+
+    def checkpoint_data(self, position: SourcePosition) -> dict[str, Any]:
+        """What to save so that reading resumes after ``position``: its journal cursor."""
+        return {"kind": "journald", "cursor": position.cursor}
+
+    @staticmethod
+    def resume_cursor(data: dict[str, Any] | None) -> str | None:
+        """The cursor of a saved checkpoint; None without one."""
+        if not data or data.get("kind", "journald") != "journald":
+            return None
+        cursor = data.get("cursor")
+        return cursor if isinstance(cursor, str) and cursor else None
 
     async def aclose(self) -> None:
         self._closed = True
@@ -140,7 +157,9 @@ class JournaldSource(FramedSource):
         elif self._since is not None:
             args.append(f"--since={self._since}")
         if self.follow:
-            args.append("--follow")
+            # --follow alone implies --lines=10, even after a cursor: a restart would read only
+            # the last ten entries of its backlog and skip the rest (kill reports among them).
+            args += ["--follow", "--no-tail"]
         args.extend(self._extra_args)
         return args
 
@@ -289,3 +308,46 @@ async def _collect(stream: asyncio.StreamReader) -> str:
         while size > STDERR_KEEP and len(kept) > 1:
             size -= len(kept.popleft())
     return b"".join(kept).decode("utf-8", "replace")
+
+
+# -- the component: [sources.journald] -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JournaldOptions:
+    directory: str | None = field(
+        default=None, metadata=option_help("journal directory to read; unset: the system journal")
+    )
+    since: str | None = field(
+        default=None,
+        metadata=option_help(
+            "with no checkpoint, start at this time (journalctl --since syntax); unset: current boot"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.since is not None and not self.since.strip():
+            raise OptionError("since", "must not be empty (leave it unset for the current boot)")
+
+
+def journald_source(
+    options: JournaldOptions, checkpoint: dict[str, Any] | None, *, journalctl: str = "journalctl"
+) -> JournaldSource:
+    """The journald source of ``options``, after the checkpoint's cursor when there is one
+    (the one place a JournaldSource is made from configuration: ``auto`` delegates here too)."""
+    cursor = JournaldSource.resume_cursor(checkpoint)
+    return JournaldSource(
+        after_cursor=cursor,
+        directory=options.directory,
+        journalctl=journalctl,
+        since=None if cursor else options.since,
+    )
+
+
+async def build(options: JournaldOptions, context: BuildContext) -> list[JournaldSource]:
+    return [journald_source(options, context.checkpoints.load("journald"))]
+
+
+COMPONENT = Component(
+    options=JournaldOptions, build=build, help="the kernel entries of the systemd journal (journalctl)"
+)

@@ -15,7 +15,7 @@ partitions are revoked (rebalance) and in ``aclose``.
 
 Positions: ``Source(kind="k8s_kafka", format="k8s_json", position={"topic", "partition", "offset"})``.
 
-Errors: start-up retries what ``streamer.sinks.kafka.classify_kafka_error`` calls retriable
+Errors: start-up retries what ``streamer.kafka.classify_kafka_error`` calls retriable
 (connection refused, no broker yet, timeouts) until ``connect_timeout_seconds``, then raises
 ``KafkaSourceError`` naming the bootstrap servers; fatal errors (authentication, authorization,
 invalid topic) raise at once. While running, retriable fetch and commit errors are logged,
@@ -37,7 +37,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 from parsers.events import K8sEvent, Source
-from streamer.sinks.kafka import classify_kafka_error, describe_error
+from streamer.kafka import (
+    Credentials,
+    KafkaOptions,
+    Startup,
+    classify_kafka_error,
+    connection_kwargs,
+    describe_error,
+    read_credentials_at_connect,
+    security_kwargs,
+)
 from streamer.sources.base import ClosingSource, SourceError
 from streamer.sources.files import MAX_LINE_BYTES
 from streamer.sources.k8s_objects import FORMAT, ObjectLineDecoder, ObjectTracker
@@ -94,7 +103,10 @@ class KafkaObjectsSource(ClosingSource):
         commit_interval_seconds: float = 1.0,
         max_line_bytes: int = MAX_LINE_BYTES,
         consumer_options: dict[str, Any] | None = None,
+        kafka: KafkaOptions | None = None,
     ) -> None:
+        """``kafka``: the service's Kafka options, for security (TLS, SASL; secrets are read again
+        at every connection); ``consumer_options``: further aiokafka consumer arguments."""
         if isinstance(bootstrap_servers, str):
             bootstrap_servers = [s for s in bootstrap_servers.split(",") if s.strip()]
         if not bootstrap_servers:
@@ -117,6 +129,7 @@ class KafkaObjectsSource(ClosingSource):
             self.name, self.counts, tracker=tracker, node=node, max_line_bytes=max_line_bytes
         )
         self._consumer_options = dict(consumer_options or {})
+        self._credentials = Credentials(kafka) if kafka is not None else None
         self._consumer: Any = None
         self._partitions: dict[int, _Partition] = {}
         self._dirty = False
@@ -152,17 +165,21 @@ class KafkaObjectsSource(ClosingSource):
                     await asyncio.wait_for(consumer.stop(), 5)
                 klass = classify_kafka_error(error, topic_creation=False)
                 remaining = deadline - time.monotonic()
-                if not klass.retriable or remaining <= 0.05 or self._closed:
+                # aiokafka says only "Unable to bootstrap": a direct connection finds a TLS or SASL
+                # mismatch, which no retry fixes (the shared start-up diagnosis of streamer.kafka).
+                detail, misconfigured = await self._diagnose(error, max(0.5, min(5.0, remaining)))
+                if misconfigured or not klass.retriable or remaining <= 0.05 or self._closed:
+                    retriable = klass.retriable and not misconfigured
                     verdict = (
                         f"gave up after {self.connect_timeout_seconds:g} s (connect_timeout_seconds)"
-                        if klass.retriable
+                        if retriable
                         else "not retried"
                     )
                     raise KafkaSourceError(
                         f"{self.name}: cannot consume topic {self.topic!r} as group {self.group_id!r} "
-                        f"from Kafka at {self.servers} ({klass.reason}, {verdict}): {describe_error(error)}",
-                        retriable=klass.retriable,
-                        reason=klass.reason,
+                        f"from Kafka at {self.servers} ({klass.reason}, {verdict}): {detail}",
+                        retriable=retriable,
+                        reason="misconfigured" if misconfigured else klass.reason,
                     ) from error
                 self.counts["connect_retries"] += 1
                 log.info("%s: Kafka at %s not reachable yet (%s); retrying", self.name, self.servers, error)
@@ -173,6 +190,18 @@ class KafkaObjectsSource(ClosingSource):
             break
         log.info("%s: consuming %s as group %s from %s", self.name, self.topic, self.group_id, self.servers)
         self._committer = asyncio.create_task(self._commit_loop(), name=f"{self.name} commits")
+
+    async def _diagnose(self, error: BaseException, timeout: float) -> tuple[str, bool]:
+        """(what went wrong, whether it is the security settings) for a failed start."""
+        if self._credentials is None:
+            return describe_error(error), False
+        options = self._credentials.options
+        startup = Startup(options, connection_kwargs(options, credentials=self._credentials), self.name)
+        causes = await startup.diagnose(timeout)
+        misconfigured = any(kind in ("authentication", "tls") for _, _, kind in causes)
+        if not misconfigured:
+            return describe_error(error), False
+        return str(startup.error("connect", error, causes)), True
 
     def _new_consumer(self) -> Any:
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -194,8 +223,12 @@ class KafkaObjectsSource(ClosingSource):
             "auto_offset_reset": self.auto_offset_reset,
             "request_timeout_ms": max(1000, int(self.connect_timeout_seconds * 1000)),
         }
+        if self._credentials is not None:
+            options.update(security_kwargs(self._credentials.options, self._credentials))
         options.update(self._consumer_options)
         consumer = AIOKafkaConsumer(**options)
+        if self._credentials is not None:
+            read_credentials_at_connect(consumer, self._credentials)
         consumer.subscribe([self.topic], listener=Listener())
         return consumer
 

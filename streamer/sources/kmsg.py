@@ -12,11 +12,11 @@ Loss accounting (``counts``):
   dropped from our own buffer because the consumer was too slow.
 - ``gaps`` (gap episodes), ``epipe`` (EPIPE returns), ``dropped_queue_full``.
 
-Positions: ``SourcePosition(kind="kmsg", seq=<seq>, cursor=<boot id>)``. kmsg sequence numbers
-restart at 0 on every boot, so a seq means nothing without its boot: the boot id rides in
-``cursor`` (SourcePosition has no boot id field) and ``record.boot_id`` carries it too. Boot ids
-are normalised to journald's form (32 lowercase hex digits, no dashes) so that the same kill read
-through kmsg or journald gets the same event id.
+Positions: ``SourcePosition(kind="kmsg", seq=<seq>)``. kmsg sequence numbers restart at 0 on
+every boot, so a seq means nothing without its boot: ``record.boot_id`` carries the boot, and the
+source's checkpoint (``checkpoint_data``: ``{"kind": "kmsg", "seq": N, "boot_id": B}``, under the
+key ``"kmsg"``) holds both. Boot ids are normalised to journald's form (32 lowercase hex digits, no
+dashes) so that the same kill read through kmsg or journald gets the same event id.
 
 Resuming from a checkpoint works like systemd's ``journald-kmsg.c``: same boot, skip records
 with ``seq <= checkpoint seq``; another boot (or unknown), start from the oldest retained record.
@@ -32,10 +32,13 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
-from typing import Literal, Self
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
+from streamer.config import OptionError, option_help
+from streamer.registry import BuildContext, Component
 from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.kmsg")
@@ -81,8 +84,8 @@ class KmsgSource(FramedSource):
 
     ``start``: ``"oldest"`` (default: the oldest record still in the ring, the device's default
     open position, which ignores ``dmesg -C``), ``"end"`` (only records logged from now on) or a
-    checkpoint ``SourcePosition(kind="kmsg", seq=N, cursor=<boot id>)``; a checkpoint without a
-    boot id in ``cursor`` takes it from ``checkpoint_boot_id``.
+    checkpoint ``SourcePosition(kind="kmsg", seq=N)`` of boot ``checkpoint_boot_id`` (older
+    checkpoints carried the boot id in ``cursor``; that is still read).
 
     ``boot_time_unix`` fixes the Unix time of kernel time 0 (tests, replays); by default it is
     re-derived from REALTIME - MONOTONIC every ``boot_time_refresh`` seconds, so clock steps and
@@ -115,6 +118,7 @@ class KmsgSource(FramedSource):
         if queue_records < 1 or queue_bytes < READ_SIZE:
             raise ValueError("queue_records must be >= 1 and queue_bytes >= one read buffer")
         self.name = name
+        self.checkpoint_key = name
         self.path = path
         self.counts: Counter[str] = Counter()
         if boot_id is None:
@@ -187,6 +191,20 @@ class KmsgSource(FramedSource):
 
     def start_position(self) -> SourcePosition | None:
         return self._start if isinstance(self._start, SourcePosition) else None
+
+    def checkpoint_data(self, position: SourcePosition) -> dict[str, Any]:
+        """What to save so that reading resumes after ``position``: its seq and this boot."""
+        return {"kind": "kmsg", "seq": position.seq, "boot_id": self.boot_id}
+
+    @staticmethod
+    def resume_point(data: dict[str, Any] | None) -> tuple[SourcePosition | None, str | None]:
+        """A saved checkpoint as (position, its boot id); (None, None) without one."""
+        if not data or data.get("kind", "kmsg") != "kmsg":
+            return None, None
+        seq = data.get("seq")
+        boot = data.get("boot_id") or data.get("cursor")  # "cursor": checkpoints before issue 11
+        position = SourcePosition(kind="kmsg", seq=seq if isinstance(seq, int) else None)
+        return position, boot if isinstance(boot, str) else None
 
     # -- device ----------------------------------------------------------------------------------
     def _open_fd(self) -> int:
@@ -347,7 +365,7 @@ class KmsgSource(FramedSource):
             wall_time=wall,
             time_source="kmsg_boottime" if wall is not None else None,
             boot_id=self.boot_id,
-            position=SourcePosition(kind="kmsg", seq=seq, cursor=self.boot_id),
+            position=SourcePosition(kind="kmsg", seq=seq),
         )
 
     async def records(self) -> AsyncIterator[KernelRecord]:
@@ -386,3 +404,39 @@ def _seq_of(data: bytes) -> int | None:
         return int(data[first + 1 : second])
     except ValueError:
         return None
+
+
+# -- the component: [sources.kmsg] ---------------------------------------------------------------
+
+KmsgStartOption = Literal["checkpoint", "oldest", "end"]
+
+
+@dataclass(frozen=True, slots=True)
+class KmsgOptions:
+    path: str = field(default="/dev/kmsg", metadata=option_help("kernel log device"))
+    start: KmsgStartOption = field(
+        default="checkpoint",
+        metadata=option_help("where reading starts: checkpoint (resume; oldest when none), oldest, end"),
+    )
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise OptionError("path", "must not be empty")
+
+
+def kmsg_source(options: KmsgOptions, checkpoint: dict[str, Any] | None, *, host: str | None) -> KmsgSource:
+    """The kmsg source of ``options``, resuming from ``checkpoint`` when ``start = checkpoint``
+    (the one place a KmsgSource is made from configuration: ``auto`` delegates here too)."""
+    if options.start == "checkpoint":
+        position, boot_id = KmsgSource.resume_point(checkpoint)
+        if position is not None:
+            return KmsgSource(options.path, start=position, checkpoint_boot_id=boot_id, host=host)
+        return KmsgSource(options.path, start="oldest", host=host)
+    return KmsgSource(options.path, start=options.start, host=host)
+
+
+async def build(options: KmsgOptions, context: BuildContext) -> list[KmsgSource]:
+    return [kmsg_source(options, context.checkpoints.load("kmsg"), host=context.node_name)]
+
+
+COMPONENT = Component(options=KmsgOptions, build=build, help="the kernel's /dev/kmsg device")

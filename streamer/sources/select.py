@@ -1,4 +1,6 @@
-"""Pick the kernel log source for this node: /dev/kmsg if readable, else journald, else explain.
+"""``sources.auto``: pick the kernel log source for this node: /dev/kmsg if readable, else
+journald, else explain. It probes and then delegates to the kmsg or journald component, which
+builds the source from its own options and checkpoint.
 
 A checkpoint from an earlier run wins when its source still works: switching from journald to
 kmsg (or back) would replay or skip records, since their positions do not translate.
@@ -12,13 +14,16 @@ import errno
 import logging
 import os
 import stat
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
-from parsers.records import SourcePosition
-from streamer.sources.base import SourceError
-from streamer.sources.journald import JournaldSource, resolve_journalctl
-from streamer.sources.kmsg import KmsgSource
+from streamer.registry import BuildContext, Component
+from streamer.sources.base import Source, SourceError
+from streamer.sources.files import FilesOptions, file_sources
+from streamer.sources.journald import JournaldOptions, JournaldSource, journald_source, resolve_journalctl
+from streamer.sources.kmsg import KmsgOptions, KmsgSource, kmsg_source
 
 log = logging.getLogger("oomstream.sources.select")
 
@@ -88,52 +93,37 @@ async def probe_journald(
 
 async def auto_select(
     *,
-    checkpoint: SourcePosition | None = None,
-    checkpoint_boot_id: str | None = None,
-    kmsg_path: str = "/dev/kmsg",
+    kmsg: KmsgOptions | None = None,
+    journald: JournaldOptions | None = None,
+    kmsg_checkpoint: dict[str, Any] | None = None,
+    journald_checkpoint: dict[str, Any] | None = None,
     journalctl: str = "journalctl",
-    journal_directory: str | None = None,
-    journal_since: str | None = None,
-    kmsg_start: str = "checkpoint",
     host: str | None = None,
 ) -> KmsgSource | JournaldSource:
-    """The source to follow on this machine, resuming from ``checkpoint`` when it fits.
+    """The source to follow on this machine, made by the kmsg or journald component from its own
+    options and its own checkpoint (``*_checkpoint``: the saved data under "kmsg", "journald").
 
-    Order: the checkpoint's own kind if it still works, then kmsg, then journald. Raises
-    SourceError naming everything tried and how to configure a source explicitly.
-    ``kmsg_start`` and ``journal_since`` mean what they mean for an explicit source.
+    Order: the kind of an existing checkpoint if it still works, then kmsg, then journald.
+    Raises SourceError naming everything tried and how to configure a source explicitly.
     """
-    kmsg_problem = probe_kmsg(kmsg_path)
+    kmsg = kmsg or KmsgOptions()
+    journald = journald or JournaldOptions()
+    kmsg_problem = probe_kmsg(kmsg.path)
     journald_problem: str | None = None
-    want = checkpoint.kind if checkpoint is not None else None
-
-    def kmsg() -> KmsgSource:
-        if kmsg_start == "checkpoint" and checkpoint is not None and checkpoint.kind == "kmsg":
-            return KmsgSource(kmsg_path, start=checkpoint, checkpoint_boot_id=checkpoint_boot_id, host=host)
-        return KmsgSource(kmsg_path, start="end" if kmsg_start == "end" else "oldest", host=host)
-
-    def journald() -> JournaldSource:
-        cursor = checkpoint.cursor if checkpoint is not None and checkpoint.kind == "journald" else None
-        return JournaldSource(
-            after_cursor=cursor,
-            directory=journal_directory,
-            journalctl=journalctl,
-            since=None if cursor else journal_since,
-        )
-
+    want = "kmsg" if kmsg_checkpoint else "journald" if journald_checkpoint else None
     if want == "journald" or kmsg_problem is not None:
-        journald_problem = await probe_journald(journalctl, directory=journal_directory)
+        journald_problem = await probe_journald(journalctl, directory=journald.directory)
         if journald_problem is None:
             if kmsg_problem is not None:
                 log.info("using journald: %s", kmsg_problem)
-            return journald()
+            return journald_source(journald, journald_checkpoint, journalctl=journalctl)
     if kmsg_problem is None:
         if want is not None and want != "kmsg":
             log.warning(
                 "checkpoint is for %s, which is not usable (%s); reading /dev/kmsg from its oldest record",
                 want, journald_problem,
             )  # fmt: skip
-        return kmsg()
+        return kmsg_source(kmsg, kmsg_checkpoint, host=host)
     raise SourceError(
         "no kernel log source is usable. Tried: "
         f"(1) kmsg: {kmsg_problem}; (2) journald: {journald_problem}. "
@@ -141,3 +131,31 @@ async def auto_select(
         "the host journal mounted, or configure a source explicitly (kmsg path, a journal "
         "directory, or a kernel log file such as /var/log/kern.log)."
     )
+
+
+# -- the component: [sources.auto] ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AutoOptions:
+    """No options of its own: it uses those of [sources.files], [sources.kmsg], [sources.journald]."""
+
+
+async def build(options: AutoOptions, context: BuildContext) -> list[Source]:
+    """The files of sources.files.paths if any are set, else kmsg, else journald (probed)."""
+    files = context.options("sources.files", FilesOptions)
+    if files.paths:
+        return list(file_sources(files, context))
+    chosen = await auto_select(
+        kmsg=context.options("sources.kmsg", KmsgOptions),
+        journald=context.options("sources.journald", JournaldOptions),
+        kmsg_checkpoint=context.checkpoints.load("kmsg"),
+        journald_checkpoint=context.checkpoints.load("journald"),
+        host=context.node_name,
+    )
+    return [chosen]
+
+
+COMPONENT = Component(
+    options=AutoOptions, build=build, help="files if sources.files.paths is set, else kmsg, else journald"
+)

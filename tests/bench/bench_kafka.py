@@ -1,12 +1,18 @@
-"""Kafka sink benchmark against a REAL local broker (``make bench``).
+"""Kafka sink benchmark against a REAL broker (``make bench``): the sink beside plain aiokafka.
 
-Measures, in one run, for the KafkaSink (acks=all, idempotent, default compression zstd) and for
-aiokafka's plain ``send_and_wait`` loop with the same producer settings (the baseline):
+Throughput, in interleaved rounds of one run (plain, accumulator, sink, ...), on the same broker,
+with the same producer settings (acks=all, idempotent, zstd, linger 5 ms, 256 KiB batches):
 
-* throughput: normalized OomEvents serialized and acknowledged per second (targets: >= 50k/s on
-  2 cores for the sink);
-* produce latency p50/p99 at a steady 1,000 events/s (target: p99 <= 20 ms for the sink), from
-  submit to broker acknowledgement.
+* plain: ``AIOKafkaProducer.send()`` per event without awaiting each record, at most
+  ``max_in_flight`` unacknowledged (the oldest future is awaited when the bound is reached),
+  each event serialized with ``event_to_json`` and given the sink's key and headers: the same
+  bytes, keys and headers as the sink writes;
+* sink: ``KafkaSink.submit`` with its delivery reports (a ``DeliveryTally``), Prometheus metrics
+  and in-flight bookkeeping on, then ``flush``.
+
+It prints events/s and this process's CPU per event for each round, the median of each, and the
+ratio sink / plain (target: >= 0.95). Then the sink's produce latency at a steady 1,000 events/s
+(submit to acknowledgement; target p99 <= 20 ms).
 
 Broker: ``$OOMSTREAM_KAFKA_BOOTSTRAP``, else the single local broker of deploy/local-kafka/kafka.sh
 (started here if needed, and stopped again if this run started it).
@@ -16,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import functools
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -28,14 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from prometheus_client import CollectorRegistry
 
 from parsers.events import OomEvent, event_to_json
-from streamer.sinks import DeliveryResult, DeliveryTally
-from streamer.sinks.kafka import (
-    KafkaSink,
-    KafkaSinkConfig,
-    connection_kwargs,
-    event_headers,
-    select_key,
-)
+from streamer.kafka import KafkaOptions, connection_kwargs
+from streamer.sinks import DeliveryResult, DeliveryStatus, DeliveryTally, sink_metrics
+from streamer.sinks.kafka import KafkaSink, event_headers, select_key
 from tests.integration.kafka_broker import (
     BOOTSTRAP_ENV,
     LocalCluster,
@@ -43,6 +46,8 @@ from tests.integration.kafka_broker import (
     missing_prerequisite,
     unique_topic,
 )
+
+WARM_UP_EVENTS = 2_000
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -53,179 +58,252 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[index]
 
 
-def sink_config(bootstrap: str, name: str) -> KafkaSinkConfig:
-    return KafkaSinkConfig(
-        tuple(bootstrap.split(",")),
+def options_for(bootstrap: str, name: str) -> KafkaOptions:
+    return KafkaOptions(
+        bootstrap_servers=tuple(bootstrap.split(",")),
         events_topic=unique_topic(f"bench.{name}"),
         dead_letter_topic=unique_topic(f"bench.{name}.dl"),
+        producer_host="bench",
         origin="bench",
     )
 
 
-WARM_UP_EVENTS = 500
+class Plain:
+    """aiokafka's own producer and accumulator, used the way its documentation shows."""
 
+    def __init__(self, options: KafkaOptions) -> None:
+        self.options = options
+        self.producer: object = None
+        self.host = options.producer_host.encode() if options.producer_host else b"bench"
 
-async def warm_up(sink: KafkaSink, events: list[OomEvent]) -> int:
-    """Send a few hundred events (every partition of a fresh topic) before measuring: the first
-    records to each partition wait for its leader, which is set-up cost, not produce latency."""
-    batch = events[:WARM_UP_EVENTS]
-    for event in batch:
-        await sink.submit(event)
-    await sink.flush()
-    return len(batch)
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
 
+        options = self.options
+        # The sink creates the topics (same partitions); the producer only writes.
+        async with KafkaSink(options, registry=CollectorRegistry()):
+            pass
+        producer = AIOKafkaProducer(
+            **connection_kwargs(options),
+            acks="all",
+            enable_idempotence=True,
+            compression_type=options.compression,
+            linger_ms=options.linger_ms,
+            max_batch_size=options.batch_size_bytes,
+            max_request_size=options.max_request_size_bytes,
+        )
+        await producer.start()
+        self.producer = producer
 
-async def sink_throughput(bootstrap: str, events: list[OomEvent]) -> tuple[float, DeliveryTally, float]:
-    """Events/s, the tally, and this process's CPU time per event (us) during the run."""
-    tally = DeliveryTally()
-    config = sink_config(bootstrap, "sink-tput")
-    async with KafkaSink(config, on_delivery=tally, registry=CollectorRegistry()) as sink:
-        warm = await warm_up(sink, events)
-        began = time.perf_counter()
-        cpu_began = time.process_time()
+    async def send(self, events: Sequence[OomEvent]) -> None:
+        producer: object = self.producer
+        send = producer.send  # type: ignore[attr-defined]
+        topic = self.options.events_topic
+        key_fields = self.options.key_fields
+        host = self.host
+        bound = self.options.max_in_flight
+        pending: collections.deque[asyncio.Future[object]] = collections.deque()
         for event in events:
-            await sink.submit(event)
-        await sink.flush()
-        elapsed = time.perf_counter() - began
-        cpu = time.process_time() - cpu_began
-    assert tally.failed == 0 and tally.sent == len(events) + warm, tally
-    return len(events) / elapsed, tally, cpu / len(events) * 1e6
+            future = await send(
+                topic,
+                event_to_json(event),
+                key=select_key(event, key_fields),
+                headers=event_headers(event.event_id, host),
+            )
+            pending.append(future)
+            if len(pending) >= bound:
+                await pending.popleft()
+        for future in pending:
+            await future
+
+    async def stop(self) -> None:
+        await self.producer.stop()  # type: ignore[attr-defined]
 
 
-async def sink_latency(bootstrap: str, events: list[OomEvent], rate: float) -> tuple[list[float], float]:
+class Accumulator(Plain):
+    """What the sink would be on aiokafka's own accumulator: ``send()`` per event plus the sink's
+    per-event bookkeeping (a ``DeliveryResult`` per acknowledgement to a ``DeliveryTally``, the
+    latency histogram, the in-flight set). Measures whether the sink's own batcher earns its keep."""
+
+    def __init__(self, options: KafkaOptions) -> None:
+        super().__init__(options)
+        self.tally = DeliveryTally()
+        registry = CollectorRegistry()
+        self.latency = sink_metrics(registry).produce_latency.labels("accumulator")
+
+    async def send(self, events: Sequence[OomEvent]) -> None:
+        producer: object = self.producer
+        send = producer.send  # type: ignore[attr-defined]
+        topic = self.options.events_topic
+        key_fields = self.options.key_fields
+        host = self.host
+        bound = self.options.max_in_flight
+        tally, latency = self.tally, self.latency
+        in_flight: set[object] = set()
+        pending: collections.deque[asyncio.Future[object]] = collections.deque()
+
+        def reported(token: object, started: float, event_id: str, future: asyncio.Future[object]) -> None:
+            in_flight.discard(token)
+            metadata: object = future.result()
+            elapsed = time.perf_counter() - started
+            latency.observe(elapsed)
+            tally(
+                DeliveryResult(
+                    event_id,
+                    (),
+                    DeliveryStatus.ACKED,
+                    topic=topic,
+                    partition=metadata.partition,  # type: ignore[attr-defined]
+                    offset=metadata.offset,  # type: ignore[attr-defined]
+                    latency_seconds=elapsed,
+                )
+            )
+
+        for event in events:
+            token = object()
+            in_flight.add(token)
+            future = await send(
+                topic,
+                event_to_json(event),
+                key=select_key(event, key_fields),
+                headers=event_headers(event.event_id, host),
+            )
+            future.add_done_callback(functools.partial(reported, token, time.perf_counter(), event.event_id))
+            pending.append(future)
+            if len(pending) >= bound:
+                await pending.popleft()
+        for future in pending:
+            await future
+
+
+class SinkRunner:
+    def __init__(self, options: KafkaOptions) -> None:
+        self.tally = DeliveryTally()
+        self.sink = KafkaSink(options, on_delivery=self.tally, registry=CollectorRegistry())
+
+    async def start(self) -> None:
+        await self.sink.start()
+
+    async def send(self, events: Sequence[OomEvent]) -> None:
+        submit = self.sink.submit
+        for event in events:
+            await submit(event)
+        await self.sink.flush()
+
+    async def stop(self) -> None:
+        await self.sink.close()
+        assert self.tally.failed == 0, self.tally.failures[:3]
+
+
+async def timed(runner: Plain | SinkRunner, events: Sequence[OomEvent]) -> tuple[float, float]:
+    """(events/s, CPU us of this process per event) for one round."""
+    began, cpu_began = time.perf_counter(), time.process_time()
+    await runner.send(events)
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    return len(events) / elapsed, cpu / len(events) * 1e6
+
+
+async def throughput(bootstrap: str, events: list[OomEvent], rounds: int) -> None:
+    plain = Plain(options_for(bootstrap, "plain"))
+    accumulator = Accumulator(options_for(bootstrap, "accumulator"))
+    sink = SinkRunner(options_for(bootstrap, "sink"))
+    runners: list[tuple[str, Plain | SinkRunner]] = [
+        ("plain", plain),
+        ("accumulator", accumulator),
+        ("sink", sink),
+    ]
+    figures: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in runners}
+    for _, runner in runners:
+        await runner.start()
+    try:
+        # Warm-up: every partition's leader known, connections open, code paths hot.
+        for _, runner in runners:
+            await runner.send(events[:WARM_UP_EVENTS])
+        per_round = events[WARM_UP_EVENTS:]
+        for n in range(rounds):
+            order = runners[n % 3 :] + runners[: n % 3]  # none always goes first
+            for name, runner in order:
+                rate, cpu_us = await timed(runner, per_round)
+                figures[name].append((rate, cpu_us))
+                print(f"  round {n + 1} {name:11}: {rate:10,.0f} events/s  {cpu_us:6.1f} us CPU/event")
+    finally:
+        for _, runner in reversed(runners):
+            await runner.stop()
+    assert sink.tally.sent == WARM_UP_EVENTS + rounds * len(per_round), sink.tally
+    plain_rate = statistics.median(r for r, _ in figures["plain"])
+    sink_rate = statistics.median(r for r, _ in figures["sink"])
+    plain_cpu = statistics.median(c for _, c in figures["plain"])
+    sink_cpu = statistics.median(c for _, c in figures["sink"])
+    ratios = [s[0] / p[0] for s, p in zip(figures["sink"], figures["plain"], strict=True)]
+    print(
+        f"plain aiokafka send() (median of {rounds}): {plain_rate:10,.0f} events/s  {plain_cpu:6.1f} us CPU/event"
+    )
+    print(
+        f"KafkaSink             (median of {rounds}): {sink_rate:10,.0f} events/s  {sink_cpu:6.1f} us CPU/event"
+    )
+    print(
+        f"ratio sink / plain: {sink_rate / plain_rate:.2f} (per round: "
+        + ", ".join(f"{r:.2f}" for r in ratios)
+        + f"); CPU per event sink / plain: {sink_cpu / plain_cpu:.2f}"
+    )
+    print(f"target: sink >= 0.95 x plain: {'MET' if sink_rate >= 0.95 * plain_rate else 'NOT MET'}")
+    acc_rate = statistics.median(r for r, _ in figures["accumulator"])
+    acc_cpu = statistics.median(c for _, c in figures["accumulator"])
+    print(
+        f"aiokafka accumulator + the sink's per-event reports (median of {rounds}): {acc_rate:10,.0f} events/s  "
+        f"{acc_cpu:6.1f} us CPU/event; the sink's own batcher vs it: rate x{sink_rate / acc_rate:.2f}, "
+        f"CPU per event x{sink_cpu / acc_cpu:.2f}"
+    )
+
+
+async def latency(bootstrap: str, events: list[OomEvent], rate: float) -> None:
     latencies: list[float] = []
 
     def on_delivery(result: DeliveryResult) -> None:
         latencies.append(result.latency_seconds)
 
-    config = sink_config(bootstrap, "sink-lat")
-    async with KafkaSink(config, on_delivery=on_delivery, registry=CollectorRegistry()) as sink:
-        await warm_up(sink, events)
+    options = options_for(bootstrap, "latency")
+    async with KafkaSink(options, on_delivery=on_delivery, registry=CollectorRegistry()) as sink:
+        for event in events[:500]:
+            await sink.submit(event)
+        await sink.flush()
         latencies.clear()
         began = time.perf_counter()
         for n, event in enumerate(events):
-            due = began + n / rate
-            delay = due - time.perf_counter()
+            delay = began + n / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             await sink.submit(event)
         await sink.flush()
         achieved = len(events) / (time.perf_counter() - began)
-    return latencies, achieved
-
-
-def _baseline_producer_kwargs(config: KafkaSinkConfig) -> dict[str, object]:
-    kwargs: dict[str, object] = dict(connection_kwargs(config))
-    kwargs.update(
-        acks="all",
-        enable_idempotence=True,
-        compression_type="zstd",
-        linger_ms=config.linger_ms,
-        max_batch_size=config.batch_size_bytes,
-        max_request_size=config.max_request_size_bytes,
+    p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    print(
+        f"KafkaSink at {rate:,.0f}/s (achieved {achieved:,.0f}/s, {len(latencies):,} events): "
+        f"p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms, max {max(latencies) * 1000:.2f} ms; "
+        f"target p99 <= 20 ms: {'MET' if p99 <= 0.020 else 'NOT MET'}"
     )
-    return kwargs
-
-
-async def baseline(
-    bootstrap: str, events: list[OomEvent], *, rate: float | None, max_seconds: float = 30.0
-) -> tuple[float, list[float]]:
-    """aiokafka's plain loop: serialize, ``await producer.send_and_wait`` one record at a time."""
-    from aiokafka import AIOKafkaProducer
-
-    config = sink_config(bootstrap, "baseline-rate" if rate else "baseline-tput")
-    # Same topics and settings as the sink: let the sink create the topics, then close it.
-    async with KafkaSink(config, registry=CollectorRegistry()):
-        pass
-    producer = AIOKafkaProducer(**_baseline_producer_kwargs(config))
-    await producer.start()
-    host = b"bench"
-    latencies: list[float] = []
-    try:
-        for event in events[:WARM_UP_EVENTS]:  # same warm-up as the sink's, not measured
-            await producer.send(
-                config.events_topic, event_to_json(event), key=select_key(event, config.key_fields)
-            )
-        await producer.flush()
-        began = time.perf_counter()
-        sent = 0
-        for n, event in enumerate(events):
-            if time.perf_counter() - began > max_seconds:
-                break  # it cannot keep up with the rate: enough samples, no need to wait for all
-            if rate is not None:
-                delay = began + n / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            started = time.perf_counter()
-            await producer.send_and_wait(
-                config.events_topic,
-                event_to_json(event),
-                key=select_key(event, config.key_fields),
-                headers=event_headers(event.event_id, host),
-            )
-            latencies.append(time.perf_counter() - started)
-            sent += 1
-        elapsed = time.perf_counter() - began
-    finally:
-        await producer.stop()
-    return sent / elapsed, latencies
-
-
-def ms(value: float) -> str:
-    return f"{value * 1000:.2f} ms"
-
-
-def timed_us(fn: Callable[[], object]) -> float:
-    started = time.process_time()
-    fn()
-    return (time.process_time() - started) * 1e6
 
 
 async def run(bootstrap: str, args: argparse.Namespace) -> None:
-    events = make_events(args.events + 1, pods=200)
+    events = make_events(WARM_UP_EVENTS + args.events, pods=200)
     size = statistics.mean(len(event_to_json(e)) for e in events[:1000])
-    latency_events = events[: int(args.rate * args.seconds)]
-    print(f"broker {bootstrap}; {os.cpu_count()} CPUs; events of ~{size:.0f} bytes JSON (zstd, acks=all)")
-
-    tput, _, cpu_us = await sink_throughput(bootstrap, events[1:])
-    print(f"KafkaSink throughput:            {tput:10,.0f} events/s  ({args.events:,} events)")
-    serialize_us = timed_us(lambda: [event_to_json(e) for e in events[:2000]]) / 2000
     print(
-        f"  CPU of this process per event: {cpu_us:10.1f} us  (of which event_to_json {serialize_us:.1f} us)"
+        f"broker {bootstrap}; {os.cpu_count()} CPUs; {args.events:,} events of ~{size:.0f} bytes JSON per "
+        f"round (acks=all, idempotent, zstd, linger 5 ms)"
     )
-    base_events = events[1 : 1 + args.baseline_events]
-    base_tput, _ = await baseline(bootstrap, base_events, rate=None)
-    print(f"send_and_wait loop throughput:   {base_tput:10,.0f} events/s  ({len(base_events):,} events)")
-    print(f"  ratio sink / send_and_wait:    {tput / base_tput:10.1f} x")
-
-    latencies, achieved = await sink_latency(bootstrap, latency_events, args.rate)
-    p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-    print(
-        f"KafkaSink at {args.rate:,.0f}/s (achieved {achieved:,.0f}/s, {len(latencies):,} events): "
-        f"p50 {ms(p50)}, p99 {ms(p99)}, max {ms(max(latencies))}"
-    )
-    base_rate_tput, base_lat = await baseline(
-        bootstrap, latency_events, rate=args.rate, max_seconds=args.seconds
-    )
-    b50, b99 = percentile(base_lat, 0.50), percentile(base_lat, 0.99)
-    print(
-        f"send_and_wait at {args.rate:,.0f}/s (achieved {base_rate_tput:,.0f}/s, {len(base_lat):,} events): "
-        f"p50 {ms(b50)}, p99 {ms(b99)}, max {ms(max(base_lat))}"
-    )
-    print(
-        f"targets: throughput >= 50,000/s: {'MET' if tput >= 50_000 else 'NOT MET'}; "
-        f"p99 <= 20 ms at 1k/s: {'MET' if p99 <= 0.020 else 'NOT MET'}"
-    )
+    await throughput(bootstrap, events, args.rounds)
+    if args.seconds > 0:
+        await latency(bootstrap, events[: int(args.rate * args.seconds)], args.rate)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=200_000, help="events for the throughput run")
-    parser.add_argument("--baseline-events", type=int, default=5_000, help="events for the send_and_wait run")
+    parser.add_argument("--events", type=int, default=40_000, help="events per throughput round")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds of each")
     parser.add_argument("--rate", type=float, default=1_000.0, help="steady rate for the latency run")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run; 0: none")
     args = parser.parse_args()
     bootstrap = os.environ.get(BOOTSTRAP_ENV)
     cluster: LocalCluster | None = None

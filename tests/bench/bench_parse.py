@@ -25,7 +25,7 @@ from streamer.cli import main as oomstream_main
 
 NOISE = [
     "IPv6: ADDRCONF(NETDEV_CHANGE): eth0: link becomes ready",
-    "audit: type=1400 audit(1700000000.123:456): apparmor=\"DENIED\" operation=\"open\" profile=\"snap\"",
+    'audit: type=1400 audit(1700000000.123:456): apparmor="DENIED" operation="open" profile="snap"',
     "EXT4-fs (sda1): mounted filesystem with ordered data mode. Opts: (null)",
     "nf_conntrack: nf_conntrack: table full, dropping packet",
     "cni0: port 3(veth1a2b3c4d) entered forwarding state",
@@ -125,7 +125,9 @@ def best_of_interleaved(
     return (best[0], counts[0]), (best[1], counts[1])
 
 
-def rates(runs: int, lines: int, baseline: Callable[[], int], subject: Callable[[], int]) -> tuple[float, float]:
+def rates(
+    runs: int, lines: int, baseline: Callable[[], int], subject: Callable[[], int]
+) -> tuple[float, float]:
     """Lines/s of each (best of interleaved runs); both must have counted ``lines``."""
     (base_s, base_n), (subject_s, subject_n) = best_of_interleaved(runs, baseline, subject)
     assert base_n == subject_n == lines, (base_n, subject_n)
@@ -204,7 +206,9 @@ def main() -> None:
         write_journal(journal, args.json_lines)
         size_mb = os.path.getsize(dmesg) / 1e6
 
-        raw_rate, parse_rate = rates(args.runs, args.lines, lambda: raw_read(dmesg), lambda: oomstream_parse(dmesg))
+        raw_rate, parse_rate = rates(
+            args.runs, args.lines, lambda: raw_read(dmesg), lambda: oomstream_parse(dmesg)
+        )
         print(f"plain text (dmesg, 1% OOM-report lines): {args.lines} lines, {size_mb:.0f} MB")
         print(f"  raw line read        {raw_rate / 1e6:8.2f} M lines/s")
         print(f"  oomstream parse      {parse_rate / 1e6:8.2f} M lines/s   (target >= 1.50)")

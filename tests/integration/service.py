@@ -18,7 +18,7 @@ def start_oomstream(tmp: Path, **env: str) -> subprocess.Popen[str]:
         OOMSTREAM_STATE_DIRECTORY=str(tmp / "state"),
         OOMSTREAM_SPOOL_DIRECTORY=str(tmp / "spool"),
         OOMSTREAM_METRICS_LISTEN_ADDRESS="127.0.0.1:0",
-        OOMSTREAM_SOURCE_KIND="kmsg",
+        OOMSTREAM_SOURCES_ENABLED="kmsg",
         OOMSTREAM_PIPELINE_LINGER_SECONDS="0.5",
     )
     full.update(env)
@@ -32,6 +32,6 @@ def kafka_settings(bootstrap: str, topic: str) -> dict[str, str]:
     """The environment that points the service at ``topic`` (dead letters to ``topic.dlq``)."""
     return {
         "OOMSTREAM_KAFKA_BOOTSTRAP": bootstrap,
-        "OOMSTREAM_KAFKA_EVENTS_TOPIC": topic,
-        "OOMSTREAM_KAFKA_DEADLETTER_TOPIC": topic + ".dlq",
+        "OOMSTREAM_SINKS_KAFKA_EVENTS_TOPIC": topic,
+        "OOMSTREAM_SINKS_KAFKA_DEAD_LETTER_TOPIC": topic + ".dlq",
     }

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from eventschema import validate_any
 from k8sfake.client import write_kubeconfig
 from k8sfake.objects import ContainerSpec, make_event, make_pod, terminated
 from k8sfake.server import FakeApiServer
 from oomlab import cgroupfs_parts, container_id, memcg, pod_uid, run_oom
 
-from tests.eventschema import validate, validate_incident, validate_k8s_event
 from tests.integration.kafka_broker import consume_all, unique_topic
 from tests.integration.service import kafka_settings, start_oomstream
 
@@ -80,7 +80,7 @@ def start_service(tmp: Path, bootstrap: str, topic: str, kubeconfig: Path) -> su
         tmp,
         **kafka_settings(bootstrap, topic),
         NODE_NAME=NODE,
-        OOMSTREAM_SOURCE_KMSG_START="end",
+        OOMSTREAM_SOURCES_KMSG_START="end",
         OOMSTREAM_KUBERNETES_MODE="kubeconfig",
         OOMSTREAM_KUBERNETES_KUBECONFIG_PATH=str(kubeconfig),
         OOMSTREAM_KUBERNETES_POD_WAIT_SECONDS="10",
@@ -231,7 +231,7 @@ def test_kernel_kills_carry_pod_metadata_and_correlate_with_kubernetes_signals(
     assert "does not exist" not in err, err[-3000:]  # the node check found node-e2e
 
     for event in events:
-        {"oom_kill": validate, "incident": validate_incident}.get(event["type"], validate_k8s_event)(event)
+        validate_any(event)
     web_kill, job_kill, static_kill, late_kill = (
         kill_of(events, pids) for pids in (killed1, killed2, killed3, killed4)
     )

@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from parsers.events import event_to_dict
 from streamer.commands import publish, tail
+from streamer.kafka import KafkaOptions
 from streamer.sinks import DeadLetter, DeliveryStatus, DeliveryTally
-from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig, select_key
+from streamer.sinks.kafka import KafkaSink, select_key
 from tests.integration.kafka_broker import consume_all, make_events, oom_log, unique_topic
 
 pytestmark = pytest.mark.kafka
@@ -24,14 +25,14 @@ pytestmark = pytest.mark.kafka
 KEY_CHAIN = ("pod_uid", "container_id", "host")
 
 
-def config_for(bootstrap: str, name: str, **overrides: object) -> KafkaSinkConfig:
+def config_for(bootstrap: str, name: str, **overrides: object) -> KafkaOptions:
     settings: dict[str, object] = {
         "events_topic": unique_topic(name),
         "dead_letter_topic": unique_topic(name + ".dl"),
         "producer_host": "it-producer",
     }
     settings.update(overrides)
-    return KafkaSinkConfig(tuple(bootstrap.split(",")), **settings)  # type: ignore[arg-type]
+    return KafkaOptions(tuple(bootstrap.split(",")), **settings)  # type: ignore[arg-type]
 
 
 async def test_events_round_trip_with_keys_headers_order_and_dead_letters(kafka_bootstrap: str) -> None:
@@ -154,7 +155,17 @@ def test_publish_and_tail_commands(
     monkeypatch.setenv("OOMSTREAM_KAFKA_BOOTSTRAP", kafka_bootstrap)  # bootstrap from the environment
     _, summary = _command(
         publish,
-        ["publish", str(log), "--topic", topic, "--dead-letter-topic", dead, "--host", "node-cli", "--no-progress"],
+        [
+            "publish",
+            str(log),
+            "--topic",
+            topic,
+            "--sinks-kafka-dead-letter-topic",
+            dead,
+            "--host",
+            "node-cli",
+            "--no-progress",
+        ],
     )
     assert "120 events" in summary and "120 sent (3 partial, also dead-lettered)" in summary, summary
     assert "0 dead-lettered instead, 0 failed" in summary
@@ -164,7 +175,18 @@ def test_publish_and_tail_commands(
     assert all(orjson.loads(r.value)["host"] == "node-cli" for r in records)
 
     out, _ = _command(
-        tail, ["tail", "--topic", topic, "--from-beginning", "--json", "--max-events", "120", "--timeout-seconds", "20"]
+        tail,
+        [
+            "tail",
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--json",
+            "--max-events",
+            "120",
+            "--timeout-seconds",
+            "20",
+        ],
     )
     lines = out.splitlines()
     assert sorted(orjson.loads(x)["event_id"] for x in lines) == sorted(
@@ -172,7 +194,17 @@ def test_publish_and_tail_commands(
     )
 
     group = unique_topic("group")
-    pretty_argv = ["tail", "--topic", topic, "--group", group, "--from-beginning", "--pretty", "--timeout-seconds", "5"]
+    pretty_argv = [
+        "tail",
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--from-beginning",
+        "--pretty",
+        "--timeout-seconds",
+        "5",
+    ]
     out, _ = _command(tail, pretty_argv)
     pretty = out.splitlines()
     assert len(pretty) == 120

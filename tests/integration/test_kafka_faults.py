@@ -17,8 +17,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from parsers.events import event_to_dict
+from streamer.kafka import KafkaOptions
 from streamer.sinks import DeliveryTally
-from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig
+from streamer.sinks.kafka import KafkaSink
 from tests.integration.kafka_broker import (
     LocalCluster,
     consume_all,
@@ -51,7 +52,7 @@ def trio(local_cluster_prerequisites: None) -> Iterator[LocalCluster]:
 
 async def _send_with_fault(
     cluster: LocalCluster,
-    config: KafkaSinkConfig,
+    config: KafkaOptions,
     count: int,
     fault_at: int,
     fault: str,
@@ -102,13 +103,13 @@ async def _send_with_fault(
 
 
 async def test_single_broker_sigkill_and_restart_loses_nothing(single_for_kill: LocalCluster) -> None:
-    config = KafkaSinkConfig(
+    config = KafkaOptions(
         (single_for_kill.bootstrap,),
         events_topic=unique_topic("kill"),
         dead_letter_topic=unique_topic("kill.dl"),
         request_timeout_seconds=15,
         retry_max_attempts=30,
-        retry_max_seconds=180,
+        delivery_timeout_seconds=180,
     )
     _, ids, timings = await _send_with_fault(single_for_kill, config, 20_000, 6_000, "kill-restart")
     print(f"single broker kill/restart: {len(ids)} records for 20000 events, timings {timings}")
@@ -116,14 +117,14 @@ async def test_single_broker_sigkill_and_restart_loses_nothing(single_for_kill: 
 
 
 async def test_three_nodes_one_killed_loses_nothing_with_acks_all(trio: LocalCluster) -> None:
-    config = KafkaSinkConfig(
+    config = KafkaOptions(
         tuple(trio.bootstrap.split(",")),
         events_topic=unique_topic("trio"),
         dead_letter_topic=unique_topic("trio.dl"),
         topic_partitions=6,
         request_timeout_seconds=20,
         retry_max_attempts=30,
-        retry_max_seconds=180,
+        delivery_timeout_seconds=180,
     )
     _, ids, timings = await _send_with_fault(trio, config, 20_000, 5_000, "kill")
     print(f"3-node cluster, node 1 killed: {len(ids)} records for 20000 events, timings {timings}")

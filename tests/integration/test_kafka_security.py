@@ -16,8 +16,9 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streamer.kafka import KafkaOptions
 from streamer.sinks import DeliveryStatus, DeliveryTally, FatalSinkError
-from streamer.sinks.kafka import KafkaSink, KafkaSinkConfig
+from streamer.sinks.kafka import KafkaSink
 from tests.integration.kafka_broker import (
     LocalCluster,
     consume_all,
@@ -76,7 +77,7 @@ def secured(local_cluster_prerequisites: None) -> Iterator[LocalCluster]:
         cluster.clean()
 
 
-def sasl_config(mechanism: str, password_source: dict[str, str], **overrides: object) -> KafkaSinkConfig:
+def sasl_config(mechanism: str, password_source: dict[str, str], **overrides: object) -> KafkaOptions:
     settings: dict[str, object] = {
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": mechanism,
@@ -87,7 +88,7 @@ def sasl_config(mechanism: str, password_source: dict[str, str], **overrides: ob
     }
     settings.update(password_source)
     settings.update(overrides)
-    return KafkaSinkConfig((f"127.0.0.1:{PORT + 1}",), **settings)  # type: ignore[arg-type]
+    return KafkaOptions((f"127.0.0.1:{PORT + 1}",), **settings)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
@@ -152,7 +153,7 @@ async def test_write_denied_goes_to_dead_letter_and_pipeline_continues(
     readonly = f"it.saslro.events.{time.monotonic_ns()}"
     # The super user creates the topic; svc may only Describe it.
     async with KafkaSink(
-        KafkaSinkConfig((secured.bootstrap,), events_topic=readonly, dead_letter_topic=""),
+        KafkaOptions((secured.bootstrap,), events_topic=readonly, dead_letter_topic=""),
         registry=CollectorRegistry(),
     ):
         pass
@@ -179,3 +180,88 @@ async def test_write_denied_goes_to_dead_letter_and_pipeline_continues(
     assert sorted(e["event_id"] for e in envelopes) == sorted(e.event_id for e in events)
     assert {e["reason"] for e in envelopes} == {"authorization_failed"}
     assert all("TopicAuthorizationFailed" in e["error"] for e in envelopes)
+
+
+async def test_rotated_password_file_is_read_again_at_reconnection(
+    secured: LocalCluster, tmp_path: Path
+) -> None:
+    """The password file is read at every new connection: after the broker's password and the file
+    change, a reconnection authenticates with the new one, without a restart. (aiokafka alone keeps
+    the password it was built with, and the reconnection would fail authentication.)"""
+    user, first, second = "rot", "rot-pw-first-5e1", "rot-pw-second-8c4"
+    admin = ["--bootstrap-server", secured.bootstrap]
+    scram = ["kafka.admin.ConfigCommand", *admin, "--alter", "--entity-type", "users", "--entity-name", user]
+    acl = ["org.apache.kafka.tools.AclCommand", *admin, "--add", "--allow-principal", f"User:{user}"]
+    run_tools(
+        [*scram, "--add-config", f"SCRAM-SHA-512=[password={first}]"],
+        [*acl, *("--operation", "All"), "--resource-pattern-type", "prefixed", "--topic", "it.sasl."],
+    )
+    secret = tmp_path / "password"
+    secret.write_text(first + "\n")
+    topic = f"it.sasl.rotate.{time.monotonic_ns()}"
+    config = sasl_config(
+        "SCRAM-SHA-512", {"sasl_password_file": str(secret)}, sasl_username=user, events_topic=topic
+    )
+    events = make_events(40)
+    tally = DeliveryTally()
+    async with KafkaSink(config, on_delivery=tally, registry=CollectorRegistry()) as sink:
+        for event in events[:20]:
+            await sink.submit(event)
+        await sink.flush(30)
+        assert tally.sent == 20
+        run_tools([*scram, "--add-config", f"SCRAM-SHA-512=[password={second}]"])
+        secret.write_text(second + "\n")
+        time.sleep(1.0)  # the new SCRAM credential reaches the broker's cache
+        # What a broker restart or a network blip does: every connection of the producer drops.
+        client = sink._producer.client
+        for conn in list(client._conns.values()):
+            conn.close()
+        for event in events[20:]:
+            await sink.submit(event)
+        await sink.flush(60)
+    assert tally.failed == 0 and tally.sent == 40, tally.failures[:2]
+    records = await consume_all(secured.bootstrap, topic)
+    assert sorted(orjson.loads(r.value)["event_id"] for r in records) == sorted(e.event_id for e in events)
+
+
+async def test_kafka_objects_input_shares_the_diagnosis_and_reads_the_password(
+    secured: LocalCluster, tmp_path: Path
+) -> None:
+    """The Kafka objects input builds its consumer from the same options and client module: a wrong
+    password is diagnosed at once (not retried until connect_timeout_seconds) and named."""
+    from streamer.sources.kafka_objects import KafkaObjectsSource, KafkaSourceError
+
+    secret = tmp_path / "password"
+    secret.write_text("definitely-wrong-pw\n")
+    options = sasl_config("SCRAM-SHA-512", {"sasl_password_file": str(secret)}, connect_timeout_seconds=20)
+    source = KafkaObjectsSource(
+        kafka=options,
+        bootstrap_servers=options.bootstrap_servers,
+        topic="it.sasl.objects",
+        group_id="it-objects",
+        connect_timeout_seconds=20,
+    )
+    began = time.monotonic()
+    with pytest.raises(KafkaSourceError) as info:
+        async with source:
+            pass
+    assert time.monotonic() - began < 10  # not retried for the whole 20 s
+    message = str(info.value)
+    assert not info.value.retriable and info.value.reason == "misconfigured"
+    assert "SASL authentication" in message and "sasl_mechanism='SCRAM-SHA-512'" in message
+    assert "definitely-wrong-pw" not in message
+    admin = ["--bootstrap-server", secured.bootstrap]
+    run_tools(
+        ["org.apache.kafka.tools.AclCommand", *admin, "--add", "--allow-principal", "User:svc",
+         "--operation", "All", "--group", "it-objects"],
+    )  # fmt: skip
+    secret.write_text(SCRAM_PASSWORD + "\n")  # the right one: read when the consumer is built
+    source = KafkaObjectsSource(
+        kafka=options,
+        bootstrap_servers=options.bootstrap_servers,
+        topic="it.sasl.objects",
+        group_id="it-objects",
+        connect_timeout_seconds=20,
+    )
+    async with source:
+        await source.start()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from eventschema import validate_any
 from oomlab import cgroupfs_parts, container_id, memcg, pod_uid, run_oom
 
 from tests.integration.kafka_broker import consume_all, unique_topic
@@ -24,7 +25,9 @@ def start(tmp: Path, bootstrap: str, topic: str, **env: str) -> subprocess.Popen
 
 
 def records_for(bootstrap: str, topic: str) -> list[dict[str, object]]:
-    return [json.loads(r.value) for r in asyncio.run(consume_all(bootstrap, topic, timeout_seconds=30))]
+    """The topic's events, each checked against its schema (the service runs in another process)."""
+    records = asyncio.run(consume_all(bootstrap, topic, timeout_seconds=30))
+    return [validate_any(json.loads(r.value)) for r in records]
 
 
 def test_live_kill_reaches_kafka_and_sigkill_restart_repeats_only_same_ids(
@@ -83,8 +86,8 @@ def test_kafka_outage_spools_the_kill_and_drains_it_when_kafka_returns(
             tmp_path,
             bootstrap,
             topic,
-            OOMSTREAM_KAFKA_DELIVERY_TIMEOUT_SECONDS="4",
-            OOMSTREAM_KAFKA_REQUEST_TIMEOUT_SECONDS="2",
+            OOMSTREAM_SINKS_KAFKA_DELIVERY_TIMEOUT_SECONDS="4",
+            OOMSTREAM_SINKS_KAFKA_REQUEST_TIMEOUT_SECONDS="2",
         )
         time.sleep(4.0)  # connected, topic created, ring backlog published
         cluster.stop()

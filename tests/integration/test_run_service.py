@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from eventschema import validate_any
 from oomlab import container_id, memcg, pod_uid, run_oom, systemd_parts
 
 from tests.integration.service import start_oomstream
@@ -21,13 +22,16 @@ pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("kernel_allows_oom")]
 
 
 def start_service(tmp: Path) -> subprocess.Popen[str]:
-    return start_oomstream(tmp, OOMSTREAM_OUTPUT_SINK="file", OOMSTREAM_OUTPUT_PATH=str(tmp / "events.jsonl"))
+    return start_oomstream(
+        tmp, OOMSTREAM_SINKS_ENABLED="file", OOMSTREAM_SINKS_FILE_PATH=str(tmp / "events.jsonl")
+    )
 
 
 def read_events(path: Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # each checked against its schema (the service runs in another process)
+    return [validate_any(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
 def wait_for(predicate: object, timeout: float) -> bool:

@@ -17,8 +17,8 @@ import pytest
 from oomlab import memcg, run_oom
 
 from parsers.oom import Assembler
-from parsers.records import KernelRecord, SourcePosition
-from streamer.sources.kmsg import KmsgSource, read_boot_id
+from parsers.records import KernelRecord
+from streamer.sources.kmsg import KmsgOptions, KmsgSource, kmsg_source, read_boot_id
 from streamer.sources.select import probe_kmsg
 
 pytestmark = pytest.mark.kernel
@@ -77,7 +77,7 @@ async def test_user_space_line_is_untrusted_and_timed() -> None:
     assert source.counts["untrusted"] >= 1
     assert Assembler().feed(record) == []  # a forged kill line makes no event
     assert record.boot_id == boot and len(boot) == 32
-    assert record.position is not None and record.position.cursor == boot
+    assert record.position is not None and record.position.cursor is None  # the boot is in boot_id
     assert isinstance(record.position.seq, int)
     # kmsg stamps are the printk clock; wall = (REALTIME - MONOTONIC) + stamp.
     assert record.wall_time is not None and record.time_source == "kmsg_boottime"
@@ -138,8 +138,11 @@ async def test_resume_from_checkpoint_skips_seen_records() -> None:
     mine = [r for r in records if marker in r.message]
     checkpoint = mine[1].position
     assert checkpoint is not None and checkpoint.seq is not None
+    # What the pipeline saves for that record, read back the way the kmsg component does.
+    saved = source.checkpoint_data(checkpoint)
+    assert saved == {"kind": "kmsg", "seq": checkpoint.seq, "boot_id": read_boot_id()}
 
-    async with KmsgSource(start=checkpoint) as resumed:
+    async with kmsg_source(KmsgOptions(), saved, host=None) as resumed:
         after = await collect_until(resumed, lambda got: f"{marker} line 2" in got[-1].message)
     assert seqs(after)[0] == checkpoint.seq + 1
     assert [r.message for r in after if marker in r.message] == [f"{marker} line 2"]
@@ -147,13 +150,13 @@ async def test_resume_from_checkpoint_skips_seen_records() -> None:
     assert resumed.counts["lost"] == 0
 
     # The same seq from another boot says nothing: everything retained is read again.
-    other = SourcePosition(kind="kmsg", seq=checkpoint.seq, cursor="0" * 32)
+    other = {"kind": "kmsg", "seq": checkpoint.seq, "boot_id": "0" * 32}
     first_fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
     try:
         oldest = int(os.read(first_fd, 16384).split(b",")[1])
     finally:
         os.close(first_fd)
-    async with KmsgSource(start=other) as fresh:
+    async with kmsg_source(KmsgOptions(), other, host=None) as fresh:
         replay = await collect_until(fresh, lambda got: f"{marker} line 2" in got[-1].message)
     assert abs(seqs(replay)[0] - oldest) < 50  # the ring may have moved on a little meanwhile
     assert fresh.counts["checkpoint_other_boot"] == 1

@@ -199,7 +199,9 @@ def make_pod(
     init = [container_spec(s) for s in specs if s.kind == "init"]
     if init:
         spec["initContainers"] = init
-    ephemeral = [container_spec(s) | {"targetContainerName": specs[0].name} for s in specs if s.kind == "ephemeral"]
+    ephemeral = [
+        container_spec(s) | {"targetContainerName": specs[0].name} for s in specs if s.kind == "ephemeral"
+    ]
     if ephemeral:
         spec["ephemeralContainers"] = ephemeral
     status: dict[str, Any] = {

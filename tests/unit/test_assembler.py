@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import orjson
 import pytest
 
 from parsers.events import OomEvent
@@ -218,6 +219,24 @@ def test_truncated_report_is_flushed_partial_with_raw_lines() -> None:
     assert event.partial and event.victim is None and event.partial_reason
     assert event.trigger is not None and event.trigger.pid == 2031
     assert event.raw_lines is not None and event.raw_lines[0].startswith("python3 invoked oom-killer")
+
+
+def test_a_partial_report_longer_than_the_raw_line_bound_says_how_long_it_was() -> None:
+    """Only the first max_raw_lines lines are kept; raw_lines_total and the dead letter say the
+    rest existed, and the assembler counts them (README "Bounds and what happens at them")."""
+    from streamer.sinks.base import DeadLetter, dead_letter_to_json
+
+    lines = modern_report()[:15]
+    [whole] = run(lines)
+    assert whole.raw_lines_total == len(whole.raw_lines or []) == 15
+    asm = Assembler(max_raw_lines=5)
+    [event] = run(lines, asm)
+    assert event.raw_lines == (whole.raw_lines or [])[:5] and event.raw_lines_total == 15
+    assert asm.counts["raw_lines_not_kept"] == 10
+    envelope = orjson.loads(dead_letter_to_json(DeadLetter.from_event(event, "partial_report")))
+    assert envelope["raw_lines_total"] == 15 and envelope["raw_lines_truncated"] is True
+    complete = orjson.loads(dead_letter_to_json(DeadLetter.from_event(whole, "partial_report")))
+    assert complete["raw_lines_total"] == 15 and complete["raw_lines_truncated"] is False
 
 
 def test_report_without_kill_times_out_on_record_time() -> None:

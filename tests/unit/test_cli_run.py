@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from eventschema import validate_any
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "streamer" / "samples" / "6.18-pod-limit.dmesg")
 # `oomstream run` over the sample kernel log to stdout, ending at the end of the file
 RUN_SAMPLE = (
-    "run", "--output-sink", "stdout", "--source-kind", "file", "--no-source-follow", "--source-files", SAMPLE,
+    "run", "--sinks-enabled", "stdout", "--sources-enabled", "files", "--no-sources-files-follow",
+    "--sources-files-paths", SAMPLE,
 )  # fmt: skip
 
 
@@ -36,33 +39,35 @@ def quiet_env(tmp_path: Path) -> dict[str, str]:
 
 
 def events_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    """The events a run printed, each checked against its schema (the service ran in another
+    process, out of reach of tests/conftest.py's check)."""
+    return [validate_any(json.loads(line)) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def test_check_config_masks_secrets_and_shows_the_file_values(tmp_path: Path) -> None:
     config = tmp_path / "oomstream.toml"
     config.write_text(
-        '[kafka]\nbootstrap_servers = ["k1:9092"]\nsecurity_protocol = "SASL_PLAINTEXT"\n'
+        '[sinks.kafka]\nbootstrap_servers = ["k1:9092"]\nsecurity_protocol = "SASL_PLAINTEXT"\n'
         'sasl_mechanism = "PLAIN"\nsasl_username = "u"\nsasl_password = "hunter2"\n'
     )
     result = oomstream("check-config", "--config", str(config))
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
-    assert printed["kafka"]["bootstrap_servers"] == ["k1:9092"]
+    assert printed["sinks"]["kafka"]["bootstrap_servers"] == ["k1:9092"]
     assert "hunter2" not in result.stdout and "hunter2" not in result.stderr
 
 
 def test_unknown_key_is_named_with_its_file(tmp_path: Path) -> None:
     config = tmp_path / "oomstream.toml"
-    config.write_text("[kafka]\nlingerms = 5\n")
+    config.write_text("[sinks.kafka]\nlingerms = 5\n")
     result = oomstream("check-config", "--config", str(config))
     assert result.returncode == 2
     assert "lingerms" in result.stderr and "oomstream.toml" in result.stderr and "linger_ms" in result.stderr
 
 
 def test_bad_environment_value_names_the_variable() -> None:
-    result = oomstream("check-config", env={"OOMSTREAM_KAFKA_LINGER_MS": "soon"})
-    assert result.returncode == 2 and "OOMSTREAM_KAFKA_LINGER_MS" in result.stderr
+    result = oomstream("check-config", env={"OOMSTREAM_SINKS_KAFKA_LINGER_MS": "soon"})
+    assert result.returncode == 2 and "OOMSTREAM_SINKS_KAFKA_LINGER_MS" in result.stderr
 
 
 def test_run_without_bootstrap_says_how_to_set_it(tmp_path: Path) -> None:
@@ -80,11 +85,11 @@ def test_run_without_bootstrap_says_how_to_set_it(tmp_path: Path) -> None:
 def test_run_with_unreachable_kafka_fails_clearly_in_bounded_time(tmp_path: Path) -> None:
     result = oomstream(
         "run",
-        "--source-kind", "file", "--source-files", SAMPLE,
+        "--sources-enabled", "files", "--sources-files-paths", SAMPLE,
         env={
             "OOMSTREAM_KAFKA_BOOTSTRAP": "127.0.0.1:1",
-            "OOMSTREAM_KAFKA_CONNECT_TIMEOUT_SECONDS": "3",
-            "OOMSTREAM_KAFKA_REQUEST_TIMEOUT_SECONDS": "3",
+            "OOMSTREAM_SINKS_KAFKA_CONNECT_TIMEOUT_SECONDS": "3",
+            "OOMSTREAM_SINKS_KAFKA_REQUEST_TIMEOUT_SECONDS": "3",
             **quiet_env(tmp_path),
         },
     )  # fmt: skip
@@ -202,18 +207,54 @@ def test_backfill_ends_at_end_of_input_while_the_api_is_unreachable(tmp_path: Pa
 
 
 def test_a_literal_sasl_password_reaches_the_kafka_client() -> None:
-    """kafka.sasl_password as a value (masked everywhere) must be the password the client uses;
-    sink_options() leaves it out, so the service hands it over itself."""
+    """kafka.sasl_password as a value (masked everywhere) must be the password the client uses
+    (a glue layer between two options classes once dropped it)."""
     from streamer.commands.run import kafka_sink_config
     from streamer.config import load_config
-    from streamer.sinks.kafka import connection_kwargs
+    from streamer.kafka import connection_kwargs
 
     env = {
-        "OOMSTREAM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
-        "OOMSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-        "OOMSTREAM_KAFKA_SASL_USERNAME": "oom",
-        "OOMSTREAM_KAFKA_SASL_PASSWORD": "s3cret",
+        "OOMSTREAM_SINKS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+        "OOMSTREAM_SINKS_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "OOMSTREAM_SINKS_KAFKA_SASL_USERNAME": "oom",
+        "OOMSTREAM_SINKS_KAFKA_SASL_PASSWORD": "s3cret",
     }
     sink_config = kafka_sink_config(load_config(None, env, {}))
     assert "s3cret" not in repr(sink_config)
     assert connection_kwargs(sink_config)["sasl_plain_password"] == "s3cret"
+
+
+def test_run_declares_the_occurrences_of_a_large_count_it_does_not_emit(tmp_path: Path) -> None:
+    """`oomstream run` with an objects file holding NPD's Event at count 1074 and a cap of 10: ten
+    events, the first declaring 1..1064, one log line saying so; a restart adds nothing."""
+    objects = tmp_path / "k8s.jsonl"
+    npd = (ROOT / "tests" / "data" / "k8s" / "npd-oomkilling-combined-1074.json").read_text()
+    objects.write_text(json.dumps(json.loads(npd)) + "\n")
+    args = (
+        *RUN_SAMPLE, "--kubernetes-mode", "off", "--kubernetes-objects-files", str(objects),
+        "--no-kubernetes-objects-follow", "--kubernetes-max-backfill-occurrences", "10", "--log-format", "text",
+    )  # fmt: skip
+    result = oomstream(*args, env=quiet_env(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    signals = [e for e in events_of(result) if e["type"] == "k8s_oom_killing"]
+    assert [e["occurrence"] for e in signals] == list(range(1065, 1075))
+    assert signals[0]["skipped_occurrences"] == {"first": 1, "last": 1064}
+    assert signals[0]["source"]["position"]["line"] == 1
+    assert "occurrences 1..1064 are declared in skipped_occurrences" in result.stderr
+    assert "bound k8s_backfill_occurrences reached 1064 time(s)" in result.stderr
+
+    again = oomstream(*args, env=quiet_env(tmp_path))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [e for e in events_of(again) if e["type"] == "k8s_oom_killing"] == []
+
+
+def test_two_sinks_at_once_the_second_gets_copies(tmp_path: Path) -> None:
+    copies = tmp_path / "copies.jsonl"
+    result = oomstream(
+        "run", "--sinks-enabled", "stdout,file", "--sinks-file-path", str(copies),
+        "--sources-enabled", "files", "--no-sources-files-follow", "--sources-files-paths", SAMPLE,
+        env=quiet_env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = events_of(result)
+    assert printed and [json.loads(line) for line in copies.read_text().splitlines()] == printed

@@ -433,20 +433,20 @@ async def test_enrichment_error_never_raises(web: dict[str, Any]) -> None:
 def test_analyse_limit_fired(scope: str | None, expected: str) -> None:
     event = oom_event(CgroupInfo(limit_scope=scope), limit_kb=262144)
     result = analyse(event, None)
-    assert result is not None and result["limit_fired"] == expected
-    assert result["limit_bytes"] == (None if scope == "global" else 262144 * 1024)
+    assert result is not None and result.limit_fired == expected
+    assert result.limit_bytes == (None if scope == "global" else 262144 * 1024)
 
 
 def test_analyse_edge_cases() -> None:
     unlimited = oom_event(CgroupInfo(limit_scope="other"), limit_kb=9007199254740988)
-    assert analyse(unlimited, None) == {
+    assert dataclasses.asdict(analyse(unlimited, None)) == {  # type: ignore[arg-type]
         "limit_fired": "cgroup_limit",
         "limit_bytes": None,
         "rss_bytes": 102000 * 1024,
         "rss_fraction_of_limit": None,
     }
     no_victim = dataclasses.replace(oom_event(CgroupInfo(limit_scope="container")), victim=None)
-    assert analyse(no_victim, None) == {
+    assert dataclasses.asdict(analyse(no_victim, None)) == {  # type: ignore[arg-type]
         "limit_fired": "container_limit",
         "limit_bytes": 131072 * 1024,
         "rss_bytes": None,
@@ -454,9 +454,7 @@ def test_analyse_edge_cases() -> None:
     }
     old_kernel = oom_event(CgroupInfo(limit_scope="container"), limit_kb=1000, rss_kb=(900, 100, None))
     result = analyse(old_kernel, None)
-    assert (
-        result is not None and result["rss_bytes"] == 1000 * 1024 and result["rss_fraction_of_limit"] == 1.0
-    )
+    assert result is not None and result.rss_bytes == 1000 * 1024 and result.rss_fraction_of_limit == 1.0
 
 
 def test_analyse_cross_checks_an_unrecognised_cgroup_against_the_pod(web: dict[str, Any]) -> None:
@@ -465,11 +463,11 @@ def test_analyse_cross_checks_an_unrecognised_cgroup_against_the_pod(web: dict[s
     match = cache.lookup(pod_uid=None, container_id=app_id)
     assert match is not None
     event = oom_event(CgroupInfo(limit_scope="other"), limit_kb=131072)  # 128Mi = the container's limit
-    assert analyse(event, match)["limit_fired"] == "container_limit"  # type: ignore[index]
+    assert analyse(event, match).limit_fired == "container_limit"  # type: ignore[union-attr]
     event = oom_event(CgroupInfo(limit_scope="other"), limit_kb=196608)  # 192Mi = the pod's limit
-    assert analyse(event, match)["limit_fired"] == "pod_limit"  # type: ignore[index]
+    assert analyse(event, match).limit_fired == "pod_limit"  # type: ignore[union-attr]
     event = oom_event(CgroupInfo(limit_scope="other"), limit_kb=1000)
-    assert analyse(event, match)["limit_fired"] == "cgroup_limit"  # type: ignore[index]
+    assert analyse(event, match).limit_fired == "cgroup_limit"  # type: ignore[union-attr]
 
 
 # -- signals ----------------------------------------------------------------------------------------
@@ -510,16 +508,21 @@ async def test_enrich_signal(web: dict[str, Any]) -> None:
     app_id = bare_container_id(web["status"]["containerStatuses"][0]["containerID"])
     enricher = Enricher(synced_cache(web), node="node-a", wait_seconds=0.2)
     signal = await enricher.enrich_signal(k8s_signal(uid, app_id))
-    assert signal.kubernetes is not None and signal.kubernetes["container"] == "app"
-    assert signal.enrichment == {"status": "ok", "source": "api_watch", "waited_seconds": 0.0}
+    assert signal.kubernetes is not None and signal.kubernetes.container == "app"
+    assert signal.enrichment is not None
+    assert dataclasses.asdict(signal.enrichment) == {
+        "status": "ok",
+        "source": "api_watch",
+        "waited_seconds": 0.0,
+    }
     validate_k8s_event(event_to_dict(signal))
 
     by_pod = await enricher.enrich_signal(k8s_signal(uid, None))
-    assert by_pod.kubernetes is not None and by_pod.kubernetes["container"] is None
+    assert by_pod.kubernetes is not None and by_pod.kubernetes.container is None
 
     missing = await enricher.enrich_signal(k8s_signal("6d1c7a1e-0000-4000-8000-0000000000dd", None))
     assert missing.kubernetes is None and missing.enrichment is not None
-    assert missing.enrichment["status"] == "pod_not_found"
+    assert missing.enrichment.status == "pod_not_found"
     validate_k8s_event(event_to_dict(missing))
 
     node_scoped = k8s_signal(None, None)
@@ -528,7 +531,8 @@ async def test_enrich_signal(web: dict[str, Any]) -> None:
     assert enricher.counts["ok"] == 0
 
     disabled = await Enricher(None, node="node-a").enrich_signal(k8s_signal(uid, app_id))
-    assert disabled.enrichment == {"status": "disabled", "source": None} and disabled.kubernetes is None
+    assert disabled.enrichment is not None and disabled.kubernetes is None
+    assert dataclasses.asdict(disabled.enrichment) == {"status": "disabled", "source": None}
 
 
 # -- real captures ----------------------------------------------------------------------------------
@@ -596,3 +600,26 @@ async def test_real_pod_limit_capture() -> None:
         "rss_fraction_of_limit": round((69376 + 5936) / 98304, 4),
     }
     assert data["kubernetes"]["container"] == "c0"
+
+
+async def test_typed_enrichment_round_trips_byte_identical(web: dict[str, Any]) -> None:
+    """`kubernetes`, `enrichment` and `analysis` are typed on the event; their JSON is the schema's,
+    and an event read back (spool replay, consumers) is typed again and serializes to the same bytes."""
+    import orjson
+
+    from parsers.events import Analysis, Enrichment, PodMetadata, WaitedEnrichment, any_event_from_dict
+
+    uid = web["metadata"]["uid"]
+    app_id = bare_container_id(web["status"]["containerStatuses"][0]["containerID"])
+    assert app_id is not None
+    path = container_path(uid, app_id)
+    found = await Enricher(synced_cache(web), node="node-a")(oom_event(cgroup_for(path, path)))
+    disabled = await Enricher(None, node="node-a")(oom_event(cgroup_for(path, path)))
+    assert isinstance(found.kubernetes, PodMetadata) and isinstance(found.analysis, Analysis)
+    assert isinstance(found.enrichment, WaitedEnrichment)  # looked up: the JSON has waited_seconds
+    assert type(disabled.enrichment) is Enrichment  # not looked up: it has not
+    for event in (found, disabled):
+        raw = orjson.dumps(event)
+        again = any_event_from_dict(orjson.loads(raw))
+        assert again == event and orjson.dumps(again) == raw
+    assert b'"waited_seconds"' not in orjson.dumps(disabled.enrichment)

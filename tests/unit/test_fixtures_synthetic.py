@@ -44,7 +44,9 @@ def check_event(name: str, actual: dict[str, Any], expected: dict[str, Any]) -> 
         for key, value in expected["trigger"].items():
             assert actual["trigger"][key] == value, f"{where}: trigger.{key}"
     assert actual["constraint"] == expected["constraint"] or (
-        expected["constraint"] is None and actual["constraint"] == "CONSTRAINT_MEMCG" and actual["kill_message"] == "Memory cgroup out of memory"
+        expected["constraint"] is None
+        and actual["constraint"] == "CONSTRAINT_MEMCG"
+        and actual["kill_message"] == "Memory cgroup out of memory"
     ), f"{where}: constraint"
     if actual["group_kill"] and actual["cgroup"]["task_memcg"] is None:
         # Group members: the text only says they are in the oom.group cgroup's subtree.
@@ -64,7 +66,9 @@ def check_event(name: str, actual: dict[str, Any], expected: dict[str, Any]) -> 
     assert actual["group_kill"] == expected["group_kill"], f"{where}: group_kill"
     assert actual["partial"] == expected["partial"], f"{where}: partial"
     if expected.get("kernel_time") is not None:
-        assert actual["kernel_time"] == pytest.approx(expected["kernel_time"], abs=1e-6), f"{where}: kernel_time"
+        assert actual["kernel_time"] == pytest.approx(expected["kernel_time"], abs=1e-6), (
+            f"{where}: kernel_time"
+        )
     if expected.get("reaped") is None:
         assert actual["reaped"] is None, f"{where}: reaped"
     else:

@@ -122,8 +122,12 @@ def test_journalctl_short_variants() -> None:
     mono = framer.frame(b"[   87.622107] node-1 kernel: hello")
     assert mono is not None and mono.format == "journalctl-short-monotonic"
     assert mono.kernel_time == pytest.approx(87.622107) and mono.host == "node-1"
-    cont = framer.frame(b"                                      second line")
+    # journalctl indents a record's further lines by the prefix's width; spaces beyond it are text.
+    cont = framer.frame(b" " * len("[   87.622107] node-1 kernel: ") + b"second line")
     assert cont is not None and cont.message == "second line" and cont.host == "node-1"
+    assert cont.continuation and not mono.continuation
+    deeper = framer.frame(b" " * len("[   87.622107] node-1 kernel: ") + b"  third")
+    assert deeper is not None and deeper.message == "  third"
     assert framer.frame(b"-- Boot 0123456789abcdef0123456789abcdef --") is None
     after = framer.frame(b"Nov 27 16:59:21 node-1 kernel: x")
     assert after is not None and after.boot_id == "0123456789abcdef0123456789abcdef"

@@ -17,7 +17,9 @@ from k8sfake.objects import ContainerSpec, make_event, make_events_k8s_io_event,
 
 from parsers.events import (
     IncidentEvent,
+    IncidentKubernetes,
     K8sEvent,
+    ObjectRef,
     Source,
     any_event_from_dict,
     event_to_json,
@@ -510,7 +512,70 @@ def test_first_seen_object_backfill_is_capped() -> None:
     tracker = SignalTracker(max_backfill=3)
     got = run(tracker, npd_event(10))
     assert occurrences(got) == [8, 9, 10]
+    assert got[0].skipped_occurrences == {"first": 1, "last": 7}
     assert tracker.counts["backfill_capped"] == 1
+
+
+def covered_once(events: list[K8sEvent] | list[dict[str, Any]]) -> list[int]:
+    """Every occurrence the events cover (their own, and their declared skipped ranges), sorted;
+    fails when one is covered twice."""
+    covered: list[int] = []
+    for event in events:
+        data = event if isinstance(event, dict) else orjson.loads(orjson.dumps(event))
+        covered.append(data["occurrence"])
+        skipped = data["skipped_occurrences"]
+        if skipped is not None:
+            assert skipped["first"] <= skipped["last"] < data["occurrence"], data
+            covered.extend(range(skipped["first"], skipped["last"] + 1))
+    assert len(covered) == len(set(covered)), "an occurrence is covered twice"
+    return sorted(covered)
+
+
+def test_an_event_first_seen_with_count_1074_declares_the_occurrences_it_does_not_emit() -> None:
+    """NPD has been counting kills for an hour when the service starts: 100 events, the first of
+    them declaring occurrences 1..974, which together cover 1..1074 exactly once."""
+    tracker = SignalTracker()  # the default cap, 100
+    got = run(tracker, load("npd-oomkilling-combined-1074.json"))
+    assert occurrences(got) == list(range(975, 1075))
+    assert got[0].skipped_occurrences == {"first": 1, "last": 974}
+    assert all(e.skipped_occurrences is None for e in got[1:])
+    assert covered_once(got) == list(range(1, 1075))
+    assert tracker.counts["backfill_capped"] == 1
+    # the newest occurrence carries the exact last time and the pid the message names
+    assert (got[-1].time, got[-1].details["time_exact"], got[-1].pid) == (
+        "2026-11-27T10:04:58.000000Z",
+        True,
+        31877,
+    )
+    assert got[0].details["first_timestamp"] == "2026-11-27T09:02:11.000000Z"
+    # the combined message names only the newest kill: earlier occurrences do not claim its pid
+    assert all(e.pid is None and e.comm is None for e in got[:-1]) and got[-1].comm == "java"
+    # the API relists (or the watch resends) the same object: nothing new, nothing declared again
+    assert run(tracker, load("npd-oomkilling-combined-1074.json")) == []
+
+
+def test_a_later_jump_declares_only_its_own_gap() -> None:
+    tracker = SignalTracker()
+    first = run(tracker, load("npd-oomkilling-combined-1074.json"))
+    later = copy.deepcopy(load("npd-oomkilling-combined-1074.json"))
+    later["count"] = 4321
+    second = run(tracker, later)
+    assert occurrences(second) == list(range(4222, 4322))
+    assert second[0].skipped_occurrences == {"first": 1075, "last": 4221}
+    assert covered_once(first + second) == list(range(1, 4322))
+    small = copy.deepcopy(later)
+    small["count"] = 4330  # a jump within the cap: every occurrence, nothing declared
+    third = run(tracker, small)
+    assert occurrences(third) == list(range(4322, 4331))
+    assert all(e.skipped_occurrences is None for e in third)
+
+
+def test_no_cap_emits_every_occurrence() -> None:
+    got = run(SignalTracker(max_backfill=0), load("npd-oomkilling-combined-1074.json"))
+    assert occurrences(got) == list(range(1, 1075))
+    assert all(e.skipped_occurrences is None for e in got)
+    with pytest.raises(ValueError, match="max_backfill"):
+        SignalTracker(max_backfill=-1)
 
 
 def test_ids_are_deterministic_across_restarts() -> None:
@@ -843,13 +908,15 @@ def test_any_order_and_duplication_gives_each_occurrence_once(counts: list[int],
 )
 def test_capped_backfill_still_never_duplicates(counts: list[int], cap: int) -> None:
     tracker = SignalTracker(max_backfill=cap)
-    got: list[int] = []
+    events: list[K8sEvent] = []
     for count in counts:
-        got.extend(e.occurrence for e in tracker.from_object(npd_event(count), source=SOURCE))
+        events.extend(tracker.from_object(npd_event(count), source=SOURCE))
+    got = [e.occurrence for e in events]
     top = max(counts)
     assert len(got) == len(set(got))
     assert set(got) <= set(range(1, top + 1))
     assert set(range(max(1, top - cap + 1), top + 1)) <= set(got)  # the newest ones are always there
+    assert covered_once(events) == list(range(1, top + 1)), "emitted + declared cover 1..count once"
 
 
 # --------------------------------------------------------------------------- schemas
@@ -876,14 +943,14 @@ def test_incident_schema_accepts_an_incident_and_rejects_extras() -> None:
         signal_event_ids=[make_signal_id("a"), make_signal_id("b")],
         kills=1,
         victims=[{"pid": 42, "comm": "leaky"}],
-        kubernetes={
-            "namespace": "default",
-            "pod": "web-1",
-            "pod_uid": "11111111-2222-4333-8444-555555555555",
-            "container": "app",
-            "container_id": None,
-            "workload": {"kind": "Deployment", "name": "web"},
-        },
+        kubernetes=IncidentKubernetes(
+            namespace="default",
+            pod="web-1",
+            pod_uid="11111111-2222-4333-8444-555555555555",
+            container="app",
+            container_id=None,
+            workload=ObjectRef("Deployment", "web"),
+        ),
         verdict="container_limit",
         visible_in_kubernetes=True,
         workload_kills_in_window=1,

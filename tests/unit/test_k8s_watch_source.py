@@ -209,6 +209,37 @@ async def test_a_count_raised_while_history_was_lost_yields_only_the_missing_occ
         assert len({s.event_id for s in run.signals}) == 4
 
 
+async def test_a_count_in_the_thousands_is_covered_once_across_resume_and_relist(tmp_path: Path) -> None:
+    """NPD's Event at count 1074 when the watch starts, then (while history is lost) at 3500,
+    seen only through the 410 relist: emitted + declared occurrences cover 1..3500 exactly once."""
+    async with watching(tmp_path) as run:
+        server = run.server
+        event = make_event(
+            reason="OOMKilling", message=KILL_MESSAGE, involved_name=NODE, count=1074,
+            first_timestamp="2026-11-27T09:02:11Z", last_timestamp="2026-11-27T10:04:58Z",
+        )  # fmt: skip
+        server.upsert(event)
+        await run.wait_for(lambda: len(run.signals) == 100, "the newest 100 occurrences")
+        await resume_after_drop(run, EVENTS)  # the resumed watch shows nothing new
+        w = run.watcher(":events")
+        server.drop_connections()
+        raised = copy.deepcopy(event)
+        raised["count"] = 3500
+        raised["lastTimestamp"] = "2026-11-27T11:00:00Z"
+        server.upsert(raised)
+        server.compact()  # only the relist can show count 3500
+        await run.wait_for(lambda: w.counts["relists_410"] == 1 and len(run.signals) >= 200, "relist")
+        await asyncio.sleep(0.1)
+        signals = run.signals
+        assert [s.occurrence for s in signals] == [*range(975, 1075), *range(3401, 3501)]
+        declared = {i: s.skipped_occurrences for i, s in enumerate(signals) if s.skipped_occurrences}
+        assert declared == {0: {"first": 1, "last": 974}, 100: {"first": 1075, "last": 3400}}
+        covered = [s.occurrence for s in signals] + [
+            n for d in declared.values() for n in range(d["first"], d["last"] + 1)
+        ]
+        assert sorted(covered) == list(range(1, 3501))
+
+
 async def test_events_about_other_nodes_are_not_watched(tmp_path: Path) -> None:
     async with watching(tmp_path) as run:
         server = run.server

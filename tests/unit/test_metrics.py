@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import io
 import json
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from parsers.events import CgroupInfo, OomEvent, Source
+from parsers.events import CgroupInfo, OomEvent, PodMetadata, Source
 from streamer.checkpoint import CheckpointStore
 from streamer.logging_setup import JsonFormatter, RateLimiter, RateLimitFilter, TextFormatter, setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
@@ -48,7 +49,7 @@ def event(
         memcg_stats=None,
         mem_info=None,
         source=Source(kind="kmsg", format="kmsg", position=None),
-        kubernetes={"namespace": namespace} if namespace else None,
+        kubernetes=PodMetadata(namespace=namespace) if namespace else None,
     )
 
 
@@ -381,3 +382,76 @@ def test_json_carries_the_suppressed_count() -> None:
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "again (suppressed 7 similar in the last 60s)"
     assert entry["suppressed"] == 7
+
+
+# -- bounds (README "Bounds and what happens at them") ----------------------------------------------
+
+
+def test_every_bound_is_exported_from_zero_and_logged_once_per_growth(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from streamer.metrics import BOUNDS, PIPELINE_BOUNDS, SIGNAL_LEDGER_BOUNDS, SOURCE_BOUNDS
+
+    metrics = Metrics()
+    ledger: Counter[str] = Counter()
+    source: Counter[str] = Counter()
+    pipeline: Counter[str] = Counter()
+    metrics.track_bounds(ledger, SIGNAL_LEDGER_BOUNDS)
+    metrics.track_bounds(source, SOURCE_BOUNDS)
+    metrics.track_pipeline(pipeline)
+    got = samples(metrics)
+    for name in (*SIGNAL_LEDGER_BOUNDS.values(), *SOURCE_BOUNDS.values(), *PIPELINE_BOUNDS.values()):
+        assert name in BOUNDS, name  # every bound a component counts is documented
+        assert got[("oomstream_bound_hits_total", (("bound", name),))] == 0, name
+    assert got[("oomstream_k8s_skipped_occurrences_total", ())] == 0
+
+    ledger["ids_evicted"] += 3
+    source["long_lines_truncated"] += 2
+    pipeline["occurrences_skipped"] += 974
+    got = samples(metrics)
+    assert got[("oomstream_bound_hits_total", (("bound", "signal_ledger_ids"),))] == 3
+    assert got[("oomstream_bound_hits_total", (("bound", "long_lines"),))] == 2
+    assert got[("oomstream_bound_hits_total", (("bound", "k8s_backfill_occurrences"),))] == 974
+    assert got[("oomstream_k8s_skipped_occurrences_total", ())] == 974
+    assert got[("oomstream_pipeline_total", (("name", "occurrences_skipped"),))] == 974
+
+    with caplog.at_level(logging.WARNING, logger="oomstream.metrics"):
+        metrics.log_bound_hits()
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 3, lines
+        assert any("signal_ledger_ids reached 3" in m and "kubernetes.max_ledger_signals" in m for m in lines)
+        assert any("k8s_backfill_occurrences reached 974" in m for m in lines)
+        caplog.clear()
+        metrics.log_bound_hits()  # nothing grew: nothing said
+        assert caplog.records == []
+        source["long_lines_truncated"] += 1
+        metrics.log_bound_hits()
+        assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+            "bound long_lines reached 1 time(s) since the last report"
+        ]
+
+
+def test_dead_letter_cuts_are_counted() -> None:
+    from streamer.sinks.base import DeadLetter, dead_letter_to_json
+
+    letter = DeadLetter.from_event(event(), "partial_report")
+    letter = dataclasses.replace(letter, raw_lines=tuple(f"line {i} " + "x" * 200 for i in range(50)))
+    counts: Counter[str] = Counter()
+    data = json.loads(dead_letter_to_json(letter, max_bytes=3000, counts=counts))
+    assert data["raw_lines_truncated"] is True and data["event"] is None
+    assert counts["dead_letter_events_left_out"] == 1
+    assert counts["dead_letter_raw_lines_cut"] == 50 - len(data["raw_lines"]) > 0
+
+
+def test_task_rows_left_out_are_counted() -> None:
+    from parsers.framing import Framer
+    from parsers.oom import Assembler
+    from parsers.scan import LogScanner
+
+    path = Path(__file__).resolve().parents[1] / "data" / "synthetic" / "3.10-rhel7-global-meminfo.log"
+    scanner = LogScanner(Framer("auto", year=2026, tz=None), Assembler(max_tasks=1))
+    events = scanner.feed(path.read_bytes()) + scanner.finish() + scanner.assembler.flush()
+    with_tables = [e for e in events if e.tasks_total]
+    assert with_tables and all(len(e.tasks or []) == 1 for e in with_tables)
+    cut = sum((e.tasks_total or 0) - 1 for e in with_tables)
+    assert cut > 0 and scanner.assembler.counts["task_rows_not_kept"] == cut

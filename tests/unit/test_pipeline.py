@@ -28,6 +28,7 @@ def report(pid: int, t: float) -> list[str]:
 class ListSource:
     def __init__(self, lines: list[str], name: str = "file:test") -> None:
         self.name = name
+        self.checkpoint_key = name
         self.counts: Counter[str] = Counter()
         self._lines = lines
         self._framer = Framer()
@@ -43,6 +44,9 @@ class ListSource:
 
     def start_position(self) -> SourcePosition | None:
         return None
+
+    def checkpoint_data(self, position: SourcePosition) -> dict[str, Any]:
+        return {"kind": position.kind, **position.to_json()}
 
     async def aclose(self) -> None:
         return None
@@ -166,8 +170,42 @@ async def test_failed_events_go_to_the_spool_and_drain_later(tmp_path: Any) -> N
     for _ in range(300):
         if spool.events == 0:
             break
-        await pipeline._drain_spool()
+        await pipeline.delivery.drain_spool()
         await asyncio.sleep(0.01)
     assert [e.victim.pid for e in sink.delivered if e.victim] == [10, 11]
     assert spool.events == 0 and pipeline.counts["spool_resent"] == 2
     spool.close()
+
+
+class EchoingSink(HoldingSink):
+    """Reports every result twice (a sink bug): each ticket must still be settled once."""
+
+    async def submit(self, event: OomEvent, positions: Sequence[object] = ()) -> None:
+        await super().submit(event, positions)
+        self._report(DeliveryResult(event.event_id, tuple(positions), DeliveryStatus.FAILED))
+
+
+async def test_a_ticket_is_settled_once_however_often_the_sink_reports() -> None:
+    from streamer.pipeline import Ticket
+
+    lines = report(10, 1.0) + report(11, 3.0) + ["[    9.000000] end"]
+    checkpoints = MemoryCheckpoints()
+    pipeline: Pipeline
+    sink = EchoingSink(set(), on_delivery=lambda result: pipeline.on_delivery(result))
+    pipeline = Pipeline(
+        [ListSource(lines)], sink, checkpoints=checkpoints,
+        settings=PipelineSettings(tick_seconds=0.01, checkpoint_interval_seconds=0.01),
+    )  # fmt: skip
+    seen: list[Ticket] = []
+    original = sink.submit
+
+    async def keep(event: OomEvent, positions: Sequence[object] = ()) -> None:
+        seen.extend(p for p in positions if isinstance(p, Ticket))
+        await original(event, positions)
+
+    sink.submit = keep  # type: ignore[method-assign]
+    await asyncio.wait_for(pipeline.run(), 10)
+    assert len(seen) == 2 and all(ticket.settled for ticket in seen)
+    # the late FAILED report neither spooled, counted nor un-acknowledged anything
+    assert pipeline.counts["events_acknowledged"] == 2 and pipeline.counts["events_failed"] == 0
+    assert checkpoints.saved["file:test"]["offset"] == sum(len(x) + 1 for x in lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import secrets
 from typing import Any
 
@@ -184,6 +185,8 @@ def test_previous_ids_are_bounded() -> None:
     container = cache.pods()[0].containers[0]
     assert len(container.previous_ids) == 8 and container.previous_ids[-1] == ids[-2]
     assert cache.lookup(pod_uid=None, container_id=ids[0]) is None  # dropped from the index too
+    # 19 earlier ids, 8 kept: 11 forgotten, each counted once (README "Bounds")
+    assert cache.counts["previous_ids_forgotten"] == 11
     assert cache.lookup(pod_uid=None, container_id=ids[-3]) is not None
     assert len(cache._by_container) == 9
 
@@ -365,6 +368,23 @@ def test_allowlists() -> None:
     custom.replace([pod], "1")
     assert dict(custom.pods()[0].labels) == {"team": "payments"}
     assert dict(custom.pods()[0].annotations) == {"owner-email": "a@example.com"}
+
+
+def test_keys_left_out_by_the_allowlists_are_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    labels = {"team": "payments", "pod-template-hash": "abc", "security.istio.io/tlsMode": "istio"}
+    cache = PodCache(label_allowlist=["team"], annotation_allowlist=())
+    with caplog.at_level(logging.INFO, logger="streamer.enrich.pods"):
+        cache.replace([make_pod(name="web-1", labels=labels, annotations={"note": "x"})], "1")
+        cache.apply("MODIFIED", make_pod(name="web-2", labels=labels, annotations={"note": "y"}))
+    assert cache.counts["label_keys_not_copied"] == 2 and cache.counts["annotation_keys_not_copied"] == 1
+    messages = [r.getMessage() for r in caplog.records if "not copied" in r.getMessage()]
+    assert messages == [
+        "pod label keys not copied onto events (not in kubernetes.label_allowlist): "
+        "pod-template-hash, security.istio.io/tlsMode",
+        "pod annotation keys not copied onto events (not in kubernetes.annotation_allowlist): note",
+    ]
 
 
 def test_pod_memory_limit() -> None:

@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from k8sfake.objects import ContainerSpec, make_event, make_pod, terminated
 from prometheus_client import CollectorRegistry
 
@@ -18,7 +21,10 @@ from parsers.events import (
     EVENT_TYPE_K8S_OOM_KILLED,
     EVENT_TYPE_K8S_OOM_KILLING,
     AnyEvent,
+    Source,
+    event_to_dict,
 )
+from parsers.k8s import SignalTracker
 from streamer.checkpoint import CheckpointStore
 from streamer.enrich.incidents import Correlator
 from streamer.pipeline import SIGNAL_LEDGER_NAME, Pipeline, PipelineSettings, SignalLedger
@@ -31,6 +37,9 @@ KILL_MESSAGE = (
     "file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:512kB oom_score_adj:999"
 )
 KILL_TYPES = {EVENT_TYPE_K8S_OOM_KILLED, EVENT_TYPE_K8S_OOM_KILLING}
+SOURCE_FOR_PROPERTY = Source(
+    kind="k8s_file", format="k8s_json", position={"path": "x", "offset": 1, "line": 1}
+)
 
 
 def write_objects(path: Path) -> int:
@@ -83,6 +92,24 @@ class FailingFileSink(FileSink):
         await super().submit(event, positions)
 
 
+class StopAfterFileSink(FileSink):
+    """A FileSink whose process "dies" after ``deliver`` events: the rest is never written and
+    reported FAILED, as a crash mid-way would leave them (unpublished, not in the ledger)."""
+
+    def __init__(self, path: str, deliver: int, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.left = deliver
+
+    async def submit(self, event: AnyEvent, positions: Sequence[object] = ()) -> None:
+        if self.left <= 0:
+            self._report(
+                DeliveryResult(event.event_id, tuple(positions), DeliveryStatus.FAILED, reason="crash")
+            )
+            return
+        self.left -= 1
+        await super().submit(event, positions)
+
+
 async def run_once(
     tmp_path: Path,
     objects: Path,
@@ -90,17 +117,26 @@ async def run_once(
     *,
     correlator: Correlator | None = None,
     fail: set[str] | None = None,
+    deliver: int | None = None,
 ) -> tuple[Pipeline, SignalLedger, dict[str, Any] | None]:
-    """One service run (a process lifetime): load the ledger, publish, save; the store is released."""
+    """One service run (a process lifetime): load the ledger, publish, save; the store is released.
+    ``deliver``: the run stops publishing after that many events (a crash mid-way)."""
     store = CheckpointStore(str(tmp_path / "state"))
     try:
         ledger = SignalLedger()
         ledger.load(store.load(SIGNAL_LEDGER_NAME))
         pipeline: Pipeline
-        sink = FailingFileSink(
-            str(out), fail or set(), on_delivery=lambda result: pipeline.on_delivery(result),
-            registry=CollectorRegistry(),
-        )  # fmt: skip
+        sink: FileSink
+        if deliver is None:
+            sink = FailingFileSink(
+                str(out), fail or set(), on_delivery=lambda result: pipeline.on_delivery(result),
+                registry=CollectorRegistry(),
+            )  # fmt: skip
+        else:
+            sink = StopAfterFileSink(
+                str(out), deliver, on_delivery=lambda result: pipeline.on_delivery(result),
+                registry=CollectorRegistry(),
+            )  # fmt: skip
         source = K8sObjectLinesSource(str(objects), follow=False, node="node-a")
         pipeline = Pipeline(
             [], sink, checkpoints=store, signal_sources=[source], correlator=correlator, signal_ledger=ledger,
@@ -211,3 +247,134 @@ async def test_a_failed_delivery_is_not_recorded_and_is_published_next_run(tmp_p
     assert lines[: n - 1] == published
     assert [e["type"] for e in lines[n - 1 :]] == [EVENT_TYPE_K8S_OOM_KILLED]
     assert len({e["event_id"] for e in lines}) == n and len(ledger2) == n
+
+
+# -- Event counts in the thousands: emitted + declared occurrences cover 1..count once ------------
+
+NPD_1074 = json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "k8s" / "npd-oomkilling-combined-1074.json").read_text()
+)
+
+
+def npd_at(count: int, last_timestamp: str = "2026-11-27T10:04:58Z") -> dict[str, Any]:
+    """The same NPD Event object (same uid) as the API shows it when its count is ``count``."""
+    return {**NPD_1074, "count": count, "lastTimestamp": last_timestamp}
+
+
+def coverage(events: list[dict[str, Any]]) -> list[int]:
+    """Occurrences covered by published events (their own and their declared ranges), each once."""
+    covered: list[int] = []
+    for event in events:
+        covered.append(event["occurrence"])
+        skipped = event["skipped_occurrences"]
+        if skipped is not None:
+            covered.extend(range(skipped["first"], skipped["last"] + 1))
+    assert len(covered) == len(set(covered)), "an occurrence is covered twice"
+    return sorted(covered)
+
+
+async def test_count_in_the_thousands_fresh(tmp_path: Path) -> None:
+    objects, out = tmp_path / "objects.jsonl", tmp_path / "out.jsonl"
+    objects.write_text(json.dumps(NPD_1074) + "\n")
+    pipeline, ledger, saved = await run_once(tmp_path, objects, out)
+    published = read_lines(out)
+    assert [e["occurrence"] for e in published] == list(range(975, 1075))
+    assert published[0]["skipped_occurrences"] == {"first": 1, "last": 974}
+    assert coverage(published) == list(range(1, 1075))
+    assert pipeline.counts["occurrences_skipped"] == 974
+    assert pipeline.counts["occurrence_jumps_capped"] == 1
+    assert ledger.covered(NPD_1074["metadata"]["uid"]) == 1074
+    assert saved is not None and saved["occurrences"][NPD_1074["metadata"]["uid"]][0] == 1074
+
+
+async def test_count_in_the_thousands_across_a_restart_mid_way(tmp_path: Path) -> None:
+    """Run 1 dies after 30 of the 100 events of count 1074; run 2 starts when NPD's count is 2500
+    (the file holds the object at both counts, as a watch log would): across both runs every
+    occurrence 1..2500 is published or declared exactly once. Run 3 (nothing new) adds nothing."""
+    uid = NPD_1074["metadata"]["uid"]
+    objects, out = tmp_path / "objects.jsonl", tmp_path / "out.jsonl"
+    objects.write_text(json.dumps(npd_at(1074)) + "\n")
+    first, ledger, _ = await run_once(tmp_path, objects, out, deliver=30)
+    assert first.counts["events_failed"] == 70, "the 70 events after the crash were not published"
+    run1 = read_lines(out)
+    assert [e["occurrence"] for e in run1] == list(range(975, 1005))
+    assert run1[0]["skipped_occurrences"] == {"first": 1, "last": 974}
+    assert ledger.covered(uid) == 1004
+
+    with objects.open("a") as handle:
+        handle.write(json.dumps(npd_at(2500, "2026-11-27T11:30:00Z")) + "\n")
+    second, _, _ = await run_once(tmp_path, objects, out)
+    run2 = read_lines(out)[len(run1) :]
+    # the relisted count 1074: 1005..1074 (not 975..1004 again, and no second declaration of 1..974)
+    # then the jump to 2500: 2401..2500, declaring 1075..2400
+    assert [e["occurrence"] for e in run2] == [*range(1005, 1075), *range(2401, 2501)]
+    assert run2[0]["skipped_occurrences"] is None
+    assert run2[70]["skipped_occurrences"] == {"first": 1075, "last": 2400}
+    assert coverage(run1 + run2) == list(range(1, 2501))
+    assert second.counts["signals_already_published"] == 30
+
+    third, _, _ = await run_once(tmp_path, objects, out)
+    assert read_lines(out)[len(run1) + len(run2) :] == []
+    assert third.counts["signals_submitted"] == 0
+
+
+async def test_a_restart_after_a_capped_jump_narrows_the_declared_range(tmp_path: Path) -> None:
+    """Run 1 saw count 1074 (published 975..1074, declared 1..974); after a restart the fresh
+    tracker sees count 5000 and would declare 1..4900: the ledger narrows it to 1075..4900."""
+    objects, out = tmp_path / "objects.jsonl", tmp_path / "out.jsonl"
+    objects.write_text(json.dumps(npd_at(1074)) + "\n")
+    await run_once(tmp_path, objects, out)
+    objects.write_text(json.dumps(npd_at(5000, "2026-11-27T12:00:00Z")) + "\n")  # only the new count
+    second, _, _ = await run_once(tmp_path, objects, out)
+    lines = read_lines(out)
+    run2 = lines[100:]
+    assert [e["occurrence"] for e in run2] == list(range(4901, 5001))
+    assert run2[0]["skipped_occurrences"] == {"first": 1075, "last": 4900}
+    assert second.counts["occurrences_skipped"] == 4900 - 1075 + 1
+    assert coverage(lines) == list(range(1, 5001))
+
+
+@pytest.mark.schema_exempt("tens of thousands of events per run; the tests above check these events' schema")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    runs=st.lists(
+        st.tuples(
+            st.lists(st.integers(min_value=1, max_value=3000), min_size=1, max_size=5),  # counts seen
+            st.integers(min_value=0, max_value=400),  # events published before the run dies
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    cap=st.integers(min_value=0, max_value=50),
+    final=st.integers(min_value=1, max_value=3000),
+)
+def test_any_restarts_and_relists_cover_each_occurrence_once(
+    runs: list[tuple[list[int], int]], cap: int, final: int
+) -> None:
+    """The tracker and the ledger together, as the pipeline uses them: runs that see the object at
+    any counts (relists repeat them, counts only grow in the API but a lagging input can show an
+    older one) and die after any number of events; a last run sees the final count. Published plus
+    declared occurrences cover 1..highest count exactly once."""
+    ledger = SignalLedger()
+    published: list[dict[str, Any]] = []
+    highest = 0
+    for counts, lives_for in [*runs, ([final], 10**9)]:
+        tracker = SignalTracker(max_backfill=cap)  # a new process
+        left = lives_for
+        for count in counts:
+            highest = max(highest, count)
+            for signal in tracker.from_object(npd_at(count), source=SOURCE_FOR_PROPERTY):
+                admitted = ledger.admit(signal)
+                if admitted is None or left <= 0:
+                    continue
+                left -= 1
+                published.append(event_to_dict(admitted))
+                ledger.record(admitted, 0.0)
+    # The last run relists the object at the highest count it ever had (the API shows the latest).
+    tracker = SignalTracker(max_backfill=cap)
+    for signal in tracker.from_object(npd_at(highest), source=SOURCE_FOR_PROPERTY):
+        admitted = ledger.admit(signal)
+        if admitted is not None:
+            published.append(event_to_dict(admitted))
+            ledger.record(admitted, 0.0)
+    assert coverage(published) == list(range(1, highest + 1))

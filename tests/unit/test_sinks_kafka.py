@@ -19,16 +19,9 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from parsers.events import event_to_dict
+from streamer.kafka import KafkaOptions, Secret, classify_kafka_error, connection_kwargs
 from streamer.sinks import DeadLetter, DeliveryStatus, DeliveryTally, SinkConfigError, dead_letter_to_json
-from streamer.sinks.kafka import (
-    KafkaSink,
-    KafkaSinkConfig,
-    Secret,
-    classify_kafka_error,
-    connection_kwargs,
-    event_headers,
-    select_key,
-)
+from streamer.sinks.kafka import KafkaSink, event_headers, select_key
 from tests.unit.test_sinks_jsonl import make_events
 
 BOOT = ("127.0.0.1:9092",)
@@ -38,7 +31,7 @@ BOOT = ("127.0.0.1:9092",)
 
 
 def test_defaults_are_safe() -> None:
-    config = KafkaSinkConfig(BOOT)
+    config = KafkaOptions(BOOT)
     assert (config.events_topic, config.dead_letter_topic) == (
         "oomstream.events.v1",
         "oomstream.deadletter.v1",
@@ -48,7 +41,7 @@ def test_defaults_are_safe() -> None:
 
 
 def test_from_mapping_types_and_lists() -> None:
-    config = KafkaSinkConfig.from_mapping(
+    config = KafkaOptions.from_mapping(
         {
             "bootstrap_servers": "a:9092, b:9093",
             "linger_ms": 10,
@@ -69,7 +62,7 @@ def test_from_mapping_types_and_lists() -> None:
     [
         (
             {"bootstrap_servers": "a:1", "linger": 5},
-            r"unknown key 'linger' in SRC; did you mean 'linger_ms'\?",
+            r"unknown key 'linger' in SRC \(did you mean 'linger_ms'\?\)",
         ),
         ({"bootstrap_servers": "a:1", "origin": "x"}, r"unknown key 'origin' in SRC"),
         (
@@ -92,23 +85,23 @@ def test_from_mapping_types_and_lists() -> None:
         ({"bootstrap_servers": "a:1", "key_fields": ["pod"]}, r"key_fields: unknown field 'pod'"),
         (
             {"bootstrap_servers": "a:1", "security_protocol": "SASL_SSL"},
-            r"sasl_username: required with security_protocol='SASL_SSL' \(in SRC\)",
+            r"sasl_username: required with security_protocol = 'SASL_SSL' \(in SRC\)",
         ),
         (
             {"bootstrap_servers": "a:1", "security_protocol": "SASL_PLAINTEXT", "sasl_username": "u"},
-            r"sasl_password_file: .* needs sasl_password_file or sasl_password_env",
+            r"sasl_password_file: .* needs sasl_password_file, sasl_password_env",
         ),
         ({"bootstrap_servers": "a:1", "ssl_cafile": "/ca.pem"}, r"ssl_cafile: is set but security_protocol"),
     ],
 )
 def test_from_mapping_rejects_with_key_and_source(mapping: dict[str, Any], pattern: str) -> None:
     with pytest.raises(SinkConfigError, match=pattern) as info:
-        KafkaSinkConfig.from_mapping(mapping, "SRC")
+        KafkaOptions.from_mapping(mapping, "SRC")
     assert info.value.setting is not None
 
 
 def test_from_strings_coerces_by_field_type() -> None:
-    config = KafkaSinkConfig.from_strings(
+    config = KafkaOptions.from_strings(
         ["linger_ms=20", "compression=none", "ssl_check_hostname=false", "key-fields=host,event_id"],
         "-o options",
         base={"bootstrap_servers": "h:1", "security_protocol": "SSL"},
@@ -116,15 +109,15 @@ def test_from_strings_coerces_by_field_type() -> None:
     assert config.linger_ms == 20 and config.compression == "none"
     assert config.ssl_check_hostname is False and config.key_fields == ("host", "event_id")
     with pytest.raises(SinkConfigError, match="expected KEY=VALUE"):
-        KafkaSinkConfig.from_strings(["linger_ms"], "-o", base={"bootstrap_servers": "h:1"})
-    with pytest.raises(SinkConfigError, match="unknown key 'lingr_ms' in -o; did you mean 'linger_ms'"):
-        KafkaSinkConfig.from_strings(["lingr_ms=1"], "-o", base={"bootstrap_servers": "h:1"})
+        KafkaOptions.from_strings(["linger_ms"], "-o", base={"bootstrap_servers": "h:1"})
+    with pytest.raises(SinkConfigError, match=r"unknown key 'lingr_ms' in -o \(did you mean 'linger_ms'\?\)"):
+        KafkaOptions.from_strings(["lingr_ms=1"], "-o", base={"bootstrap_servers": "h:1"})
 
 
 def test_secrets_come_from_file_or_env_and_never_show(tmp_path: Path) -> None:
     secret_file = tmp_path / "pw"
     secret_file.write_text("s3cret\n")
-    config = KafkaSinkConfig.from_mapping(
+    config = KafkaOptions.from_mapping(
         {
             "bootstrap_servers": "h:1",
             "security_protocol": "SASL_PLAINTEXT",
@@ -137,9 +130,9 @@ def test_secrets_come_from_file_or_env_and_never_show(tmp_path: Path) -> None:
     kwargs = connection_kwargs(config)
     assert kwargs["sasl_plain_password"] == "s3cret" and kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
     assert "s3cret" not in repr(config)
-    assert repr(Secret("s3cret")) == "Secret('********')" and "s3cret" not in str(Secret("s3cret"))
+    assert repr(Secret("s3cret")) == "Secret('****')" and "s3cret" not in str(Secret("s3cret"))
 
-    env_config = KafkaSinkConfig.from_mapping(
+    env_config = KafkaOptions.from_mapping(
         {
             "bootstrap_servers": "h:1",
             "security_protocol": "SASL_PLAINTEXT",
@@ -149,9 +142,11 @@ def test_secrets_come_from_file_or_env_and_never_show(tmp_path: Path) -> None:
         "test",
     )
     assert connection_kwargs(env_config, {"KAFKA_PW": "fromenv"})["sasl_plain_password"] == "fromenv"
-    with pytest.raises(SinkConfigError, match=r"sasl_password_env='KAFKA_PW': environment variable is unset"):
+    with pytest.raises(
+        SinkConfigError, match=r"sasl_password_env = 'KAFKA_PW': environment variable is unset"
+    ):
         connection_kwargs(env_config, {})
-    missing = KafkaSinkConfig.from_mapping(
+    missing = KafkaOptions.from_mapping(
         {
             "bootstrap_servers": "h:1",
             "security_protocol": "SASL_PLAINTEXT",
@@ -160,15 +155,15 @@ def test_secrets_come_from_file_or_env_and_never_show(tmp_path: Path) -> None:
         },
         "test",
     )
-    with pytest.raises(SinkConfigError, match=r"sasl_password_file=.*nope.*: cannot read"):
+    with pytest.raises(SinkConfigError, match=r"sasl_password_file = .*nope.*: cannot read"):
         connection_kwargs(missing)
 
 
 def test_tls_options_build_a_context_or_name_the_file(tmp_path: Path) -> None:
-    config = KafkaSinkConfig(BOOT, security_protocol="SSL", ssl_cafile=str(tmp_path / "ca.pem"))
+    config = KafkaOptions(BOOT, security_protocol="SSL", ssl_cafile=str(tmp_path / "ca.pem"))
     with pytest.raises(SinkConfigError, match="ssl_cafile"):
         connection_kwargs(config)
-    plain = connection_kwargs(KafkaSinkConfig(BOOT, security_protocol="SSL", ssl_check_hostname=False))
+    plain = connection_kwargs(KafkaOptions(BOOT, security_protocol="SSL", ssl_check_hostname=False))
     assert plain["ssl_context"].check_hostname is False
 
 
@@ -348,7 +343,7 @@ def scripted_sink(
         "close_timeout_seconds": 2.0,
     }
     settings.update(overrides)
-    config = KafkaSinkConfig(BOOT, **settings)
+    config = KafkaOptions(BOOT, **settings)
     tally = DeliveryTally(keep_results=True)
     sink = KafkaSink(config, on_delivery=tally, registry=CollectorRegistry(), producer_factory=factory)
     return sink, tally, producers
@@ -482,7 +477,7 @@ async def test_compression_library_is_checked_at_start(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(codec, "has_zstd", lambda: False)
     sink, _, _ = scripted_sink(lambda *_: None)
-    with pytest.raises(SinkConfigError, match=r"compression='zstd' needs the Python package 'cramjam'"):
+    with pytest.raises(SinkConfigError, match=r"compression: 'zstd' needs the Python package 'cramjam'"):
         await sink.start()
 
 
@@ -533,3 +528,68 @@ async def test_metrics_count_sent_retries_dead_letters_latency_and_in_flight() -
     assert value("oomstream_sink_retries_total", reason="request_timed_out") >= 1
     assert value("oomstream_sink_produce_latency_seconds_count") == 10
     assert value("oomstream_sink_in_flight") == 0
+
+
+async def test_clients_read_the_password_file_again_at_each_connection(tmp_path: Path) -> None:
+    """aiokafka hands its client's password to every connection it opens; the client given to the
+    producer reads it from the file each time, so a rotated file is used by the next connection."""
+    from aiokafka import AIOKafkaProducer
+
+    from streamer.kafka import Credentials, read_credentials_at_connect
+
+    secret = tmp_path / "pw"
+    secret.write_text("first\n")
+    options = KafkaOptions(
+        BOOT,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password_file=str(secret),
+    )
+    credentials = Credentials(options)
+    producer = AIOKafkaProducer(**connection_kwargs(options, credentials=credentials))
+    assert producer.client._sasl_plain_password == "first"
+    read_credentials_at_connect(producer, credentials)
+    secret.write_text("rotated\n")
+    assert producer.client._sasl_plain_password == "rotated"
+    secret.unlink()  # mid-rotation: the last good password, not a crash
+    assert producer.client._sasl_plain_password == "rotated"
+    await producer.stop()
+
+
+async def test_delivery_timeout_bounds_submit_to_outcome_when_the_broker_never_answers() -> None:
+    sink, tally, producers = scripted_sink(lambda *_: None, delivery_timeout_seconds=1.0)
+    await sink.start()
+    producers[0].hold = asyncio.Event()  # every broker gone: no answer, no error
+    began = asyncio.get_running_loop().time()
+    await sink.submit(make_events(1)[0], ["p"])
+    await sink.flush(5)
+    elapsed = asyncio.get_running_loop().time() - began
+    await sink.close()
+    assert tally.failed == 1 and tally.failures[0].reason == "delivery_timeout"
+    assert "delivery_timeout_seconds=1" in (tally.failures[0].error or "")
+    assert 0.9 <= elapsed < 2.5, elapsed
+
+
+async def test_delivery_timeout_ends_resends_before_the_attempts_run_out() -> None:
+    sink, tally, _ = scripted_sink(
+        lambda *_: kerr.KafkaConnectionError("down"),
+        delivery_timeout_seconds=1.0,
+        retry_max_attempts=1000,
+        retry_initial_backoff_seconds=0.05,
+        retry_max_backoff_seconds=0.1,
+    )
+    began = asyncio.get_running_loop().time()
+    async with sink:
+        await sink.submit(make_events(1)[0], ["p"])
+        await sink.flush(5)
+    elapsed = asyncio.get_running_loop().time() - began
+    assert tally.failed == 1 and tally.failures[0].reason in ("connection_error", "delivery_timeout")
+    assert elapsed < 2.5, elapsed
+
+
+def test_every_key_field_option_has_a_getter() -> None:
+    from streamer.kafka import KEY_FIELDS
+    from streamer.sinks.kafka import KEY_GETTERS
+
+    assert tuple(KEY_GETTERS) == KEY_FIELDS

@@ -145,9 +145,17 @@ async def test_follow_restarts_after_last_cursor(tmp_path: Path) -> None:
     assert [r.position.cursor for r in records if r.position] == ["s=abc;i=1", "s=abc;i=2", "s=abc;i=3"]
     assert source.counts["restarts"] == 1
     first, second = calls(tmp_path)
-    assert first["argv"] == ["-o", "json", "--no-pager", "-b", *MATCH, "--since=-1h", "--follow"]
+    assert first["argv"] == ["-o", "json", "--no-pager", "-b", *MATCH, "--since=-1h", "--follow", "--no-tail"]
     # Resuming by cursor reads all boots (no -b), so a reboot in between loses nothing.
-    assert second["argv"] == ["-o", "json", "--no-pager", *MATCH, "--after-cursor=s=abc;i=2", "--follow"]
+    assert second["argv"] == [
+        "-o",
+        "json",
+        "--no-pager",
+        *MATCH,
+        "--after-cursor=s=abc;i=2",
+        "--follow",
+        "--no-tail",
+    ]
     # collect() stopped iterating: the hanging journalctl was reaped, not left behind.
     await asyncio.sleep(0.1)
     with pytest.raises(ProcessLookupError):

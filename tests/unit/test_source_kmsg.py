@@ -90,7 +90,8 @@ async def test_records_positions_and_wall_time(device: tuple[socket.socket, sock
     first = records[0]
     assert first.message == "message 0"
     assert first.boot_id == BOOT_N
-    assert first.position == SourcePosition(kind="kmsg", seq=0, cursor=BOOT_N)
+    assert first.position == SourcePosition(kind="kmsg", seq=0)  # the boot is in boot_id, not cursor
+    assert source.checkpoint_data(first.position) == {"kind": "kmsg", "seq": 0, "boot_id": BOOT_N}
     assert first.kernel_time == 2.5
     assert first.wall_time == pytest.approx(1_000_002.5)
     assert first.time_source == "kmsg_boottime"
@@ -134,6 +135,30 @@ async def test_checkpoint_same_boot_skips_seen_records(device: tuple[socket.sock
         assert seqs(await take(source, 1)) == [6]
         assert source.counts["skipped_checkpoint"] == 3
         assert source.counts["lost"] == 0
+
+
+async def test_saved_checkpoint_resumes_through_the_component(
+    device: tuple[socket.socket, socket.socket],
+) -> None:
+    """What checkpoint_data saved (or a checkpoint written before issue 11, boot id in cursor),
+    read back by the kmsg component, skips what was published in this boot."""
+    from streamer.sources.kmsg import KmsgOptions, kmsg_source
+
+    kernel, reader = device
+    for seq in range(1, 6):
+        kernel.send(rec(seq))
+    for saved in (
+        {"kind": "kmsg", "seq": 3, "boot_id": BOOT_N},
+        {"kind": "kmsg", "seq": 3, "cursor": BOOT_N},
+    ):
+        built = kmsg_source(KmsgOptions(), saved, host=None)
+        assert built.start_position() == SourcePosition(kind="kmsg", seq=3)
+        assert built._checkpoint_boot_id == BOOT_N
+    built = kmsg_source(KmsgOptions(), {"kind": "kmsg", "seq": 3, "boot_id": BOOT_N}, host=None)
+    async with FakeKmsg(reader, start=built._start, checkpoint_boot_id=built._checkpoint_boot_id) as source:
+        assert seqs(await take(source, 2)) == [4, 5]
+    assert kmsg_source(KmsgOptions(), None, host=None)._start == "oldest"
+    assert kmsg_source(KmsgOptions(start="end"), {"kind": "kmsg", "seq": 3}, host=None)._start == "end"
 
 
 async def test_checkpoint_accepts_dashed_boot_id(device: tuple[socket.socket, socket.socket]) -> None:

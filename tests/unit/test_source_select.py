@@ -10,8 +10,8 @@ import pytest
 
 from parsers.records import SourcePosition
 from streamer.sources.base import SourceError
-from streamer.sources.journald import JournaldSource
-from streamer.sources.kmsg import KmsgSource
+from streamer.sources.journald import JournaldOptions, JournaldSource
+from streamer.sources.kmsg import KmsgOptions, KmsgSource
 from streamer.sources.select import auto_select, probe_kmsg
 
 ENTRY = '{"__CURSOR":"s=1;i=1","_TRANSPORT":"kernel","MESSAGE":"hello"}'
@@ -31,26 +31,29 @@ READABLE_KMSG = os.devnull
 
 async def test_prefers_kmsg_when_readable(tmp_path: Path) -> None:
     assert probe_kmsg(READABLE_KMSG) is None
-    source = await auto_select(kmsg_path=READABLE_KMSG, journalctl=fake_journalctl(tmp_path))
+    source = await auto_select(kmsg=KmsgOptions(path=READABLE_KMSG), journalctl=fake_journalctl(tmp_path))
     assert isinstance(source, KmsgSource) and source.start_position() is None
-    checkpoint = SourcePosition(kind="kmsg", seq=5, cursor=source.boot_id)
+    saved = {"kind": "kmsg", "seq": 5, "boot_id": source.boot_id}
     source = await auto_select(
-        checkpoint=checkpoint, kmsg_path=READABLE_KMSG, journalctl=fake_journalctl(tmp_path)
+        kmsg_checkpoint=saved, kmsg=KmsgOptions(path=READABLE_KMSG), journalctl=fake_journalctl(tmp_path)
     )
-    assert isinstance(source, KmsgSource) and source.start_position() == checkpoint
+    assert isinstance(source, KmsgSource) and source.start_position() == SourcePosition(kind="kmsg", seq=5)
+    assert source._checkpoint_boot_id == saved["boot_id"]
 
 
 async def test_journald_checkpoint_keeps_journald(tmp_path: Path) -> None:
-    checkpoint = SourcePosition(kind="journald", cursor="s=1;i=9")
+    saved = {"kind": "journald", "cursor": "s=1;i=9"}
     source = await auto_select(
-        checkpoint=checkpoint, kmsg_path=READABLE_KMSG, journalctl=fake_journalctl(tmp_path)
+        journald_checkpoint=saved, kmsg=KmsgOptions(path=READABLE_KMSG), journalctl=fake_journalctl(tmp_path)
     )
     assert isinstance(source, JournaldSource)
-    assert source.start_position() == checkpoint
+    assert source.start_position() == SourcePosition(kind="journald", cursor="s=1;i=9")
 
 
 async def test_falls_back_to_journald(tmp_path: Path) -> None:
-    source = await auto_select(kmsg_path=str(tmp_path / "kmsg"), journalctl=fake_journalctl(tmp_path))
+    source = await auto_select(
+        kmsg=KmsgOptions(path=str(tmp_path / "kmsg")), journalctl=fake_journalctl(tmp_path)
+    )
     assert isinstance(source, JournaldSource)
 
 
@@ -62,7 +65,7 @@ async def test_not_a_device(tmp_path: Path) -> None:
 
 async def test_nothing_usable_explains_everything(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as info:
-        await auto_select(kmsg_path=str(tmp_path / "kmsg"), journalctl="no-such-journalctl")
+        await auto_select(kmsg=KmsgOptions(path=str(tmp_path / "kmsg")), journalctl="no-such-journalctl")
     message = str(info.value)
     assert f"{tmp_path / 'kmsg'}: No such file or directory" in message
     assert "'no-such-journalctl' not found in PATH" in message
@@ -72,7 +75,8 @@ async def test_nothing_usable_explains_everything(tmp_path: Path) -> None:
 async def test_journal_without_kernel_entries_is_not_usable(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="shows no kernel entries"):
         await auto_select(
-            kmsg_path=str(tmp_path / "kmsg"), journalctl=fake_journalctl(tmp_path, "-- No entries --")
+            kmsg=KmsgOptions(path=str(tmp_path / "kmsg")),
+            journalctl=fake_journalctl(tmp_path, "-- No entries --"),
         )
 
 
@@ -81,17 +85,19 @@ async def test_failing_journalctl_reports_its_stderr(tmp_path: Path) -> None:
     script.write_text("#!/bin/sh\necho 'Failed to open journal: Permission denied' >&2\nexit 1\n")
     script.chmod(0o755)
     with pytest.raises(SourceError, match="Permission denied"):
-        await auto_select(kmsg_path=os.devnull + "-missing", journalctl=str(script))
+        await auto_select(kmsg=KmsgOptions(path=os.devnull + "-missing"), journalctl=str(script))
 
 
 async def test_start_options_apply_to_the_chosen_source(tmp_path: Path) -> None:
-    """source.kmsg_start and source.journald_since mean the same under auto as when explicit."""
-    checkpoint = SourcePosition(kind="kmsg", seq=5, cursor="boot")
+    """sources.kmsg.start and sources.journald.since mean the same under auto as when explicit."""
+    saved = {"kind": "kmsg", "seq": 5, "boot_id": "boot"}
     source = await auto_select(
-        checkpoint=checkpoint, kmsg_path=READABLE_KMSG, kmsg_start="end", journalctl=fake_journalctl(tmp_path)
-    )
+        kmsg_checkpoint=saved, kmsg=KmsgOptions(path=READABLE_KMSG, start="end"),
+        journalctl=fake_journalctl(tmp_path),
+    )  # fmt: skip
     assert isinstance(source, KmsgSource) and source._start == "end"
     source = await auto_select(
-        kmsg_path=str(tmp_path / "kmsg"), journal_since="-1h", journalctl=fake_journalctl(tmp_path)
-    )
+        kmsg=KmsgOptions(path=str(tmp_path / "kmsg")), journald=JournaldOptions(since="-1h"),
+        journalctl=fake_journalctl(tmp_path),
+    )  # fmt: skip
     assert isinstance(source, JournaldSource) and source._since == "-1h"
