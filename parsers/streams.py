@@ -10,7 +10,7 @@ found for checkpoints and acknowledgements.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from parsers.events import OomEvent
 from parsers.oom import Assembler
@@ -33,7 +33,11 @@ class HostAssemblers:
         return len(self._streams)
 
     @property
-    def counts(self) -> Counter[str]:
+    def counts(self) -> Mapping[str, int]:
+        """Every stream's counts summed: a live view (telemetry keeps it and reads it later)."""
+        return _Totals(self)
+
+    def total_counts(self) -> Counter[str]:
         total = Counter(self._counts)
         for assembler in self._streams.values():
             total.update(assembler.counts)
@@ -43,7 +47,7 @@ class HostAssemblers:
     def busy(self) -> bool:
         return any(assembler.busy for assembler in self._streams.values())
 
-    def feed(self, record: KernelRecord) -> list[OomEvent]:
+    def feed(self, record: KernelRecord, now: float | None = None) -> list[OomEvent]:
         key = (record.host, record.boot_id)
         assembler = self._streams.get(key)
         if assembler is None:
@@ -55,7 +59,7 @@ class HostAssemblers:
                 # A report without kernel times (imkmsg relayed, journald export) expires on tick
                 # time only, counted from the tick its assembler last heard.
                 assembler.tick(self._now)
-        return assembler.feed(record)
+        return assembler.feed(record, now)
 
     def needs_every_line(self, host: str | None) -> bool:
         """Whether a line of ``host`` without an OOM keyword may still matter (a keyword
@@ -109,3 +113,17 @@ class HostAssemblers:
             self._by_host[host] = left
         else:
             self._by_host.pop(host, None)
+
+
+class _Totals(Mapping[str, int]):
+    def __init__(self, owner: HostAssemblers) -> None:
+        self._owner = owner
+
+    def __getitem__(self, key: str) -> int:
+        return self._owner.total_counts()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._owner.total_counts())
+
+    def __len__(self) -> int:
+        return len(self._owner.total_counts())

@@ -252,7 +252,8 @@ class SourcesConfig:
         default=("auto",),
         metadata=_help(
             "kernel log inputs, each configured in its [sources.<name>] table: auto (files if "
-            "sources.files.paths is set, else kmsg, else journald), kmsg, journald, files, stdin",
+            "sources.files.paths is set, else kmsg, else journald), kmsg, journald, files, stdin, "
+            "syslog and http (listeners for log shippers), kafka_lines (central mode)",
             csv=True,
         ),
     )
@@ -451,16 +452,28 @@ RENAMED: dict[str, str] = {
     "kafka.key": "sinks.kafka.key_fields",
     "pipeline.queue_events": "|removed: it was never used (sinks.kafka.max_in_flight bounds the events "
     "waiting for the sink)",
+    "syslog.enabled": 'sources.enabled (add "syslog")',
+    "http.enabled": 'sources.enabled (add "http")',
+    "kafka_input.enabled": 'sources.enabled (add "kafka_lines")',
 }
-_OLD_SECTIONS = {"source": "sources.<name>", "output": "sinks.<name>", "kafka": "sinks.kafka"}
+_OLD_SECTIONS = {
+    "source": "sources.<name>",
+    "output": "sinks.<name>",
+    "kafka": "sinks.kafka",
+    "syslog": "sources.syslog",
+    "http": "sources.http",
+    "kafka_input": "sources.kafka_lines",
+}
+# Old tables whose options kept their names in the new table.
+_MOVED_TABLES = {"kafka", "syslog", "http", "kafka_input"}
 
 
 def _new_key(key: str) -> str | None:
     """The key that replaced the old dotted ``key`` ("|reason" when removed); None if not an old key."""
     section, _, option = key.partition(".")
     new = RENAMED.get(key)
-    if new is None and section == "kafka" and option:
-        new = f"sinks.kafka.{option}"
+    if new is None and section in _MOVED_TABLES and option:
+        new = f"{_OLD_SECTIONS[section]}.{option}"
     if new is None and section in _OLD_SECTIONS:
         new = _OLD_SECTIONS[section]
     return new
@@ -886,7 +899,8 @@ def _read_env(
 
 def _unknown_variable(name: str, specs: Mapping[str, OptionSpec]) -> ConfigError:
     old = {ENV_PREFIX + k.replace(".", "_").upper(): k for k in RENAMED}
-    for section in _OLD_SECTIONS:
+    # Longest first: OOMSTREAM_KAFKA_INPUT_TOPICS is kafka_input.topics, not kafka.input_topics.
+    for section in sorted(_OLD_SECTIONS, key=len, reverse=True):
         if name.startswith(f"{ENV_PREFIX}{section.upper()}_") and name not in old:
             old[name] = f"{section}.{name[len(ENV_PREFIX) + len(section) + 1 :].lower()}"
     old_key = old.get(name)

@@ -28,15 +28,22 @@ import hmac
 import logging
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
 from parsers.records import KernelRecord
 from parsers.shipper import EnvelopeFramer
-from streamer.errors import ConfigError
+from streamer.config import option_help
+from streamer.registry import BuildContext, Component
 from streamer.sources.base import SourceError
-from streamer.sources.listeners import ListenerSource, TlsFiles, help_text, parse_listen_address, peer_host
+from streamer.sources.listeners import (
+    ListenerSource,
+    TlsFiles,
+    check_positive,
+    parse_listen_address,
+    peer_host,
+)
 
 log = logging.getLogger("oomstream.sources.http")
 MAX_HEAD_BYTES = 16 << 10
@@ -48,60 +55,56 @@ _REASONS = {
 
 
 @dataclass(frozen=True, slots=True)
-class HttpSourceOptions:
-    """``[http]``: the HTTP listener."""
+class HttpOptions:
+    """``[sources.http]``: the HTTP listener."""
 
-    SECTION: ClassVar[str] = "http"
-
-    enabled: bool = field(default=False, metadata=help_text("accept kernel lines POSTed by log shippers"))
     listen_address: str = field(
-        default="127.0.0.1:9881", metadata=help_text("host:port (loopback by default: expose deliberately)")
+        default="127.0.0.1:9881", metadata=option_help("host:port (loopback by default: expose deliberately)")
     )
     max_body_bytes: int = field(
-        default=10 << 20, metadata=help_text("larger request bodies (compressed or inflated) get 413")
+        default=10 << 20, metadata=option_help("larger request bodies (compressed or inflated) get 413")
     )
     ack_timeout_seconds: float = field(
-        default=30.0, metadata=help_text("answer 503 when a request's records are not durable by then")
+        default=30.0, metadata=option_help("answer 503 when a request's records are not durable by then")
     )
-    retry_after_seconds: int = field(default=5, metadata=help_text("Retry-After sent with 429 and 503"))
+    retry_after_seconds: int = field(default=5, metadata=option_help("Retry-After sent with 429 and 503"))
     bearer_token_path: str | None = field(
-        default=None, metadata=help_text("file holding the token clients must send as Authorization: Bearer")
+        default=None,
+        metadata=option_help("file holding the token clients must send as Authorization: Bearer"),
     )
     tls_cert_path: str | None = field(
-        default=None, metadata=help_text("PEM certificate: serve HTTPS when set")
+        default=None, metadata=option_help("PEM certificate: serve HTTPS when set")
     )
-    tls_key_path: str | None = field(default=None, metadata=help_text("PEM private key of tls_cert_path"))
+    tls_key_path: str | None = field(default=None, metadata=option_help("PEM private key of tls_cert_path"))
     tls_client_ca_path: str | None = field(
-        default=None, metadata=help_text("PEM CA bundle: require client certificates signed by it")
+        default=None, metadata=option_help("PEM CA bundle: require client certificates signed by it")
     )
     request_timeout_seconds: float = field(
-        default=30.0, metadata=help_text("a request must arrive whole within this")
+        default=30.0, metadata=option_help("a request must arrive whole within this")
     )
     queue_records: int = field(
-        default=10_000, metadata=help_text("records buffered; a request that does not fit gets 429")
+        default=10_000, metadata=option_help("records buffered; a request that does not fit gets 429")
     )
 
     def __post_init__(self) -> None:
-        s = self.SECTION
-        for key in (
+        check_positive(
+            self,
             "max_body_bytes",
             "ack_timeout_seconds",
             "retry_after_seconds",
             "request_timeout_seconds",
             "queue_records",
-        ):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{s}.{key}: must be > 0, got {getattr(self, key)!r}", key=f"{s}.{key}")
-        parse_listen_address(s, "listen_address", self.listen_address)
-        self.tls.check(s)
+        )
+        parse_listen_address("listen_address", self.listen_address)
+        self.tls.check()
 
     @property
     def tls(self) -> TlsFiles:
         return TlsFiles(self.tls_cert_path, self.tls_key_path, self.tls_client_ca_path)
 
 
-def build(options: HttpSourceOptions, context: object = None) -> HttpSource:
-    return HttpSource(options)
+async def build(options: HttpOptions, context: BuildContext) -> list[HttpSource]:
+    return [HttpSource(options)]
 
 
 class _Reject(Exception):
@@ -114,34 +117,43 @@ class _Reject(Exception):
 class HttpSource(ListenerSource):
     kind = "http"
 
-    def __init__(self, options: HttpSourceOptions) -> None:
-        super().__init__("http", queue_records=options.queue_records)
-        self.options = options
+    def __init__(self, options: HttpOptions) -> None:
+        super().__init__(
+            "http", checkpoint_key=f"http:{options.listen_address}", queue_records=options.queue_records
+        )
+        self.listen_address = options.listen_address
+        self.max_body_bytes = options.max_body_bytes
+        self.ack_timeout_seconds = options.ack_timeout_seconds
+        self.retry_after_seconds = options.retry_after_seconds
+        self.bearer_token_path = options.bearer_token_path
+        self.tls = options.tls
+        self.request_timeout_seconds = options.request_timeout_seconds
         self._server: asyncio.Server | None = None
         self._token: bytes | None = None
         self.address: tuple[str, int] | None = None
 
     async def start(self) -> None:
-        options = self.options
-        if options.bearer_token_path is not None:
+        if self.bearer_token_path is not None:
             try:
-                with open(options.bearer_token_path, "rb") as handle:
+                with open(self.bearer_token_path, "rb") as handle:
                     self._token = handle.read().strip()
             except OSError as error:
                 raise SourceError(
-                    f"http.bearer_token_path {options.bearer_token_path}: {error.strerror or error}"
+                    f"sources.http.bearer_token_path {self.bearer_token_path}: {error.strerror or error}"
                 ) from None
             if not self._token:
-                raise SourceError(f"http.bearer_token_path {options.bearer_token_path}: the file is empty")
-        host, port = parse_listen_address("http", "listen_address", options.listen_address)
-        context = options.tls.server_context("http")
+                raise SourceError(
+                    f"sources.http.bearer_token_path {self.bearer_token_path}: the file is empty"
+                )
+        host, port = parse_listen_address("listen_address", self.listen_address)
+        context = self.tls.server_context("sources.http")
         try:
             self._server = await asyncio.start_server(
                 self._serve, host, port, ssl=context, limit=MAX_HEAD_BYTES
             )
         except OSError as error:
             raise SourceError(
-                f"http.listen_address {options.listen_address}: {error.strerror or error}"
+                f"sources.http.listen_address {self.listen_address}: {error.strerror or error}"
             ) from None
         self.address = self._server.sockets[0].getsockname()[:2]
         log.info("http: listening on %s://%s:%d", "https" if context else "http", *self.address)
@@ -160,7 +172,7 @@ class HttpSource(ListenerSource):
         try:
             while not self._closed:
                 try:
-                    async with asyncio.timeout(self.options.request_timeout_seconds):
+                    async with asyncio.timeout(self.request_timeout_seconds):
                         head = await reader.readuntil(b"\r\n\r\n")
                 except (
                     asyncio.IncompleteReadError,
@@ -206,9 +218,7 @@ class HttpSource(ListenerSource):
                 log.warning("http: %s from %s: %s", reject.status, peer, reject)
             else:
                 log.info("http: %s from %s: %s", reject.status, peer, reject)
-            extra = (
-                {"Retry-After": str(self.options.retry_after_seconds)} if reject.status in (429, 503) else {}
-            )
+            extra = {"Retry-After": str(self.retry_after_seconds)} if reject.status in (429, 503) else {}
             close = reject.close or not keep_alive
             self._respond(writer, reject.status, {"error": str(reject)}, not close, extra)
             return not close
@@ -224,8 +234,8 @@ class HttpSource(ListenerSource):
             raise _Reject(401, "missing or wrong bearer token")
 
     async def _read_body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-        limit = self.options.max_body_bytes
-        async with asyncio.timeout(self.options.request_timeout_seconds):
+        limit = self.max_body_bytes
+        async with asyncio.timeout(self.request_timeout_seconds):
             if headers.get("transfer-encoding", "").lower() == "chunked":
                 body = await _read_chunked(reader, limit)
             else:
@@ -235,7 +245,7 @@ class HttpSource(ListenerSource):
                 length = int(length_text)
                 if length > limit:
                     raise _Reject(
-                        413, f"body of {length} bytes is over http.max_body_bytes={limit}", close=True
+                        413, f"body of {length} bytes is over sources.http.max_body_bytes={limit}", close=True
                     )
                 try:
                     body = await reader.readexactly(length)
@@ -268,11 +278,11 @@ class HttpSource(ListenerSource):
             await self.put(record)
             if record.position is not None and record.position.offset is not None:
                 last = max(last, record.position.offset)
-        if last >= 0 and not await self.wait_settled(last, self.options.ack_timeout_seconds):
+        if last >= 0 and not await self.wait_settled(last, self.ack_timeout_seconds):
             self.counts["requests_not_durable_in_time"] += 1
             raise _Reject(
                 503,
-                f"records not durable within http.ack_timeout_seconds={self.options.ack_timeout_seconds:g}",
+                f"records not durable within sources.http.ack_timeout_seconds={self.ack_timeout_seconds:g}",
             )
         return 200, {"records": len(records), "bad_lines": bad}
 
@@ -372,7 +382,7 @@ async def _read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
                 pass  # trailers
             return bytes(body)
         if len(body) + size > limit:
-            raise _Reject(413, f"chunked body over http.max_body_bytes={limit}", close=True)
+            raise _Reject(413, f"chunked body over sources.http.max_body_bytes={limit}", close=True)
         body += await reader.readexactly(size)
         await reader.readexactly(2)
 
@@ -384,5 +394,12 @@ def _inflate(body: bytes, limit: int, *, gzip: bool) -> bytes:
     except zlib.error as error:
         raise _Reject(400, f"body is not valid {'gzip' if gzip else 'deflate'}: {error}") from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise _Reject(413, f"inflated body is over http.max_body_bytes={limit}")
+        raise _Reject(413, f"inflated body is over sources.http.max_body_bytes={limit}")
     return out
+
+
+COMPONENT = Component(
+    options=HttpOptions,
+    build=build,
+    help="HTTP listener for log shippers (POST of NDJSON or plain lines, gzip, 2xx once durable)",
+)

@@ -2,7 +2,18 @@
 
 Shippers on every node publish kernel lines to one or more input topics, keyed by host (see
 README, "Feeding oomstream from your shipper"); any number of ``oomstream run`` processes with
-``[kafka_input] enabled = true`` share them as one consumer group. Scaling out is adding members.
+``sources.enabled = ["kafka_lines"]`` share them as one consumer group. Scaling out is adding
+members.
+
+This is the ``[sources.kafka_lines]`` component. Its connection (brokers, TLS, SASL), events topic,
+record keys and producer settings are those of ``[sinks.kafka]`` (``KafkaOptions``, the one
+declaration of every Kafka option, through ``BuildContext.kafka_client()``), and its clients are
+built by ``streamer.kafka`` (``connection_kwargs``, credentials re-read at reconnection, the
+start-up diagnosis, ``classify_kafka_error``). It is a pipeline source that delivers its own
+events: exactly-once needs the events and the input offsets in one producer transaction, which
+the pipeline's sink (one event at a time, settled by tickets) does not do. So its events and its
+acknowledgements (the committed offsets) never pass through the sink or a ticket; the sink
+(``[sinks.kafka]``, first in ``sinks.enabled``) still starts first and prepares the topics.
 
 Assembly: one ``Assembler`` per (partition, host) (``parsers.streams.HostAssemblers`` per
 partition). A host seen on two partitions is counted (``host_on_two_partitions``) and logged:
@@ -38,13 +49,11 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import orjson
-from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionalIdAuthorizationFailed
 
 from parsers.events import OomEvent, event_to_json
 from parsers.framing import Framer
@@ -53,59 +62,88 @@ from parsers.records import KernelRecord, SourcePosition
 from parsers.scan import JSON_KEYWORDS
 from parsers.shipper import EnvelopeFramer
 from parsers.streams import HostAssemblers
+from streamer.config import OptionError, option_help
 from streamer.errors import ConfigError
-from streamer.sources.listeners import help_text
+from streamer.kafka import KafkaOptions, classify_kafka_error, describe_error
+from streamer.registry import BuildContext, Component
+from streamer.sources.base import ClosingSource, FatalSourceError
+from streamer.sources.listeners import check_positive
 
 log = logging.getLogger("oomstream.sources.kafka_lines")
 METADATA_MAX_BYTES = 4000  # the broker's offset.metadata.max.bytes defaults to 4096
-FATAL_TRANSACTION_ERRORS = (ProducerFenced, TransactionalIdAuthorizationFailed, InvalidProducerEpoch)
+# Another process holds this transactional id, or it may not be used: retrying cannot help.
+FATAL_TRANSACTION_ERRORS = ("ProducerFenced", "TransactionalIdAuthorizationFailed", "InvalidProducerEpoch")
 
 
-class CentralModeError(Exception):
+class CentralModeError(FatalSourceError):
     """The central mode cannot go on; the message says why and what to change."""
 
 
 @dataclass(frozen=True, slots=True)
-class KafkaInputOptions:
-    """``[kafka_input]``: central mode (brokers and security come from ``[kafka]``)."""
+class KafkaLinesOptions:
+    """``[sources.kafka_lines]``: central mode. Brokers, security, the events topic and record keys
+    are ``[sinks.kafka]``'s (the same cluster): nothing Kafka-wide is declared here."""
 
-    SECTION: ClassVar[str] = "kafka_input"
-
-    enabled: bool = field(
-        default=False, metadata=help_text("central mode: read kernel lines from Kafka input topics")
-    )
     topics: tuple[str, ...] = field(
         default=("oomstream.kernel-lines.v1",),
-        metadata={"help": "input topics of kernel lines keyed by host (env: comma separated)", "csv": True},
+        metadata=option_help("input topics of kernel lines keyed by host (env: comma separated)", csv=True),
     )
-    group_id: str = field(default="oomstream-central", metadata=help_text("consumer group of the members"))
+    group_id: str = field(default="oomstream-central", metadata=option_help("consumer group of the members"))
     transactional_id: str | None = field(
         default=None,
-        metadata=help_text(
+        metadata=option_help(
             "stable per member (a restart fences its predecessor's open transaction); unset: "
             "oomstream-central-<node name>"
         ),
     )
     auto_offset_reset: Literal["earliest", "latest"] = field(
-        default="earliest", metadata=help_text("where a new group starts: earliest or latest")
+        default="earliest", metadata=option_help("where a new group starts: earliest or latest")
     )
     commit_interval_seconds: float = field(
-        default=0.5, metadata=help_text("events and offsets are committed in a transaction this often")
+        default=0.5, metadata=option_help("events and offsets are committed in a transaction this often")
     )
     transaction_timeout_seconds: float = field(
-        default=30.0, metadata=help_text("the broker aborts a member's open transaction after this")
+        default=30.0, metadata=option_help("the broker aborts a member's open transaction after this")
     )
-    max_poll_records: int = field(default=5000, metadata=help_text("records taken per poll"))
+    max_poll_records: int = field(default=5000, metadata=option_help("records taken per poll"))
 
     def __post_init__(self) -> None:
-        s = self.SECTION
-        if self.enabled and not self.topics:
-            raise ConfigError(f"{s}.topics: at least one input topic is needed", key=f"{s}.topics")
-        for key in ("commit_interval_seconds", "transaction_timeout_seconds", "max_poll_records"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{s}.{key}: must be > 0, got {getattr(self, key)!r}", key=f"{s}.{key}")
+        if not self.topics:
+            raise OptionError("topics", "at least one input topic is needed")
+        check_positive(self, "commit_interval_seconds", "transaction_timeout_seconds", "max_poll_records")
         if not self.group_id:
-            raise ConfigError(f"{s}.group_id: must not be empty", key=f"{s}.group_id")
+            raise OptionError("group_id", "must not be empty")
+        if self.transactional_id is not None and not self.transactional_id.strip():
+            raise OptionError("transactional_id", "must not be empty (leave it unset for the default)")
+
+
+async def build(options: KafkaLinesOptions, context: BuildContext) -> list[KafkaLinesSource]:
+    config = context.config
+    kafka = context.kafka_client()
+    if kafka is None:
+        raise ConfigError(
+            "sources.kafka_lines reads and publishes through [sinks.kafka]: set "
+            "sinks.kafka.bootstrap_servers",
+            key="sinks.kafka.bootstrap_servers",
+        )
+    if not config.sinks.enabled or config.sinks.enabled[0] != "kafka":
+        raise ConfigError(
+            "sources.kafka_lines (central mode) publishes its events to Kafka in transactions: "
+            'sinks.enabled must start with "kafka"',
+            key="sinks.enabled",
+        )
+    pipeline = config.pipeline
+    central = CentralMode(
+        options,
+        kafka=kafka,
+        transactional_id=options.transactional_id or default_transactional_id(context.node_name),
+        linger_seconds=pipeline.linger_seconds,
+        report_timeout_seconds=pipeline.report_timeout_seconds,
+        max_tasks=pipeline.max_tasks,
+    )
+    context.metrics.track_formats(central.records_by_format)
+    context.metrics.track_parse_errors(central.skipped)
+    return [KafkaLinesSource(central)]
 
 
 @dataclass
@@ -126,29 +164,32 @@ class _Partition:
 class CentralMode:
     """Consume kernel lines, assemble per (partition, host), produce events transactionally.
 
-    ``connection`` holds the aiokafka client arguments ([kafka]: brokers, TLS, SASL);
-    ``events_topic``, ``key_of`` and ``headers_of`` shape the produced records like the sink's.
+    ``kafka`` ([sinks.kafka]) gives the connection (brokers, TLS, SASL), the events topic, the
+    record keys and headers (as the sink makes them) and the producer's batching settings.
     """
 
     def __init__(
         self,
-        options: KafkaInputOptions,
+        options: KafkaLinesOptions,
         *,
-        connection: dict[str, Any],
-        events_topic: str,
-        key_of: Callable[[OomEvent], bytes | None],
-        headers_of: Callable[[OomEvent], list[tuple[str, bytes]]],
+        kafka: KafkaOptions,
         transactional_id: str,
         linger_seconds: float = 2.5,
         report_timeout_seconds: float = 10.0,
         max_tasks: int = 20,
     ) -> None:
-        self.options = options
-        self.connection = connection
-        self.events_topic = events_topic
-        self.key_of = key_of
-        self.headers_of = headers_of
+        self.kafka = kafka
+        self.topics = options.topics
+        self.group_id = options.group_id
+        self.auto_offset_reset = options.auto_offset_reset
+        self.commit_interval_seconds = options.commit_interval_seconds
+        self.transaction_timeout_seconds = options.transaction_timeout_seconds
+        self.max_poll_records = options.max_poll_records
+        self.events_topic = kafka.events_topic
+        self.key_fields = kafka.key_fields
         self.transactional_id = transactional_id
+        self._key_of: Callable[[OomEvent], bytes | None] = lambda event: None
+        self._headers_of: Callable[[OomEvent], list[tuple[str, bytes]]] = lambda event: []
         self._assembler_settings = {
             "linger_seconds": linger_seconds,
             "report_timeout_seconds": report_timeout_seconds,
@@ -179,45 +220,85 @@ class CentralMode:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
+        """Consume, assemble and publish until ``stop``; CentralModeError when it cannot go on."""
+        try:
+            await self._run()
+        except CentralModeError:
+            raise
+        except ConfigError as error:  # the start-up diagnosis names the [sinks.kafka] setting at fault
+            raise CentralModeError(f"central mode: {error}") from None
+        except Exception as error:
+            klass = classify_kafka_error(error, topic_creation=False)
+            raise CentralModeError(
+                f"central mode: Kafka at {self.kafka.servers} ({klass.reason}): {describe_error(error)}"
+            ) from None
+
+    async def _run(self) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
         from aiokafka.admin import AIOKafkaAdminClient
 
-        options = self.options
+        from streamer.kafka import Credentials, Startup, connection_kwargs, read_credentials_at_connect
+        from streamer.sinks.base import producer_host
+        from streamer.sinks.kafka.records import event_headers, select_key
+
+        kafka = self.kafka
+        credentials = Credentials(kafka)
+        connection = connection_kwargs(kafka, credentials=credentials)
+        host = (kafka.producer_host or producer_host()).encode("utf-8", "surrogateescape")
+        key_fields = self.key_fields
+
+        # The records' keys and headers are the sink's (streamer/sinks/kafka/records.py).
+        def key_of(event: OomEvent) -> bytes | None:
+            return select_key(event, key_fields)
+
+        def headers_of(event: OomEvent) -> list[tuple[str, bytes]]:
+            return event_headers(event.event_id, host)
+
+        self._key_of, self._headers_of = key_of, headers_of
         producer = AIOKafkaProducer(
-            **self.connection,
+            **connection,
             transactional_id=self.transactional_id,
             enable_idempotence=True,
             acks="all",
-            transaction_timeout_ms=int(options.transaction_timeout_seconds * 1000),
+            compression_type=None if kafka.compression == "none" else kafka.compression,
+            linger_ms=kafka.linger_ms,
+            max_batch_size=kafka.batch_size_bytes,
+            max_request_size=kafka.max_request_size_bytes,
+            transaction_timeout_ms=int(self.transaction_timeout_seconds * 1000),
         )
         consumer = AIOKafkaConsumer(
-            **self.connection,
-            group_id=options.group_id,
+            **connection,
+            group_id=self.group_id,
             enable_auto_commit=False,
-            auto_offset_reset=options.auto_offset_reset,
+            auto_offset_reset=self.auto_offset_reset,
             isolation_level="read_committed",
-            max_poll_records=options.max_poll_records,
+            max_poll_records=self.max_poll_records,
         )
-        self._producer, self._consumer = producer, consumer
-        self._admin = AIOKafkaAdminClient(**self.connection)
-        await self._admin.start()
-        await producer.start()
+        admin = AIOKafkaAdminClient(**connection)
+        for client in (producer, consumer, admin):
+            read_credentials_at_connect(client, credentials)  # a rotated secret is read at reconnection
+        self._producer, self._consumer, self._admin = producer, consumer, admin
+        startup = Startup(kafka, connection, "central mode")
+        await startup.connect(admin)
         try:
-            await consumer.start()
+            await startup.connect(producer)
             try:
-                consumer.subscribe(list(options.topics), listener=_Rebalance(self))
-                log.info(
-                    "central mode: group %s reading %s, transactional id %s, events to %s",
-                    options.group_id, ",".join(options.topics), self.transactional_id, self.events_topic,
-                )  # fmt: skip
-                await self._loop()
-                # A stop: commit what is complete; unfinished reports are re-read after a restart.
-                await self._commit()
+                await startup.connect(consumer)
+                try:
+                    consumer.subscribe(list(self.topics), listener=_rebalance_listener(self))
+                    log.info(
+                        "central mode: group %s reading %s, transactional id %s, events to %s",
+                        self.group_id, ",".join(self.topics), self.transactional_id, self.events_topic,
+                    )  # fmt: skip
+                    await self._loop()
+                    # A stop: commit what is complete; unfinished reports are re-read after a restart.
+                    await self._commit()
+                finally:
+                    await consumer.stop()
             finally:
-                await consumer.stop()
+                await producer.stop()
         finally:
-            await producer.stop()
-            await self._admin.close()
+            await admin.close()
         log.info("central mode stopped: %s", dict(self.counts))
         if self.first_record_at is not None and self.last_record_at is not None:
             log.info(
@@ -230,19 +311,21 @@ class CentralMode:
         consumer = self._consumer
         last_commit = time.monotonic()
         while not self._stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=200, max_records=self.options.max_poll_records)
+            batches = await consumer.getmany(timeout_ms=200, max_records=self.max_poll_records)
             if batches and self.first_record_at is None:
                 self.first_record_at, self._first_cpu = time.time(), time.process_time()
+            # The batch's read time starts its records' deadlines (as the node pipeline does).
+            read_at = time.monotonic()
             for tp, records in batches.items():
                 partition = self._partition(tp)
                 for message in records:
-                    self._consume(tp, partition, message)
+                    self._consume(tp, partition, message, read_at)
             if batches:
                 self.last_record_at, self._last_cpu = time.time(), time.process_time()
             now = time.monotonic()
             for tp, partition in self._partitions.items():
                 self._release(tp, partition.assemblers.tick(now))
-            if now - last_commit >= self.options.commit_interval_seconds:
+            if now - last_commit >= self.commit_interval_seconds:
                 await self._commit()
                 last_commit = time.monotonic()
 
@@ -290,7 +373,7 @@ class CentralMode:
             framer = partition.framers[key] = EnvelopeFramer(inner, default_host=key)
         return framer
 
-    def _consume(self, tp: Any, partition: _Partition, message: Any) -> None:
+    def _consume(self, tp: Any, partition: _Partition, message: Any, now: float | None = None) -> None:
         self.counts["records_consumed"] += 1
         partition.next_offset = message.offset + 1
         key = message.key.decode("utf-8", "replace") if message.key else None
@@ -328,7 +411,7 @@ class CentralMode:
             self.counts["records_already_published"] += 1
             return
         self.counts["records"] += 1
-        self._release(tp, partition.assemblers.feed(record))
+        self._release(tp, partition.assemblers.feed(record, now))
 
     def _frame(self, framer: EnvelopeFramer, value: bytes, position: SourcePosition) -> KernelRecord | None:
         text = value.strip()
@@ -400,8 +483,8 @@ class CentralMode:
                         await producer.send(
                             self.events_topic,
                             event_to_json(event),
-                            key=self.key_of(event),
-                            headers=self.headers_of(event),
+                            key=self._key_of(event),
+                            headers=self._headers_of(event),
                         )
                         for _tp, event in events
                     ]
@@ -410,18 +493,20 @@ class CentralMode:
                     if offsets:
                         await producer.send_offsets_to_transaction(
                             {tp: OffsetAndMetadata(o, meta) for tp, (o, meta) in offsets.items()},
-                            self.options.group_id,
+                            self.group_id,
                         )
-            except FATAL_TRANSACTION_ERRORS as error:
-                # Another process took this transactional id (or may not use it): going on would
-                # only fail again. Stop; the group gives the partitions to the other members.
-                self.counts["transactions_fenced"] += 1
-                raise CentralModeError(
-                    f"central mode: the transactional id {self.transactional_id!r} is fenced or not "
-                    f"permitted ({type(error).__name__}): give each member its own "
-                    "kafka_input.transactional_id"
-                ) from None
             except Exception as error:
+                if type(error).__name__ in FATAL_TRANSACTION_ERRORS:
+                    # Another process took this transactional id (or may not use it): going on
+                    # would only fail again. Stop; the group gives the partitions to the others.
+                    self.counts["transactions_fenced"] += 1
+                    raise CentralModeError(
+                        f"central mode: the transactional id {self.transactional_id!r} is fenced or "
+                        f"not permitted ({type(error).__name__}): give each member its own "
+                        "sources.kafka_lines.transactional_id"
+                    ) from None
+                if not classify_kafka_error(error, topic_creation=False).retriable:
+                    raise  # authorization, a record the broker never takes: run() says which
                 self.counts["transactions_aborted"] += 1
                 log.error(
                     "central mode: transaction failed (%s); re-reading from the committed offsets", error
@@ -440,7 +525,7 @@ class CentralMode:
         """What the committed offsets of ``partitions`` record as published past them."""
         try:
             committed = await self._admin.list_consumer_group_offsets(
-                self.options.group_id, partitions=list(partitions)
+                self.group_id, partitions=list(partitions)
             )
         except Exception as error:
             log.error("central mode: cannot read the committed offsets' metadata: %s", error)
@@ -501,18 +586,54 @@ def _names(partitions: Sequence[Any]) -> str:
     return ",".join(f"{tp.topic}:{tp.partition}" for tp in sorted(partitions)) or "-"
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """aiokafka's ConsumerRebalanceListener, forwarding to the central mode."""
+def _rebalance_listener(central: CentralMode) -> Any:
+    """aiokafka's ConsumerRebalanceListener, forwarding to the central mode (aiokafka is
+    imported here, not when the configuration loader imports this module)."""
+    from aiokafka.abc import ConsumerRebalanceListener
 
-    def __init__(self, central: CentralMode) -> None:
-        self.central = central
+    class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            await central.revoked(list(revoked))
 
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.central.revoked(list(revoked))
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            await central.assigned(list(assigned))
 
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.central.assigned(list(assigned))
+    return Rebalance()
 
 
 def default_transactional_id(node_name: str) -> str:
     return f"oomstream-central-{node_name or os.uname().nodename}"
+
+
+class KafkaLinesSource(ClosingSource):
+    """The central mode as a pipeline source. It yields no records: it publishes its events and
+    commits its input offsets itself, in one transaction (see the module docstring). Its resume
+    state is the consumer group's committed offsets, kept by Kafka under its group id."""
+
+    def __init__(self, central: CentralMode) -> None:
+        self.central = central
+        self.name = "kafka_lines"
+        self.checkpoint_key = f"kafka_lines:{central.group_id}"
+        self.counts = central.counts
+
+    async def records(self) -> AsyncIterator[KernelRecord]:
+        await self.central.run()
+        return
+        yield  # an async generator that ends when the central mode stops
+
+    def start_position(self) -> SourcePosition | None:
+        return None
+
+    def checkpoint_data(self, position: SourcePosition) -> dict[str, Any]:
+        return {}  # the offsets are committed to Kafka with the events, not here
+
+    async def aclose(self) -> None:
+        self.central.stop()
+
+
+COMPONENT = Component(
+    options=KafkaLinesOptions,
+    build=build,
+    help="central mode: kernel lines shipped to Kafka topics, consumed as a group, events published "
+    "with the input offsets in one transaction (exactly once)",
+)

@@ -2,10 +2,12 @@
 
 A listener is one source for the pipeline whose records come from many hosts: ``many_hosts``
 asks the pipeline for one assembler per host. Records are numbered as they arrive
-(``SourcePosition(kind, offset=n)``); the pipeline calls ``settled(position)`` once every record
-up to ``position`` is durable (its events acknowledged by Kafka or spooled, or no event owed),
-which is when the HTTP listener answers 2xx. Listeners keep no checkpoint: a sender that got no
-answer resends.
+(``SourcePosition(kind, offset=n)``). The listener's events travel with delivery tickets owned by
+its source state in the pipeline (streamer/pipeline/kernel.py); every tick the pipeline calls
+``settled(position)`` with the newest position that no unsettled ticket precedes (every record up
+to it durable: its events delivered or spooled, or no event owed), which is when the HTTP
+listener answers 2xx. Listeners resume nothing: a sender that got no answer resends, so their
+``checkpoint_key`` (``syslog:<address>``, ``http:<address>``) holds ``{}``.
 """
 
 from __future__ import annotations
@@ -22,25 +24,26 @@ from typing import Any
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
 from parsers.shipper import EnvelopeFramer
-from streamer.errors import ConfigError
+from streamer.config import OptionError
 from streamer.sources.base import FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.listeners")
 
 
-def parse_listen_address(section: str, key: str, address: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` -> (host, port); ConfigError naming the option otherwise."""
+def parse_listen_address(key: str, address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port); OptionError naming option ``key`` otherwise."""
     host, sep, port_text = address.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535 or not host:
-        raise ConfigError(
-            f"{section}.{key}: {address!r} is not host:port (e.g. 127.0.0.1:5140)", key=f"{section}.{key}"
-        )
+        raise OptionError(key, f"{address!r} is not host:port (e.g. 127.0.0.1:5140)")
     return host.strip("[]"), int(port_text)
 
 
-def help_text(text: str) -> dict[str, object]:
-    """Field metadata in streamer.config's shape: the help text of one option."""
-    return {"help": text, "csv": False}
+def check_positive(options: object, *names: str) -> None:
+    """OptionError naming the first of ``names`` that is not > 0."""
+    for name in names:
+        value = getattr(options, name)
+        if value <= 0:
+            raise OptionError(name, f"must be > 0, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +54,13 @@ class TlsFiles:
     key_path: str | None
     client_ca_path: str | None
 
-    def check(self, section: str) -> None:
+    def check(self) -> None:
         if (self.cert_path is None) != (self.key_path is None):
-            raise ConfigError(
-                f"{section}.tls_cert_path and {section}.tls_key_path: set both or neither",
-                key=f"{section}.tls_cert_path",
-            )
+            raise OptionError("tls_cert_path", "set both tls_cert_path and tls_key_path, or neither")
         if self.client_ca_path is not None and self.cert_path is None:
-            raise ConfigError(
-                f"{section}.tls_client_ca_path needs tls_cert_path and tls_key_path (client "
-                "certificates are checked only over TLS)",
-                key=f"{section}.tls_client_ca_path",
+            raise OptionError(
+                "tls_client_ca_path",
+                "needs tls_cert_path and tls_key_path (client certificates are checked only over TLS)",
             )
 
     def server_context(self, section: str) -> ssl.SSLContext | None:
@@ -84,8 +83,10 @@ class ListenerSource(FramedSource):
     many_hosts = True
     kind = "listener"
 
-    def __init__(self, name: str, *, queue_records: int) -> None:
+    def __init__(self, name: str, *, checkpoint_key: str, queue_records: int) -> None:
         self.name = name
+        self.checkpoint_key = checkpoint_key
+        self.queue_records = queue_records
         self.counts: Counter[str] = Counter()
         self.records_by_host: Counter[str] = Counter()
         # Counters only: each connection frames with its own Framer sharing these tallies.
@@ -105,6 +106,9 @@ class ListenerSource(FramedSource):
     # -- Source ----------------------------------------------------------------------------
     def start_position(self) -> SourcePosition | None:
         return None
+
+    def checkpoint_data(self, position: SourcePosition) -> dict[str, Any]:
+        return {}  # nothing to resume: senders resend what got no answer
 
     async def records(self) -> AsyncIterator[KernelRecord]:
         while True:

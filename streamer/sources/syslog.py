@@ -20,15 +20,22 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 
 from parsers.records import KernelRecord
 from parsers.shipper import DEFAULT_MAX_FRAME_BYTES, EnvelopeFramer, SyslogFrameSplitter
-from streamer.errors import ConfigError
+from streamer.config import OptionError, option_help
+from streamer.registry import BuildContext, Component
 from streamer.sources.base import SourceError
-from streamer.sources.listeners import ListenerSource, TlsFiles, help_text, parse_listen_address, peer_host
+from streamer.sources.listeners import (
+    ListenerSource,
+    TlsFiles,
+    check_positive,
+    parse_listen_address,
+    peer_host,
+)
 
 log = logging.getLogger("oomstream.sources.syslog")
 READ_BYTES = 64 << 10
@@ -36,100 +43,94 @@ MAX_UDP_PEERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
-class SyslogSourceOptions:
-    """``[syslog]``: the syslog listener."""
+class SyslogOptions:
+    """``[sources.syslog]``: the syslog listener."""
 
-    SECTION: ClassVar[str] = "syslog"
-
-    enabled: bool = field(default=False, metadata=help_text("listen for syslog from log shippers"))
     tcp_listen_address: str | None = field(
         default="127.0.0.1:5140",
-        metadata=help_text("TCP host:port (RFC 6587 octet counting or newline framing); unset: no TCP"),
+        metadata=option_help("TCP host:port (RFC 6587 octet counting or newline framing); empty: no TCP"),
     )
     udp_listen_address: str | None = field(
-        default=None, metadata=help_text("UDP host:port (one message per datagram); unset: no UDP")
+        default=None, metadata=option_help("UDP host:port (one message per datagram); unset: no UDP")
     )
     tls_cert_path: str | None = field(
-        default=None, metadata=help_text("PEM certificate: TCP speaks TLS (RFC 5425) when set")
+        default=None, metadata=option_help("PEM certificate: TCP speaks TLS (RFC 5425) when set")
     )
-    tls_key_path: str | None = field(default=None, metadata=help_text("PEM private key of tls_cert_path"))
+    tls_key_path: str | None = field(default=None, metadata=option_help("PEM private key of tls_cert_path"))
     tls_client_ca_path: str | None = field(
-        default=None, metadata=help_text("PEM CA bundle: require client certificates signed by it")
+        default=None, metadata=option_help("PEM CA bundle: require client certificates signed by it")
     )
     max_frame_bytes: int = field(
-        default=DEFAULT_MAX_FRAME_BYTES, metadata=help_text("longer frames are dropped and counted")
+        default=DEFAULT_MAX_FRAME_BYTES, metadata=option_help("longer frames are dropped and counted")
     )
-    max_connections: int = field(default=1000, metadata=help_text("TCP connections beyond this are refused"))
+    max_connections: int = field(
+        default=1000, metadata=option_help("TCP connections beyond this are refused")
+    )
     queue_records: int = field(
-        default=10_000, metadata=help_text("records buffered before TCP reading pauses (UDP: dropped)")
+        default=10_000, metadata=option_help("records buffered before TCP reading pauses (UDP: dropped)")
     )
 
     def __post_init__(self) -> None:
-        s = self.SECTION
-        for key in ("max_frame_bytes", "max_connections", "queue_records"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{s}.{key}: must be > 0, got {getattr(self, key)!r}", key=f"{s}.{key}")
-        if self.enabled and self.tcp_listen_address is None and self.udp_listen_address is None:
-            raise ConfigError(
-                f"{s}: enabled, but neither tcp_listen_address nor udp_listen_address is set",
-                key=f"{s}.enabled",
+        check_positive(self, "max_frame_bytes", "max_connections", "queue_records")
+        if not self.tcp_listen_address and not self.udp_listen_address:
+            raise OptionError(
+                "tcp_listen_address", "neither tcp_listen_address nor udp_listen_address is set"
             )
         for key in ("tcp_listen_address", "udp_listen_address"):
             address = getattr(self, key)
-            if address is not None:
-                parse_listen_address(s, key, address)
-        self.tls.check(s)
+            if address:
+                parse_listen_address(key, address)
+        self.tls.check()
 
     @property
     def tls(self) -> TlsFiles:
         return TlsFiles(self.tls_cert_path, self.tls_key_path, self.tls_client_ca_path)
 
 
-@dataclass(frozen=True, slots=True)
-class BuildContext:
-    """What a source needs from the service besides its options (the registry's context)."""
-
-    node_name: str | None = None
-
-
-def build(options: SyslogSourceOptions, context: BuildContext | None = None) -> SyslogSource:
-    return SyslogSource(options)
+async def build(options: SyslogOptions, context: BuildContext) -> list[SyslogSource]:
+    return [SyslogSource(options)]
 
 
 class SyslogSource(ListenerSource):
     kind = "syslog"
 
-    def __init__(self, options: SyslogSourceOptions) -> None:
-        super().__init__("syslog", queue_records=options.queue_records)
-        self.options = options
+    def __init__(self, options: SyslogOptions) -> None:
+        addresses = [a for a in (options.tcp_listen_address, options.udp_listen_address) if a]
+        super().__init__(
+            "syslog", checkpoint_key="syslog:" + ",".join(addresses), queue_records=options.queue_records
+        )
+        self.tcp_listen_address = options.tcp_listen_address or None
+        self.udp_listen_address = options.udp_listen_address or None
+        self.tls = options.tls
+        self.max_frame_bytes = options.max_frame_bytes
+        self.max_connections = options.max_connections
         self._tcp: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self.tcp_address: tuple[str, int] | None = None
         self.udp_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
-        options = self.options
         loop = asyncio.get_running_loop()
-        if options.tcp_listen_address is not None:
-            host, port = parse_listen_address("syslog", "tcp_listen_address", options.tcp_listen_address)
-            context = options.tls.server_context("syslog")
+        if self.tcp_listen_address is not None:
+            host, port = parse_listen_address("tcp_listen_address", self.tcp_listen_address)
+            context = self.tls.server_context("sources.syslog")
             try:
                 self._tcp = await asyncio.start_server(self._serve, host, port, ssl=context, limit=READ_BYTES)
             except OSError as error:
                 raise SourceError(
-                    f"syslog.tcp_listen_address {options.tcp_listen_address}: {error.strerror or error}"
+                    f"sources.syslog.tcp_listen_address {self.tcp_listen_address}: {error.strerror or error}"
                 ) from None
             self.tcp_address = self._tcp.sockets[0].getsockname()[:2]
             log.info("syslog: listening on tcp %s:%d%s", *self.tcp_address, " (TLS)" if context else "")
-        if options.udp_listen_address is not None:
-            host, port = parse_listen_address("syslog", "udp_listen_address", options.udp_listen_address)
+        if self.udp_listen_address is not None:
+            host, port = parse_listen_address("udp_listen_address", self.udp_listen_address)
             try:
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: _UdpProtocol(self), local_addr=(host, port)
                 )
             except OSError as error:
                 raise SourceError(
-                    f"syslog.udp_listen_address {options.udp_listen_address}: {error.strerror or error}"
+                    f"sources.syslog.udp_listen_address {self.udp_listen_address}: {error.strerror or error}"
                 ) from None
             self._udp = transport
             self.udp_address = transport.get_extra_info("sockname")[:2]
@@ -150,10 +151,10 @@ class SyslogSource(ListenerSource):
         task = asyncio.current_task()
         assert task is not None
         peer = peer_host(writer.get_extra_info("peername"))
-        if len(self._connections) >= self.options.max_connections:
+        if len(self._connections) >= self.max_connections:
             self.counts["connections_refused"] += 1
             log.warning(
-                "syslog: refusing %s: %d connections open (syslog.max_connections)",
+                "syslog: refusing %s: %d connections open (sources.syslog.max_connections)",
                 peer,
                 len(self._connections),
             )
@@ -161,7 +162,7 @@ class SyslogSource(ListenerSource):
             return
         self._connections[task] = writer
         self.counts["connections_opened"] += 1
-        splitter = SyslogFrameSplitter(self.options.max_frame_bytes)
+        splitter = SyslogFrameSplitter(self.max_frame_bytes)
         framer = self.envelope_framer(peer)
         received = 0
         try:
@@ -202,8 +203,9 @@ class SyslogSource(ListenerSource):
         if bad > splitter.counts["_logged_bad"]:
             splitter.counts["_logged_bad"] = bad
             log.warning(
-                "syslog: %s sent %d bad frames so far (over syslog.max_frame_bytes=%d or cut short); skipped",
-                peer, bad, self.options.max_frame_bytes,
+                "syslog: %s sent %d bad frames so far (over sources.syslog.max_frame_bytes=%d or cut "
+                "short); skipped",
+                peer, bad, self.max_frame_bytes,
             )  # fmt: skip
 
     async def _frame(self, frame: bytes, framer: EnvelopeFramer, peer: str | None) -> None:
@@ -246,10 +248,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
                 self.framers.clear()
             framer = self.framers[peer] = source.envelope_framer(peer)
         source.counts["udp_datagrams"] += 1
-        if len(data) > source.options.max_frame_bytes:
+        if len(data) > source.max_frame_bytes:
             source.counts["oversized_frames"] += 1
             log.warning(
-                "syslog: udp datagram of %d bytes from %s over syslog.max_frame_bytes; skipped",
+                "syslog: udp datagram of %d bytes from %s over sources.syslog.max_frame_bytes; skipped",
                 len(data),
                 peer,
             )
@@ -262,3 +264,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         self.source.counts["udp_errors"] += 1
         log.warning("syslog: udp error: %s", exc)
+
+
+COMPONENT = Component(
+    options=SyslogOptions,
+    build=build,
+    help="syslog listener for log shippers (TCP with RFC 6587 framing, optional TLS, UDP)",
+)

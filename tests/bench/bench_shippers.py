@@ -144,9 +144,9 @@ async def syslog_ingest(lines: list[bytes]) -> float:
     from test_pipeline import HoldingSink
 
     from streamer.pipeline import Pipeline
-    from streamer.sources.syslog import SyslogSource, SyslogSourceOptions
+    from streamer.sources.syslog import SyslogOptions, SyslogSource
 
-    source = SyslogSource(SyslogSourceOptions(enabled=True, tcp_listen_address="127.0.0.1:0"))
+    source = SyslogSource(SyslogOptions(tcp_listen_address="127.0.0.1:0"))
     await source.start()
     pipeline: Pipeline
     sink = HoldingSink(set(), on_delivery=lambda result: pipeline.on_delivery(result))
@@ -191,9 +191,9 @@ async def http_ingest(lines: list[bytes]) -> float:
     from test_pipeline import HoldingSink
 
     from streamer.pipeline import Pipeline
-    from streamer.sources.http import HttpSource, HttpSourceOptions
+    from streamer.sources.http import HttpOptions, HttpSource
 
-    source = HttpSource(HttpSourceOptions(enabled=True, listen_address="127.0.0.1:0", queue_records=50_000))
+    source = HttpSource(HttpOptions(listen_address="127.0.0.1:0", queue_records=50_000))
     await source.start()
     pipeline: Pipeline
     sink = HoldingSink(set(), on_delivery=lambda result: pipeline.on_delivery(result))

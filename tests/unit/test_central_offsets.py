@@ -7,18 +7,16 @@ from types import SimpleNamespace
 
 from aiokafka.structs import TopicPartition
 
-from streamer.sources.kafka_lines import CentralMode, KafkaInputOptions, _published, host_hash
+from streamer.kafka import KafkaOptions
+from streamer.sources.kafka_lines import CentralMode, KafkaLinesOptions, _published, host_hash
 
 TP0, TP1 = TopicPartition("lines", 0), TopicPartition("lines", 1)
 
 
 def central() -> CentralMode:
     return CentralMode(
-        KafkaInputOptions(enabled=True),
-        connection={},
-        events_topic="events",
-        key_of=lambda event: None,
-        headers_of=lambda event: [],
+        KafkaLinesOptions(),
+        kafka=KafkaOptions(bootstrap_servers=("127.0.0.1:9",), events_topic="events"),
         transactional_id="t",
         linger_seconds=0.1,
     )

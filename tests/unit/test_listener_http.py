@@ -18,7 +18,7 @@ from test_pipeline import HoldingSink
 
 from streamer.inputs import events_from_bytes
 from streamer.pipeline import Pipeline, PipelineSettings
-from streamer.sources.http import HttpSource, HttpSourceOptions
+from streamer.sources.http import HttpOptions, HttpSource
 
 SAMPLE = Path(__file__).parents[2] / "streamer" / "samples" / "6.18-pod-limit.dmesg"
 LINES = dmesg_lines(SAMPLE.read_text())
@@ -27,7 +27,7 @@ VICTIM = 3465  # the sample's kill
 
 @contextlib.asynccontextmanager
 async def running(
-    options: HttpSourceOptions, hold: set[int] | None = None
+    options: HttpOptions, hold: set[int] | None = None
 ) -> AsyncIterator[tuple[HttpSource, HoldingSink]]:
     source = HttpSource(options)
     await source.start()
@@ -73,7 +73,7 @@ def ndjson(shape: str, host: str = "node-9") -> bytes:
     return b"".join(orjson.dumps(BUILDERS[shape](line, seq, host)) + b"\n" for seq, line in enumerate(LINES))
 
 
-OPTIONS = HttpSourceOptions(enabled=True, listen_address="127.0.0.1:0", ack_timeout_seconds=5.0)
+OPTIONS = HttpOptions(listen_address="127.0.0.1:0", ack_timeout_seconds=5.0)
 
 
 @pytest.mark.parametrize("shape", sorted(BUILDERS))
@@ -102,8 +102,8 @@ async def test_plain_lines_and_a_fluent_bit_json_array() -> None:
 
 
 async def test_no_2xx_before_the_records_are_durable() -> None:
-    options = HttpSourceOptions(
-        enabled=True, listen_address="127.0.0.1:0", ack_timeout_seconds=1.0, retry_after_seconds=7
+    options = HttpOptions(
+        listen_address="127.0.0.1:0", ack_timeout_seconds=1.0, retry_after_seconds=7
     )
     async with running(options, hold={VICTIM}) as (source, sink):
         status, headers, answer = await post(source, ndjson("vector-file"))
@@ -113,7 +113,7 @@ async def test_no_2xx_before_the_records_are_durable() -> None:
 
 
 async def test_a_full_queue_answers_429_and_takes_nothing() -> None:
-    options = HttpSourceOptions(enabled=True, listen_address="127.0.0.1:0", queue_records=10)
+    options = HttpOptions(listen_address="127.0.0.1:0", queue_records=10)
     async with running(options) as (source, _sink):
         status, headers, _ = await post(source, ndjson("vector-file"))
         assert status == 429 and headers["retry-after"] == "5"
@@ -121,7 +121,7 @@ async def test_a_full_queue_answers_429_and_takes_nothing() -> None:
 
 
 async def test_limits_bad_bodies_and_bad_lines() -> None:
-    options = HttpSourceOptions(enabled=True, listen_address="127.0.0.1:0", max_body_bytes=4096)
+    options = HttpOptions(listen_address="127.0.0.1:0", max_body_bytes=4096)
     async with running(options) as (source, _sink):
         assert (await post(source, b"x" * 5000))[0] == 413
         assert (await post(source, gzip.compress(b"x\n" * 10000), {"Content-Encoding": "gzip"}))[0] == 413
@@ -137,7 +137,7 @@ async def test_limits_bad_bodies_and_bad_lines() -> None:
 async def test_bearer_token(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret\n")
-    options = HttpSourceOptions(enabled=True, listen_address="127.0.0.1:0", bearer_token_path=str(token))
+    options = HttpOptions(listen_address="127.0.0.1:0", bearer_token_path=str(token))
     async with running(options) as (source, _sink):
         assert (await post(source, LINES[0].encode()))[0] == 401
         assert (await post(source, LINES[0].encode(), {"Authorization": "Bearer wrong"}))[0] == 401
@@ -147,7 +147,7 @@ async def test_bearer_token(tmp_path: Path) -> None:
 @needs_openssl
 async def test_https_with_client_certificates(tmp_path: Path) -> None:
     tls = TlsSet(tmp_path)
-    options = HttpSourceOptions(enabled=True, listen_address="127.0.0.1:0", **tls.server_options())
+    options = HttpOptions(listen_address="127.0.0.1:0", **tls.server_options())
     async with running(options) as (source, sink):
         assert source.address is not None
         anonymous = tls.client(certificate=False)

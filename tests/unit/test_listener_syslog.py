@@ -15,7 +15,7 @@ import pytest
 from test_pipeline import HoldingSink
 
 from streamer.pipeline import Pipeline, PipelineSettings
-from streamer.sources.syslog import SyslogSource, SyslogSourceOptions
+from streamer.sources.syslog import SyslogOptions, SyslogSource
 
 
 def report_5424(host: str, pid: int, stamp: str = "2026-12-04T05:00:00.000001Z") -> list[bytes]:
@@ -34,7 +34,7 @@ def octet(frame: bytes) -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def running(options: SyslogSourceOptions) -> AsyncIterator[tuple[SyslogSource, HoldingSink, Pipeline]]:
+async def running(options: SyslogOptions) -> AsyncIterator[tuple[SyslogSource, HoldingSink, Pipeline]]:
     source = SyslogSource(options)
     await source.start()
     pipeline: Pipeline
@@ -58,7 +58,7 @@ async def wait_for(predicate: object, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.05)
 
 
-OPTIONS = SyslogSourceOptions(enabled=True, tcp_listen_address="127.0.0.1:0", udp_listen_address="127.0.0.1:0")
+OPTIONS = SyslogOptions(tcp_listen_address="127.0.0.1:0", udp_listen_address="127.0.0.1:0")
 
 
 async def test_interleaved_hosts_are_assembled_apart_and_released_while_running() -> None:
@@ -78,7 +78,7 @@ async def test_interleaved_hosts_are_assembled_apart_and_released_while_running(
 
 
 async def test_garbage_and_oversized_frames_cost_only_themselves() -> None:
-    options = SyslogSourceOptions(enabled=True, tcp_listen_address="127.0.0.1:0", max_frame_bytes=512)
+    options = SyslogOptions(tcp_listen_address="127.0.0.1:0", max_frame_bytes=512)
     async with running(options) as (source, sink, _):
         assert source.tcp_address is not None
         _, writer = await asyncio.open_connection(*source.tcp_address)
@@ -115,7 +115,7 @@ async def test_a_port_in_use_is_a_clear_error() -> None:
     await first.start()
     try:
         assert first.tcp_address is not None
-        taken = SyslogSourceOptions(enabled=True, tcp_listen_address=f"127.0.0.1:{first.tcp_address[1]}")
+        taken = SyslogOptions(tcp_listen_address=f"127.0.0.1:{first.tcp_address[1]}")
         with pytest.raises(SourceError, match=r"syslog\.tcp_listen_address"):
             await SyslogSource(taken).start()
     finally:
@@ -173,7 +173,7 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the 
 @needs_openssl
 async def test_tls_with_client_certificates(tmp_path: Path) -> None:
     tls = TlsSet(tmp_path)
-    options = SyslogSourceOptions(enabled=True, tcp_listen_address="127.0.0.1:0", **tls.server_options())
+    options = SyslogOptions(tcp_listen_address="127.0.0.1:0", **tls.server_options())
     async with running(options) as (source, sink, _):
         assert source.tcp_address is not None
         trusted, anonymous = tls.client(certificate=True), tls.client(certificate=False)
