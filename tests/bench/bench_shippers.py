@@ -1,6 +1,6 @@
 """Shipper-facing figures (``make bench``), in one run, against the real local broker:
 
-* central mode: kernel lines/s through ``oomstream run`` with ``[kafka_input]`` (consume, frame,
+* central mode: kernel lines/s through ``oomstream run`` with ``[sources.kafka_lines]`` (consume, frame,
   assemble, produce events and offsets in transactions) with one member and with two (the gain
   as a ratio), against ``oomstream parse`` (in-process) on the same lines (the baseline);
 * syslog TCP ingest lines/s (octet-counted RFC 5424 from another process into the listener and
@@ -98,12 +98,12 @@ def central(
     for index in range(members):
         env = {
             BOOTSTRAP_ENV: bootstrap,
-            "OOMSTREAM_KAFKA_EVENTS_TOPIC": events,
-            "OOMSTREAM_KAFKA_DEADLETTER_TOPIC": events + ".dlq",
-            "OOMSTREAM_KAFKA_INPUT_ENABLED": "true",
-            "OOMSTREAM_KAFKA_INPUT_TOPICS": inputs,
-            "OOMSTREAM_KAFKA_INPUT_GROUP_ID": group,
-            "OOMSTREAM_KAFKA_INPUT_TRANSACTIONAL_ID": f"{group}-{index}",
+            "OOMSTREAM_SINKS_KAFKA_EVENTS_TOPIC": events,
+            "OOMSTREAM_SINKS_KAFKA_DEAD_LETTER_TOPIC": events + ".dlq",
+            "OOMSTREAM_SOURCES_ENABLED": "kafka_lines",
+            "OOMSTREAM_SOURCES_KAFKA_LINES_TOPICS": inputs,
+            "OOMSTREAM_SOURCES_KAFKA_LINES_GROUP_ID": group,
+            "OOMSTREAM_SOURCES_KAFKA_LINES_TRANSACTIONAL_ID": f"{group}-{index}",
         }
         procs.append(service(tmp, f"{group}-{index}", env))
     try:
@@ -221,9 +221,9 @@ def latency(bootstrap: str, tmp: Path, rate: float, seconds: float) -> list[floa
     proc, log = service(
         tmp, "latency",
         {
-            BOOTSTRAP_ENV: bootstrap, "OOMSTREAM_KAFKA_EVENTS_TOPIC": events,
-            "OOMSTREAM_KAFKA_DEADLETTER_TOPIC": events + ".dlq", "OOMSTREAM_SYSLOG_ENABLED": "true",
-            "OOMSTREAM_SYSLOG_TCP_LISTEN_ADDRESS": f"127.0.0.1:{port}",
+            BOOTSTRAP_ENV: bootstrap, "OOMSTREAM_SINKS_KAFKA_EVENTS_TOPIC": events,
+            "OOMSTREAM_SINKS_KAFKA_DEAD_LETTER_TOPIC": events + ".dlq", "OOMSTREAM_SOURCES_ENABLED": "syslog",
+            "OOMSTREAM_SOURCES_SYSLOG_TCP_LISTEN_ADDRESS": f"127.0.0.1:{port}",
         },
     )  # fmt: skip
     sent: dict[int, float] = {}

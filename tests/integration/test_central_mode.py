@@ -4,6 +4,7 @@ once (read_committed), across a SIGKILL mid-transaction and a second member join
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import time
@@ -76,16 +77,20 @@ async def committed_events(bootstrap: str, topic: str, want: int, timeout: float
     return out
 
 
-def member(tmp: Path, bootstrap: str, events: str, inputs: str, group: str, name: str) -> subprocess.Popen[str]:
-    (tmp / name).mkdir(exist_ok=True)
+def member(
+    tmp: Path, bootstrap: str, events: str, inputs: str, group: str, name: str, directory: str | None = None
+) -> subprocess.Popen[str]:
+    """A member with transactional id ``<group>-<name>``, its state in ``directory`` (default: ``name``;
+    two processes at once need two: the state directory is locked)."""
+    (tmp / (directory or name)).mkdir(exist_ok=True)
     return start_oomstream(
-        tmp / name,
+        tmp / (directory or name),
         **kafka_settings(bootstrap, events),
-        OOMSTREAM_KAFKA_INPUT_ENABLED="true",
-        OOMSTREAM_KAFKA_INPUT_TOPICS=inputs,
-        OOMSTREAM_KAFKA_INPUT_GROUP_ID=group,
-        OOMSTREAM_KAFKA_INPUT_TRANSACTIONAL_ID=f"{group}-{name}",
-        OOMSTREAM_KAFKA_INPUT_COMMIT_INTERVAL_SECONDS="0.2",
+        OOMSTREAM_SOURCES_ENABLED="kafka_lines",
+        OOMSTREAM_SOURCES_KAFKA_LINES_TOPICS=inputs,
+        OOMSTREAM_SOURCES_KAFKA_LINES_GROUP_ID=group,
+        OOMSTREAM_SOURCES_KAFKA_LINES_TRANSACTIONAL_ID=f"{group}-{name}",
+        OOMSTREAM_SOURCES_KAFKA_LINES_COMMIT_INTERVAL_SECONDS="0.2",
         OOMSTREAM_KUBERNETES_MODE="off",
     )
 
@@ -195,13 +200,14 @@ def test_a_second_process_with_the_same_transactional_id_fences_the_first(tmp_pa
         time.sleep(4.0)
         asyncio.run(produce(kafka_bootstrap, inputs, early))
         time.sleep(2.0)
-        second = member(tmp_path, kafka_bootstrap, events, inputs, group, "m1")  # the same id
+        second = member(tmp_path, kafka_bootstrap, events, inputs, group, "m1", "m1-again")  # the same id
         time.sleep(6.0)
         asyncio.run(produce(kafka_bootstrap, inputs, late))
-        first.wait(timeout=90)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # still running: the assert shows its log
+            first.wait(timeout=90)
     finally:
         err_first = stop(first)
         if second is not None:
             stop(second)
     assert first.returncode == 2, err_first[-2000:]
-    assert "kafka_input.transactional_id" in err_first
+    assert "sources.kafka_lines.transactional_id" in err_first

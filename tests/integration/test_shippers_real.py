@@ -41,10 +41,9 @@ def listening_service(tmp: Path, bootstrap: str, topic: str, port: int) -> subpr
     proc = start_oomstream(
         tmp,
         **kafka_settings(bootstrap, topic),
-        OOMSTREAM_SOURCE_KIND="auto",  # with a listener on and no files: listen only
-        OOMSTREAM_SYSLOG_ENABLED="true",
-        OOMSTREAM_SYSLOG_TCP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
-        OOMSTREAM_SYSLOG_UDP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+        OOMSTREAM_SOURCES_ENABLED="syslog",  # listen only: no local kernel log
+        OOMSTREAM_SOURCES_SYSLOG_TCP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+        OOMSTREAM_SOURCES_SYSLOG_UDP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
         OOMSTREAM_KUBERNETES_MODE="off",
     )
     try:
@@ -312,9 +311,8 @@ def test_http_listener_answers_200_once_the_events_are_in_kafka(tmp_path: Path, 
     service = start_oomstream(
         tmp_path,
         **kafka_settings(kafka_bootstrap, topic),
-        OOMSTREAM_SOURCE_KIND="auto",
-        OOMSTREAM_HTTP_ENABLED="true",
-        OOMSTREAM_HTTP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
+        OOMSTREAM_SOURCES_ENABLED="http",
+        OOMSTREAM_SOURCES_HTTP_LISTEN_ADDRESS=f"127.0.0.1:{port}",
         OOMSTREAM_KUBERNETES_MODE="off",
     )
     try:
