@@ -3,9 +3,15 @@ what a re-read skips, and a host seen on two partitions."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from aiokafka.structs import TopicPartition
+
+from streamer.config import Config, ConfigError, with_overrides
 
 from streamer.kafka import KafkaOptions
 from streamer.sources.kafka_lines import CentralMode, KafkaLinesOptions, _published, host_hash
@@ -72,3 +78,49 @@ def test_a_host_on_two_partitions_is_counted() -> None:
     feed(mode, TP0, 0, "host-a", report(1, 10.0)[0])
     feed(mode, TP1, 0, "host-a", report(1, 10.0)[1])
     assert mode.counts["host_on_two_partitions"] == 1
+
+
+async def _build(tmp: Path, settings: dict[str, object]) -> list[Any]:
+    from streamer import registry
+    from streamer.checkpoint import CheckpointStore
+    from streamer.metrics import Metrics
+
+    config = with_overrides(Config(), {"sources.enabled": "kafka_lines", **settings})
+    with CheckpointStore(str(tmp / "state")) as store:
+        context = registry.BuildContext(
+            config=config,
+            node_name="node-c",
+            checkpoints=store,
+            metrics=Metrics(),
+            on_delivery=lambda result: None,
+            state_directory=str(tmp / "state"),
+        )
+        table = "sources.kafka_lines"
+        built: list[Any] = await registry.component(table).build(config.components[table], context)
+        return built
+
+
+async def test_the_kafka_line_input_uses_the_kafka_sink_settings(tmp_path: Path) -> None:
+    [source] = await _build(
+        tmp_path,
+        {"sinks.kafka.bootstrap_servers": "127.0.0.1:9", "sinks.kafka.events_topic": "ev", "sinks.kafka.key_fields": "host"},
+    )
+    central = source.central
+    assert central.kafka.bootstrap_servers == ("127.0.0.1:9",)  # [sinks.kafka]'s cluster, not a copy
+    assert (central.events_topic, central.key_fields) == ("ev", ("host",))
+    assert central.transactional_id == "oomstream-central-node-c"
+    assert source.checkpoint_key == "kafka_lines:oomstream-central"
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({}, "sinks.kafka.bootstrap_servers"),
+        ({"sinks.kafka.bootstrap_servers": "127.0.0.1:9", "sinks.enabled": "stdout"}, "sinks.enabled"),
+    ],
+)
+async def test_the_kafka_line_input_needs_the_kafka_sink_first(
+    tmp_path: Path, settings: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        await _build(tmp_path, settings)
