@@ -223,6 +223,8 @@ class KernelAssembly:
     def checkpoint(self, store: CheckpointSink) -> None:
         """Save each source's newest position that nothing owes any more, in its own format."""
         for name, state in self._states.items():
+            if isinstance(state.source, SettlingSource):
+                continue  # told by settle() instead; it has nothing to resume
             safe = state.safe_position()
             if safe is None:
                 continue
