@@ -12,7 +12,6 @@ import pytest
 from aiokafka.structs import TopicPartition
 
 from streamer.config import Config, ConfigError, with_overrides
-
 from streamer.kafka import KafkaOptions
 from streamer.sources.kafka_lines import CentralMode, KafkaLinesOptions, _published, host_hash
 
@@ -103,7 +102,11 @@ async def _build(tmp: Path, settings: dict[str, object]) -> list[Any]:
 async def test_the_kafka_line_input_uses_the_kafka_sink_settings(tmp_path: Path) -> None:
     [source] = await _build(
         tmp_path,
-        {"sinks.kafka.bootstrap_servers": "127.0.0.1:9", "sinks.kafka.events_topic": "ev", "sinks.kafka.key_fields": "host"},
+        {
+            "sinks.kafka.bootstrap_servers": "127.0.0.1:9",
+            "sinks.kafka.events_topic": "ev",
+            "sinks.kafka.key_fields": "host",
+        },
     )
     central = source.central
     assert central.kafka.bootstrap_servers == ("127.0.0.1:9",)  # [sinks.kafka]'s cluster, not a copy
