@@ -17,6 +17,7 @@ import orjson
 
 from parsers import table
 from parsers.records import KernelRecord, SourcePosition
+from parsers.telemetry import Count, Tally, Telemetry
 
 FORMATS = (
     "auto",
@@ -27,6 +28,39 @@ FORMATS = (
     "journal-json",
     "journalctl",
     "plain",
+)
+
+# Framer.records_by_format: records framed, by the format each was read as.
+RECORD_FORMATS = Telemetry(
+    "framer.records_by_format",
+    (
+        Count("kmsg", "/dev/kmsg records"),
+        Count("dmesg", "dmesg lines ([seconds] stamps)"),
+        Count("dmesg-{}", "dmesg variants (-T: wall-clock dates)"),
+        Count("syslog-{}", "syslog lines (RFC 3164, RFC 5424)"),
+        Count("journalctl-{}", "journalctl -o short* lines"),
+        Count("journal-json", "journalctl -o json entries"),
+        Count("table", "rows of a task table printed as a table"),
+        Count("plain", "bare kernel messages (no known prefix)"),
+    ),
+)
+# Framer.skipped: lines not framed into a record, by reason (oomstream_parse_errors{reason}).
+FRAMER_SKIPS = Telemetry(
+    "framer.skipped",
+    (
+        Count("empty", "empty lines"),
+        Count("format_mismatch", "lines not in the forced format, kept as plain messages"),
+        Count("table_header", "header rows of a task table"),
+        Count("not_kernel", "lines from something other than the kernel"),
+        Count("untrusted", "journal entries claiming to be kernel messages that user space wrote"),
+        Count("untrusted_oom_line", "of those, lines that look like an OOM report"),
+        Count("journal_blob", "journal records printed as [N blob data] (unreadable)"),
+        Count("kmsg_dictionary", "kmsg dictionary continuation lines (KEY=value)"),
+        Count("kmsg_malformed", "kmsg records without a valid prefix"),
+        Count("journalctl_marker", "journalctl's '-- ... --' marker lines"),
+        Count("bad_json", "journal-json lines that are not a JSON object"),
+        Count("journal_no_message", "journal entries without a MESSAGE"),
+    ),
 )
 
 _MONTHS = {
@@ -122,8 +156,8 @@ class Framer:
         self.boot_id = boot_id
         self.year = year if year is not None else datetime.now(UTC).year
         self.tz: tzinfo = tz if tz is not None else UTC
-        self.records_by_format: Counter[str] = Counter()
-        self.skipped: Counter[str] = Counter()
+        self.records_by_format: Tally = RECORD_FORMATS.tally()
+        self.skipped: Tally = FRAMER_SKIPS.tally()
         # Records kept without a time because their date could not be read, by reason.
         self.unread_times: Counter[str] = Counter()
         self._last: KernelRecord | None = None

@@ -40,7 +40,7 @@ occurrence, drops what was published and narrows the declared range to what was 
 from __future__ import annotations
 
 import re
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +55,24 @@ from parsers.events import (
     K8sEvent,
     Source,
     make_signal_id,
+)
+from parsers.telemetry import Count, Tally, Telemetry
+
+# SignalTracker.counts: oomstream_k8s_signal_tracker_total{name}.
+TRACKER_TELEMETRY = Telemetry(
+    "k8s.signal_tracker",
+    (
+        Count("signals", "signals made from objects"),
+        Count("skipped_bookmark", "watch bookmarks passed over"),
+        Count("skipped_kind", "objects of a kind that carries no memory signal"),
+        Count("skipped_not_memory", "objects whose reason or message is not about memory"),
+        Count("skipped_stale", "Event occurrences older than the ones already covered"),
+        Count("skipped_duplicate", "signals already emitted"),
+        Count("bad_object", "objects missing what a signal needs"),
+        Count("watch_error", "watch ERROR objects"),
+        Count("backfill_capped", "count jumps beyond max_backfill_occurrences"),
+        Count("keys_evicted", "objects forgotten at the key bound (oldest first)", bound="k8s_tracker_keys"),
+    ),
 )
 
 __all__ = [
@@ -210,7 +228,7 @@ class _Lru:
     """A bounded mapping that forgets the least recently used key first, counting each in
     ``counts[counter]``."""
 
-    def __init__(self, max_keys: int, counts: Counter[str], counter: str) -> None:
+    def __init__(self, max_keys: int, counts: Tally, counter: str) -> None:
         self._max = max(1, max_keys)
         self._data: OrderedDict[str, int] = OrderedDict()
         self._counts = counts
@@ -247,7 +265,7 @@ class SignalTracker:
         if max_backfill < 0:
             raise ValueError(f"max_backfill must be >= 0 (0: no cap), not {max_backfill}")
         self.max_backfill = max_backfill
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = TRACKER_TELEMETRY.tally()
         # event ids of pod-status signals already emitted
         self._seen = _Lru(max_keys, self.counts, "keys_evicted")
         # Event object key -> highest occurrence covered

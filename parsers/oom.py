@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 
 from parsers import oom_lines as L
@@ -37,6 +36,31 @@ from parsers.events import (
     make_event_id,
 )
 from parsers.records import KernelRecord, SourcePosition
+from parsers.telemetry import Count, Tally, Telemetry
+
+ASSEMBLER_TELEMETRY = Telemetry(
+    "assembler",
+    (
+        Count("headers", "OOM report headers (invoked oom-killer) seen"),
+        Count("reports", "reports closed"),
+        Count("events", "events made from reports"),
+        Count("partial", "events from incomplete reports"),
+        Count("summary_only_kills", "partial events made from a kill line alone"),
+        Count("untrusted_records", "records user space wrote claiming to be the kernel, not assembled"),
+        Count("unparsed_kill_lines", "kill lines that did not parse"),
+        Count("truncated_kill_lines", "kill lines cut short"),
+        Count("unparsed_task_rows", "task table rows that did not parse"),
+        Count("bare_kills", "kill lines without a report header"),
+        Count("group_members_exiting", "oom_group members already exiting"),
+        Count("group_kill_notices", "memory.oom.group kill notices"),
+        Count("group_kill_repeats", "group kill lines repeated"),
+        Count("reaped_attached", "oom_reaper lines attached to their kill"),
+        Count("reaped_unmatched", "oom_reaper lines matching no kill"),
+        Count("pgtables_bytes_quirk", "task rows with the pgtables_bytes column quirk"),
+        Count("task_rows_not_kept", "task table rows left out of events", bound="task_table_rows"),
+        Count("raw_lines_not_kept", "report lines beyond the raw_lines cap", bound="report_raw_lines"),
+    ),
+)
 
 MEMCG_KILL_MESSAGE = "Memory cgroup out of memory"
 NO_KILL_REASON = "no kill line: report truncated or its end lost"
@@ -112,7 +136,7 @@ class Assembler:
         self.max_raw_lines = max_raw_lines
         self.max_tasks = max_tasks
         self.max_held = max_held
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = ASSEMBLER_TELEMETRY.tally()
         self._report: _Report | None = None
         self._held: list[_Held] = []
         self._line_no = 0

@@ -8,11 +8,19 @@ framed. Skipped lines are counted, never silently lost: they cannot carry OOM in
 
 from __future__ import annotations
 
-from collections import Counter
-
 from parsers.events import OomEvent
 from parsers.framing import Framer
 from parsers.oom import Assembler
+from parsers.telemetry import Count, Tally, Telemetry
+
+SCAN_TELEMETRY = Telemetry(
+    "scan",
+    (
+        Count("lines", "lines read"),
+        Count("lines_prefiltered", "lines passed over by the prefilter (no OOM report can start there)"),
+        Count("long_lines_truncated", "lines longer than max_line_bytes, cut"),
+    ),
+)
 
 # Every line that can open a report or touch a finished one holds one of these (see
 # parsers/oom_lines.py): "ill" is in the header ("invoked oom-killer"), the oom-kill: summary, every
@@ -63,7 +71,7 @@ class LogScanner:
         self.assembler = assembler
         self.max_line_bytes = max_line_bytes
         self.prefilter = prefilter
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = SCAN_TELEMETRY.tally()
         self._tail = b""
         self._tail_offset = base_offset
         self._discarding = False  # inside the rest of an over-long line

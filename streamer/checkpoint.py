@@ -26,10 +26,31 @@ import os
 import re
 import time
 import zlib
-from collections import Counter
 from typing import Any, Self
 
 import orjson
+
+from parsers.telemetry import Count, Tally, Telemetry
+
+CHECKPOINT_TELEMETRY = Telemetry(
+    "checkpoints",
+    (
+        Count("saves", "Checkpoint files written", metric="oomstream_checkpoint_saves"),
+        Count(
+            "corrupt",
+            "Checkpoint files unreadable at load (treated as absent)",
+            metric="oomstream_checkpoint_corrupt",
+        ),
+        Count(
+            "save_errors",
+            "Checkpoint saves that failed (disk full, I/O error); the previous checkpoint stays",
+            metric="oomstream_checkpoint_save_errors",
+        ),
+        Count("loads", "checkpoints loaded"),
+        Count("missing", "checkpoints asked for and absent"),
+        Count("temp_removed", "leftover temporary files removed"),
+    ),
+)
 
 log = logging.getLogger("oomstream.checkpoint")
 
@@ -165,7 +186,7 @@ class CheckpointStore:
     def __init__(self, directory: str, *, lock: bool = True, durable: bool = True) -> None:
         self.directory = directory
         self.durable = durable
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = CHECKPOINT_TELEMETRY.tally()
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
         except OSError as error:

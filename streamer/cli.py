@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     arguments.add_run_parser(sub)
     arguments.add_publish_parser(sub)
     arguments.add_tail_parser(sub)
+    arguments.add_timeline_parser(sub)
     return parser
 
 

@@ -455,25 +455,34 @@ RENAMED: dict[str, str] = {
     "syslog.enabled": 'sources.enabled (add "syslog")',
     "http.enabled": 'sources.enabled (add "http")',
     "kafka_input.enabled": 'sources.enabled (add "kafka_lines")',
+    "k8s_events.enabled": 'sinks.enabled (name "k8s_events" after the first sink: '
+    'sinks.enabled = ["kafka", "k8s_events"])',
 }
 _OLD_SECTIONS = {
     "source": "sources.<name>",
     "output": "sinks.<name>",
     "kafka": "sinks.kafka",
+    "k8s_events": "sinks.k8s_events",
     "syslog": "sources.syslog",
     "http": "sources.http",
     "kafka_input": "sources.kafka_lines",
 }
-# Old tables whose options kept their names in the new table.
-_MOVED_TABLES = {"kafka", "syslog", "http", "kafka_input"}
+# Old sections whose options kept their names in their component's table.
+_MOVED_SECTIONS = {
+    "kafka": "sinks.kafka",
+    "k8s_events": "sinks.k8s_events",
+    "syslog": "sources.syslog",
+    "http": "sources.http",
+    "kafka_input": "sources.kafka_lines",
+}
 
 
 def _new_key(key: str) -> str | None:
     """The key that replaced the old dotted ``key`` ("|reason" when removed); None if not an old key."""
     section, _, option = key.partition(".")
     new = RENAMED.get(key)
-    if new is None and section in _MOVED_TABLES and option:
-        new = f"{_OLD_SECTIONS[section]}.{option}"
+    if new is None and section in _MOVED_SECTIONS and option:
+        new = f"{_MOVED_SECTIONS[section]}.{option}"
     if new is None and section in _OLD_SECTIONS:
         new = _OLD_SECTIONS[section]
     return new
@@ -781,7 +790,7 @@ def convert(spec: OptionSpec, value: object, *, from_string: bool) -> Any:
 @dataclass(slots=True)
 class _Value:
     value: Any
-    origin: str  # for messages: "oomstream.toml", "OOMSTREAM_KAFKA_LINGER_MS", "--kafka-linger-ms"
+    origin: str  # for messages: "oomstream.toml", "OOMSTREAM_SINKS_KAFKA_LINGER_MS", "--sinks-kafka-..."
     from_string: bool
 
 
@@ -1108,11 +1117,26 @@ class _RenamedFlag(argparse.Action):
 
 def _add_renamed_flags(parser: argparse.ArgumentParser) -> None:
     specs = _specs_by_key()
-    old_keys = [*RENAMED, *(f"kafka.{spec.name}" for spec in specs.values() if spec.section == "sinks.kafka")]
+    old_keys = [
+        *RENAMED,
+        *(
+            f"{old}.{spec.name}"
+            for old, table in _MOVED_SECTIONS.items()
+            for spec in specs.values()
+            if spec.section == table
+        ),
+    ]
     for old in old_keys:
         new = (_new_key(old) or "").split(" ")[0]
         spec = specs.get(new)
         renamed = {_flag_of(old): f"renamed {spec.flag}" if spec is not None else str(_renamed(old))}
+        if old == "k8s_events.enabled":  # a switch that became a list entry: say how
+            flag = _flag_of(old)
+            renamed[flag] = (
+                "renamed: list k8s_events in --sinks-enabled after the first sink, "
+                "e.g. --sinks-enabled kafka,k8s_events"
+            )
+            renamed[flag.replace("--", "--no-", 1)] = "renamed: leave k8s_events out of --sinks-enabled"
         if spec is not None and _inner_types(spec.type)[0] is bool:
             renamed[_flag_of(old).replace("--", "--no-", 1)] = "renamed " + spec.flag.replace(
                 "--", "--no-", 1

@@ -5,9 +5,12 @@ Two kinds of metrics:
 * Per-event ones (OOM events, partial reports, last event time) are ordinary prometheus_client
   counters/gauges, updated through ``Metrics.observe_event``: events are rare, the lock is free.
 * Per-line and per-record tallies are NOT incremented here: a prometheus counter costs about a
-  microsecond per ``inc()``, as much as framing a record. Sources, framers and the assembler keep
-  plain ``collections.Counter``s (which they do already), and ``Metrics.track_*`` registers them;
-  they are read only when Prometheus scrapes. Queue depths and spool sizes are read the same way.
+  microsecond per ``inc()``, as much as framing a record. Each component declares what it counts
+  beside its code (a ``parsers.telemetry.Telemetry``: key, help, its own metric or the size bound
+  it reports) and counts into the ``Tally`` that declaration makes; ``Metrics.track_*`` registers
+  the tally, and its series come from the declaration (every declared key visible, zero until
+  counted; a key no declaration holds is refused by the tally, never exposed under a catch-all).
+  Tallies are read only when Prometheus scrapes. Queue depths and spool sizes are read the same way.
 
 The sink metrics (``oomstream_sink_*``: events sent/failed/dead-lettered, produce latency, in
 flight) are defined by ``streamer.sinks.base.SinkMetrics``; ``Metrics.sink`` is that object on the
@@ -37,35 +40,21 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from parsers.events import AnyEvent, IncidentEvent, K8sEvent
+from parsers.telemetry import Tally
+from streamer.checkpoint import CHECKPOINT_TELEMETRY
 from streamer.config import split_host_port
 from streamer.sinks.base import SinkMetrics, sink_metrics
+from streamer.sources.base import SOURCE_TELEMETRY
 from streamer.spool import SpoolStats
 
 log = logging.getLogger("oomstream.metrics")
 
-# Source tally key -> (metric name, help). Sources count under these keys in ``Source.counts``;
-# every other key goes to oomstream_source_counts_total{source,name}.
-SOURCE_COUNTS: dict[str, tuple[str, str]] = {
-    "lines": ("oomstream_source_lines_read", "Lines (or raw records) read, per source"),
-    "records": ("oomstream_source_records", "Kernel records framed, per source"),
-    "lost": (
-        "oomstream_source_lost_records",
-        "Kernel records lost before they could be read (kmsg ring overrun, journald 'missed' notices)",
-    ),
-    "untrusted": (
-        "oomstream_untrusted_records",
-        "Records claiming to be kernel messages that something else wrote (ignored for OOM reports)",
-    ),
-    "gaps": ("oomstream_source_gaps", "Discontinuities in a source's sequence (rotation, truncation)"),
-    "restarts": ("oomstream_source_restarts", "Times a source reopened its input after an error"),
-}
+# Source tally key -> (metric name, help), from the keys every source declares
+# (streamer.sources.base.SOURCE_TELEMETRY); a source's other keys are series of
+# oomstream_source_counts_total{source,name}.
+SOURCE_COUNTS: dict[str, tuple[str, str]] = {c.key: (c.metric, c.help) for c in SOURCE_TELEMETRY if c.metric}
 CHECKPOINT_COUNTS: dict[str, tuple[str, str]] = {
-    "saves": ("oomstream_checkpoint_saves", "Checkpoint files written"),
-    "corrupt": ("oomstream_checkpoint_corrupt", "Checkpoint files unreadable at load (treated as absent)"),
-    "save_errors": (
-        "oomstream_checkpoint_save_errors",
-        "Checkpoint saves that failed (disk full, I/O error); the previous checkpoint stays",
-    ),
+    c.key: (c.metric, c.help) for c in CHECKPOINT_TELEMETRY if c.metric
 }
 # (kind, name, help, SpoolStats field or "max_bytes") of the spool metrics, read at scrape time.
 SPOOL_FAMILIES: tuple[tuple[Callable[..., Metric], str, str, str], ...] = (
@@ -113,9 +102,10 @@ SPOOL_FAMILIES: tuple[tuple[Callable[..., Metric], str, str, str], ...] = (
 
 
 # Where a size bound drops, forgets or cuts something (README "Bounds and what happens at them"):
-# bound name -> (what happens there, the option that sets it). Components count in their own tallies;
-# ``Metrics.track_bounds`` maps their keys to these names in oomstream_bound_hits_total{bound}, and
-# ``Metrics.log_bound_hits`` says in one line per bound what grew since its last call.
+# bound name -> (what happens there, the option that sets it). Components count in their own tallies
+# and declare which key reports which bound (``Count(..., bound=...)``); ``Metrics.track_bounds``
+# exposes them in oomstream_bound_hits_total{bound}, and ``Metrics.log_bound_hits`` says in one line
+# per bound what grew since its last call.
 BOUND_METRIC = "oomstream_bound_hits"
 BOUND_HELP = "Things a size bound dropped, forgot or cut (one per item), by bound; see README 'Bounds'"
 BOUND_LOG_INTERVAL_SECONDS = 60.0
@@ -181,32 +171,6 @@ BOUNDS: dict[str, tuple[str, str]] = {
         "fixed: 5,000 pods",
     ),
 }
-SIGNAL_TRACKER_BOUNDS = {"keys_evicted": "k8s_tracker_keys"}
-SIGNAL_LEDGER_BOUNDS = {
-    "ids_evicted": "signal_ledger_ids",
-    "objects_evicted": "signal_ledger_objects",
-    "expired": "signal_ledger_age",
-}
-PIPELINE_BOUNDS = {"occurrences_skipped": "k8s_backfill_occurrences"}
-ASSEMBLER_BOUNDS = {"task_rows_not_kept": "task_table_rows", "raw_lines_not_kept": "report_raw_lines"}
-SINK_BOUNDS = {
-    "dead_letter_events_left_out": "dead_letter_events",
-    "dead_letter_raw_lines_cut": "dead_letter_raw_lines",
-}
-SOURCE_BOUNDS = {
-    "long_lines_truncated": "long_lines",
-    "long_lines": "k8s_object_long_lines",
-    "long_lines_dropped": "journald_long_lines",
-    "dropped_queue_full": "kmsg_buffer",
-}
-CORRELATOR_BOUNDS = {
-    "summaries_dropped": "incident_summaries",
-    "workload_history_dropped": "workload_history",
-}
-POD_CACHE_BOUNDS = {
-    "tombstones_over_cap": "pod_tombstones",
-    "previous_ids_forgotten": "container_previous_ids",
-}
 
 
 class _Renamed(Mapping[str, int]):
@@ -226,6 +190,31 @@ class _Renamed(Mapping[str, int]):
 
     def __len__(self) -> int:
         return len(set(self._names.values()))
+
+
+_reported_undeclared: set[tuple[str, str]] = set()
+
+
+def declared_items(counts: Mapping[str, int]) -> dict[str, int]:
+    """What a tally exposes: every key its declaration fixes (zero until counted) and the counted
+    keys of its patterns. A key set directly that no declaration holds is logged once, not shown."""
+    if not isinstance(counts, Tally):
+        return dict(list(counts.items()))
+    telemetry = counts.telemetry
+    items = dict.fromkeys(telemetry.keys, 0)
+    for key, count in list(counts.items()):
+        if telemetry.count(key) is not None:
+            items[key] = count
+        elif (telemetry.component, key) not in _reported_undeclared:
+            _reported_undeclared.add((telemetry.component, key))
+            log.error(
+                "%s counted %r, which its Telemetry does not declare; not exposed", telemetry.component, key
+            )
+    return items
+
+
+def _reader(counts: Mapping[str, int], key: str) -> Callable[[], int]:
+    return lambda: counts.get(key, 0)
 
 
 class _Queue(Protocol):
@@ -260,7 +249,7 @@ class _LiveCollector(Collector):
     """Exposes tallies and sizes owned by other objects, read at scrape time."""
 
     def __init__(self) -> None:
-        self.sources: dict[str, Mapping[str, int]] = {}
+        self.sources: dict[str, Tally] = {}
         self.tallies: dict[str, tuple[str, str, list[Mapping[str, int]]]] = {}
         self.queues: dict[str, _Queue | Callable[[], int]] = {}
         self.spool: _HasStats | None = None
@@ -279,21 +268,28 @@ class _LiveCollector(Collector):
         yield from self._spool_families()
 
     def collect(self) -> Iterator[Metric]:
-        named: dict[str, dict[str, int]] = {key: {} for key in SOURCE_COUNTS}
+        # Keys declared with a metric of their own -> that metric{source}; the standard ones
+        # (SOURCE_COUNTS) for every source, zero where a source does not count them.
+        own: dict[str, tuple[str, dict[str, int]]] = {
+            name: (help_text, {}) for name, help_text in SOURCE_COUNTS.values()
+        }
         other = CounterMetricFamily(
             "oomstream_source_counts", "Other per-source tallies, by name", labels=["source", "name"]
         )
         for source, counts in sorted(self.sources.items()):
-            for key in SOURCE_COUNTS:
-                named[key][source] = 0
-            for key, count in sorted(list(counts.items())):
-                if key in named:
-                    named[key][source] += count
+            for _, by_source in own.values():
+                by_source[source] = 0
+            for key, count in sorted(declared_items(counts).items()):
+                declared = counts.telemetry.count(key)
+                metric = declared.metric if declared is not None else ""
+                if metric:
+                    _, by_source = own.setdefault(metric, (declared.help if declared else "", {}))
+                    by_source[source] = by_source.get(source, 0) + count
                 else:
                     other.add_metric([source, key], count)
-        for key, (name, help_text) in SOURCE_COUNTS.items():
+        for name, (help_text, by_source) in own.items():
             family = CounterMetricFamily(name, help_text, labels=["source"])
-            for source, count in named[key].items():
+            for source, count in by_source.items():
                 family.add_metric([source], count)
             yield family
         yield other
@@ -301,7 +297,7 @@ class _LiveCollector(Collector):
             family = CounterMetricFamily(name, help_text, labels=[label])
             merged: dict[str, int] = {}
             for mapping in mappings:
-                for value, count in list(mapping.items()):
+                for value, count in declared_items(mapping).items():
                     merged[value] = merged.get(value, 0) + count
             for value, count in sorted(merged.items()):
                 family.add_metric([value], count)
@@ -375,6 +371,7 @@ class Metrics:
         self._live = _LiveCollector()
         self._bounds_logged: dict[str, int] = {}
         r.register(self._live)
+        self.track_tally(BOUND_METRIC, BOUND_HELP, "bound", dict.fromkeys(BOUNDS, 0))  # all visible
 
     # -- per event --------------------------------------------------------------------------------
 
@@ -400,9 +397,10 @@ class Metrics:
 
     # -- tallies read at scrape time --------------------------------------------------------------
 
-    def track_source(self, name: str, counts: Mapping[str, int]) -> None:
-        """Expose a source's tally under ``source=name``: the keys of ``SOURCE_COUNTS`` as their
-        own metrics, any other key as ``oomstream_source_counts_total{source, name}``.
+    def track_source(self, name: str, counts: Tally) -> None:
+        """Expose a source's tally under ``source=name``: keys declared with a metric of their own
+        (those of ``SOURCE_COUNTS`` for every source) as that metric, every other declared key as
+        ``oomstream_source_counts_total{source, name}``.
 
         Pass the long-lived ``Source.counts``: a new mapping for the same name replaces the old
         one, and a total that goes down reads as a counter reset to Prometheus.
@@ -411,27 +409,41 @@ class Metrics:
 
     def track_tally(self, name: str, help_text: str, label: str, counts: Mapping[str, int]) -> None:
         """Expose ``counts`` (label value -> total) as counter ``name{label=...}``; mappings tracked
-        under one name are summed (e.g. the ``records_by_format`` of every source's framer)."""
+        under one name are summed (e.g. the ``records_by_format`` of every source's framer).
+        A ``Tally``'s declared keys are all shown (zero until counted), and its keys declared with
+        a metric of their own are that metric too."""
+        if isinstance(counts, Tally):
+            for count in counts.telemetry:
+                if count.metric and not count.is_pattern:
+                    self._live.values[count.metric] = (count.help, _reader(counts, count.key))
         entry = self._live.tallies.get(name)
         if entry is None:
             self._live.tallies[name] = (help_text, label, [counts])
         elif all(existing is not counts for existing in entry[2]):
             entry[2].append(counts)
 
-    def track_formats(self, counts: Mapping[str, int]) -> None:
+    def track_formats(self, counts: Tally) -> None:
         """Records framed per input format (``Framer.records_by_format``)."""
         self.track_tally("oomstream_records", "Kernel records framed, per input format", "format", counts)
 
-    def track_parse_errors(self, counts: Mapping[str, int]) -> None:
+    def track_parse_errors(self, counts: Tally) -> None:
         """Lines that could not be framed or used, by reason (``Framer.skipped``, long lines, ...)."""
         self.track_tally(
             "oomstream_parse_errors", "Input lines skipped as unparseable, by reason", "reason", counts
         )
 
-    def track_bounds(self, counts: Mapping[str, int], names: Mapping[str, str]) -> None:
-        """Expose the keys of ``counts`` named in ``names`` as ``oomstream_bound_hits_total{bound}``
-        (zero until the bound is first hit, so every bound is visible)."""
-        self.track_tally(BOUND_METRIC, BOUND_HELP, "bound", _Renamed(counts, names))
+    def track_bounds(self, counts: Tally) -> None:
+        """Expose the keys ``counts`` declares with a bound as ``oomstream_bound_hits_total{bound}``
+        (every bound of ``BOUNDS`` is visible, zero until first hit)."""
+        names = counts.telemetry.bounds
+        for key, bound in names.items():
+            if bound not in BOUNDS:
+                raise ValueError(
+                    f"{counts.telemetry.component}: key {key!r} reports bound {bound!r}, which "
+                    f"streamer.metrics.BOUNDS does not describe (add what happens there and its option)"
+                )
+        if names:
+            self.track_tally(BOUND_METRIC, BOUND_HELP, "bound", _Renamed(counts, names))
 
     def bound_hits(self) -> dict[str, int]:
         """Totals of oomstream_bound_hits_total by bound, as a scrape would read them."""
@@ -462,7 +474,7 @@ class Metrics:
         finally:
             self.log_bound_hits()  # what the last interval saw, at shutdown too
 
-    def track_signals(self, tracker_counts: Mapping[str, int], ledger_counts: Mapping[str, int]) -> None:
+    def track_signals(self, tracker_counts: Tally, ledger_counts: Tally) -> None:
         """The Kubernetes signal tracker's tallies (objects skipped by reason, capped jumps, ...) and
         the bounds of the tracker and the signal ledger."""
         self.track_tally(
@@ -471,18 +483,14 @@ class Metrics:
             "name",
             tracker_counts,
         )
-        self.track_bounds(tracker_counts, SIGNAL_TRACKER_BOUNDS)
-        self.track_bounds(ledger_counts, SIGNAL_LEDGER_BOUNDS)
+        self.track_bounds(tracker_counts)
+        self.track_bounds(ledger_counts)
 
-    def track_pipeline(self, counts: Mapping[str, int]) -> None:
-        """The pipeline's tallies: occurrences of Kubernetes Events declared in
-        ``skipped_occurrences`` instead of emitted one by one, and the rest by name."""
-        self._live.values["oomstream_k8s_skipped_occurrences"] = (
-            "Occurrences of Kubernetes Events declared in skipped_occurrences, not emitted one by one",
-            lambda: counts.get("occurrences_skipped", 0),
-        )
+    def track_pipeline(self, counts: Tally) -> None:
+        """The pipeline's tallies by name (and those its stages declare with a metric of their own,
+        e.g. oomstream_k8s_skipped_occurrences)."""
         self.track_tally("oomstream_pipeline", "Pipeline tallies, by name", "name", counts)
-        self.track_bounds(counts, PIPELINE_BOUNDS)
+        self.track_bounds(counts)
 
     def track_queue(self, name: str, queue: _Queue | Callable[[], int]) -> None:
         """Expose the depth (and bound) of an ``asyncio.Queue``, or of anything via a callable."""

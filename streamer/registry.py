@@ -52,6 +52,7 @@ COMPONENTS: Mapping[str, str] = {
     "sinks.kafka": "streamer.sinks.kafka_component",
     "sinks.stdout": "streamer.sinks.stdout",
     "sinks.file": "streamer.sinks.file",
+    "sinks.k8s_events": "streamer.sinks.k8s_events",
 }
 
 

@@ -62,7 +62,23 @@ from typing import Any, NamedTuple, Self
 
 import orjson
 
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.checkpoint import DirectoryLock, atomic_write, fsync_directory
+
+# The spool's tally; exposed through SpoolStats (streamer.metrics SPOOL_FAMILIES), one field a key.
+SPOOL_TELEMETRY = Telemetry(
+    "spool",
+    (
+        Count("appended_events", "events written"),
+        Count("acked_events", "events acknowledged"),
+        Count("dropped_events", "unsent events deleted by overflow"),
+        Count("dropped_segments", "segments deleted by overflow"),
+        Count("rejected_events", "events larger than max_bytes"),
+        Count("torn_records", "torn or corrupt records cut off at open"),
+        Count("torn_bytes", "bytes of those"),
+        Count("write_errors", "appends that failed"),
+    ),
+)
 
 log = logging.getLogger("oomstream.spool")
 
@@ -169,19 +185,8 @@ class Spool:
         self._head_offset = len(MAGIC)  # its offset in the oldest segment
         self._next_index = 0
         self._bytes = 0
-        self._counts = dict.fromkeys(
-            (
-                "appended_events",
-                "acked_events",
-                "dropped_events",
-                "dropped_segments",
-                "rejected_events",
-                "torn_records",
-                "torn_bytes",
-                "write_errors",
-            ),
-            0,
-        )
+        # Every key present from the start: SpoolStats takes them all.
+        self._counts: Tally = SPOOL_TELEMETRY.tally((key, 0) for key in SPOOL_TELEMETRY.keys)
         self._first_seq = 0  # the number of the first segment when none exists
         self._closed = False
         try:

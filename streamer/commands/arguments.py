@@ -157,3 +157,71 @@ def add_tail_parser(subparsers: SubParsers) -> None:
         help="stop when no event arrived for this long (default: wait forever)",
     )
     parser.set_defaults(handler=Lazy("streamer.commands.tail", "cmd_tail"))
+
+
+# -- timeline ----------------------------------------------------------------------------------------
+
+
+def add_timeline_parser(subparsers: SubParsers) -> None:
+    from streamer.timeline import DEFAULT_MAX_PUBLISH_DELAY, DEFAULT_SINCE, GROUP_BY
+
+    parser = subparsers.add_parser(
+        "timeline",
+        help="OOM kills in kill-time order with their Kubernetes signals (terminal, --json, --html, --serve)",
+        description="Read events from the Kafka events topic over a time range (seeking by time; "
+        "nothing committed unless --group) or from JSON-lines files (`oomstream parse`, "
+        "`tail --json`; - for stdin), join the events of each incident and print them in kill-time "
+        "order with a summary. --html writes a self-contained report; --serve a live page. Kafka "
+        "options as for `oomstream run`: --config FILE, OOMSTREAM_SINKS_KAFKA_* variables, "
+        "--sinks-kafka-* flags; with none, the local broker `make run` started.",
+    )
+    parser.add_argument(
+        "files", nargs="*", metavar="FILE", help="JSON-lines files (gzip ok; - for stdin); none: Kafka"
+    )
+    when = parser.add_argument_group("range")
+    when.add_argument(
+        "--since", default=None, help=f"the last DURATION (e.g. 30m, 2h, 7d; Kafka default {DEFAULT_SINCE})"
+    )
+    when.add_argument("--from", dest="from_time", default=None, help="start: RFC 3339 or a duration ago (2h)")
+    when.add_argument(
+        "--to", dest="to_time", default=None, help="end (exclusive): RFC 3339, now, or a duration ago"
+    )
+    pick = parser.add_argument_group("filters (repeatable; an incident matches any value given)")
+    pick.add_argument("-n", "--namespace", action="append")
+    pick.add_argument("--workload", action="append", help="Kind/name, name, or namespace/Kind/name")
+    pick.add_argument("--pod", action="append")
+    pick.add_argument("--node", "--host", dest="node", action="append")
+    pick.add_argument("--container", action="append")
+    pick.add_argument("--incident", action="append", help="incident id or its prefix")
+    pick.add_argument(
+        "--type", action="append", help="event type: oom_kill, k8s_oom_killed, k8s_evicted, ..."
+    )
+    parser.add_argument("--group-by", choices=GROUP_BY, default="incident")
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--json", action="store_true", help="one JSON document (summary + groups of incidents)"
+    )
+    output.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    output.add_argument(
+        "--width", type=int, default=None, help="columns (default: the terminal's, 120 when piped)"
+    )
+    output.add_argument("--html", metavar="FILE", default=None, help="write a self-contained HTML report")
+    output.add_argument("--print", action="store_true", help="with --html: print the timeline too")
+    live = parser.add_argument_group("live page")
+    live.add_argument("--serve", action="store_true", help="serve the live page, following the topic")
+    live.add_argument(
+        "--listen", default="127.0.0.1:8765", help="HOST:PORT (default 127.0.0.1:8765, loopback)"
+    )
+    live.add_argument(
+        "--window-events", type=int, default=20000, help="events kept in memory by --serve (default 20000)"
+    )
+    add_kafka_arguments(parser)
+    kafka = parser.add_argument_group("reading Kafka")
+    kafka.add_argument("--group", default=None, help="commit the offsets read under this consumer group")
+    kafka.add_argument(
+        "--max-publish-delay",
+        default=DEFAULT_MAX_PUBLISH_DELAY,
+        help=f"read records published up to this long after --to (default {DEFAULT_MAX_PUBLISH_DELAY}): "
+        "kills replayed from the spool are published late",
+    )
+    parser.set_defaults(handler=Lazy("streamer.commands.timeline", "cmd_timeline"))

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from streamer.commands.arguments import add_kafka_arguments, add_publish_parser
-from streamer.config import ENV_BOOTSTRAP_ALIAS, load_config, option_overrides, overrides_from_args
+from streamer.commands.bootstrap import configured_origin, find_local_broker
+from streamer.config import load_config, option_overrides, overrides_from_args
 from streamer.errors import CliError, ConfigError
 from streamer.inputs import (
     InputError,
@@ -98,7 +99,13 @@ class PublishOutcome:
 def kafka_options_from_args(args: argparse.Namespace, command: str) -> KafkaOptions:
     """The Kafka options as ``oomstream run`` reads them (``--config`` file, ``OOMSTREAM_SINKS_KAFKA_*``
     variables, ``--sinks-kafka-*`` flags), plus this command's short forms: ``--bootstrap``, ``--topic``
-    and ``-o KEY=VALUE``."""
+    and ``-o KEY=VALUE``; with no broker named, the local one ``make run`` started."""
+    return kafka_options_and_broker(args, command)[0]
+
+
+def kafka_options_and_broker(args: argparse.Namespace, command: str) -> tuple[KafkaOptions, str]:
+    """``kafka_options_from_args`` and where its bootstrap servers came from, for the line each
+    reading command prints ("reading TOPIC from Kafka at SERVERS (WHERE)")."""
     origin = f"oomstream {command} options"
     try:
         overrides: dict[str, object] = overrides_from_args(args)
@@ -111,14 +118,18 @@ def kafka_options_from_args(args: argparse.Namespace, command: str) -> KafkaOpti
     except ConfigError as error:
         raise CliError(str(error)) from None
     kafka: KafkaOptions = config.components["sinks.kafka"]
-    if not kafka.configured:
-        raise CliError(
-            "no Kafka bootstrap servers: pass --bootstrap HOST:PORT[,HOST:PORT...] "
-            f"or set {ENV_BOOTSTRAP_ALIAS} (or [sinks.kafka] bootstrap_servers in --config FILE)"
+    if kafka.configured:
+        broker = configured_origin(config.origins, args.bootstrap)
+    else:
+        found = find_local_broker()
+        kafka = dataclasses.replace(
+            kafka, bootstrap_servers=tuple(s.strip() for s in found.servers.split(",") if s.strip())
         )
+        broker = found.origin
+        origin += f" and {found.origin}"
     if args.config_path:
         origin += f" and {args.config_path}"
-    return dataclasses.replace(kafka, origin=origin)
+    return dataclasses.replace(kafka, origin=origin), broker
 
 
 async def publish_files(

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from parsers.events import AnyEvent, event_to_dict
 from parsers.k8s import SignalTracker
+from parsers.telemetry import Tally
 from streamer import registry
 from streamer.checkpoint import CheckpointStore
 from streamer.commands.arguments import add_run_parser
@@ -26,16 +27,7 @@ from streamer.errors import CliError
 from streamer.kafka import KafkaOptions
 from streamer.kube.api import KubeApi, KubeApiConfig, KubeApiError
 from streamer.logging_setup import setup_logging
-from streamer.metrics import (
-    ASSEMBLER_BOUNDS,
-    CORRELATOR_BOUNDS,
-    POD_CACHE_BOUNDS,
-    SINK_BOUNDS,
-    SOURCE_BOUNDS,
-    Metrics,
-    MetricsServer,
-    sink_readiness,
-)
+from streamer.metrics import Metrics, MetricsServer, sink_readiness
 from streamer.pipeline import SIGNAL_LEDGER_NAME, Delivery, Pipeline, PipelineSettings, SignalLedger
 from streamer.registry import BuildContext
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
@@ -317,20 +309,29 @@ async def build_service(
     )
     metrics.track_pipeline(pipeline.counts)
     for source in sources:
-        metrics.track_bounds(source.counts, SOURCE_BOUNDS)
+        metrics.track_bounds(source.counts)
     for signal_source in kube.signal_sources:
-        metrics.track_bounds(signal_source.counts, SOURCE_BOUNDS)
+        metrics.track_bounds(signal_source.counts)
     for assembler in pipeline.assemblers:
-        metrics.track_bounds(assembler.counts, ASSEMBLER_BOUNDS)
+        metrics.track_bounds(assembler.counts)
+    if isinstance(sink, FanOutSink):
+        metrics.track_tally(
+            "oomstream_side_sinks", "Side sinks' tallies (start failures, errors, copies dropped), by name",
+            "name", sink.counts,
+        )  # fmt: skip
+    if pid_index is not None:
+        metrics.track_tally(
+            "oomstream_pid_index", "Pid index scans and attributions, by name", "name", pid_index.counts
+        )
     for part in _sinks_of(sink):
         bounds = getattr(part, "bounds", None)
-        if bounds is not None:
-            metrics.track_bounds(bounds, SINK_BOUNDS)
+        if isinstance(bounds, Tally):
+            metrics.track_bounds(bounds)
     if kube.correlator is not None:
-        metrics.track_bounds(kube.correlator.counts, CORRELATOR_BOUNDS)
+        metrics.track_bounds(kube.correlator.counts)
     if kube.watch is not None:
         metrics.track_source("pod-cache", kube.watch.cache.counts)
-        metrics.track_bounds(kube.watch.cache.counts, POD_CACHE_BOUNDS)
+        metrics.track_bounds(kube.watch.cache.counts)
     metrics.track_queue("records", lambda: pipeline.queue_depth)
     for source in sources:
         if isinstance(source, ListenerSource):

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import orjson
 
 from streamer.commands.arguments import add_tail_parser
-from streamer.commands.publish import kafka_options_from_args
+from streamer.commands.publish import kafka_options_and_broker
 from streamer.errors import CliError
 from streamer.kafka import (
     Credentials,
@@ -217,8 +217,9 @@ def cmd_tail(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         raise CliError("--max-events must be > 0")
     if args.timeout_seconds is not None and args.timeout_seconds <= 0:
         raise CliError("--timeout-seconds must be > 0")
-    config = kafka_options_from_args(args, "tail")
+    config, broker = kafka_options_and_broker(args, "tail")
     pretty = args.pretty if args.pretty is not None else stdout.isatty()
+    stderr.write(f"oomstream tail: reading {config.events_topic} from Kafka at {config.servers} ({broker})\n")
     count = asyncio.run(
         tail_events(
             config,

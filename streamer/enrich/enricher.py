@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Final
 
@@ -40,7 +39,22 @@ from parsers.events import (
     PodMetadata,
     WaitedEnrichment,
 )
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.enrich.pods import PodCache, PodMatch
+
+_STATUSES = ("ok", "pod_not_found", "not_kubernetes", "no_cgroup", "disabled")
+# oomstream_source_counts_total{source="enrichment",name}: events and signals by enrichment status.
+ENRICHER_TELEMETRY = Telemetry(
+    "enrichment",
+    (
+        *(Count(status, f"kill events enriched with status {status}") for status in _STATUSES),
+        *(Count(f"signal_{status}", f"signals enriched with status {status}") for status in _STATUSES),
+        Count("not_synced", "lookups that missed while the pod cache was not yet synced"),
+        Count("error", "events whose enrichment failed (sent as pod_not_found)"),
+        Count("analysis_error", "events whose analysis failed (sent without one)"),
+        Count("signal_error", "signals whose enrichment failed (sent unenriched)"),
+    ),
+)
 
 __all__ = ["Enricher", "analyse", "kubernetes_fields"]
 
@@ -135,7 +149,7 @@ class Enricher:
         self.node = node
         self.wait_seconds = wait_seconds
         self.clock = clock
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = ENRICHER_TELEMETRY.tally()
 
     async def __call__(self, event: OomEvent) -> OomEvent:
         try:

@@ -56,7 +56,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -80,6 +80,26 @@ from parsers.events import (
     make_signal_id,
 )
 from parsers.k8s import parse_container_id
+from parsers.telemetry import Count, Tally, Telemetry
+
+CORRELATOR_TELEMETRY = Telemetry(
+    "correlator",
+    (
+        Count("signals", "signals correlated"),
+        Count("duplicates", "signals seen twice"),
+        Count("joined", "signals joined to an open incident"),
+        Count("merged", "incidents merged"),
+        Count("incidents_opened", "incidents opened"),
+        Count("incidents_closed", "incidents closed"),
+        Count("closed_early", "incidents closed before their window at the open bound"),
+        Count("passed_through", "events passed through uncorrelated"),
+        Count("errors", "events the correlator failed on"),
+        Count("time_missing", "signals without a time"),
+        Count("time_unparsable", "signals whose time did not parse"),
+        Count("summaries_dropped", "incident summaries dropped", bound="incident_summaries"),
+        Count("workload_history_dropped", "remembered kills forgotten", bound="workload_history"),
+    ),
+)
 
 __all__ = ["KILL_SIGNAL_TYPES", "VERDICTS", "Correlator"]
 
@@ -258,7 +278,7 @@ def _report_key(event: OomEvent) -> tuple[str, ...]:
     return ("event", str(event.event_id))
 
 
-def _facts(event: _Signal, now: float, counts: Counter[str]) -> _Facts:
+def _facts(event: _Signal, now: float, counts: Tally) -> _Facts:
     time = parse_time(event.time)
     if time is None:
         counts["time_missing" if event.time is None else "time_unparsable"] += 1
@@ -468,7 +488,7 @@ class Correlator:
         self.window_seconds = float(window_seconds)
         self.workload_window_seconds = float(workload_window_seconds)
         self.max_open = max(1, int(max_open))
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = CORRELATOR_TELEMETRY.tally()
         self._seq = 0
         self._open: OrderedDict[int, _Incident] = OrderedDict()  # least recently active first
         self._by_event: dict[str, int] = {}

@@ -17,11 +17,23 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
 from dataclasses import dataclass, replace
 
 from parsers.cgroup import limit_scope
 from parsers.events import CgroupInfo, OomEvent
+from parsers.telemetry import Count, Tally, Telemetry
+
+PID_INDEX_TELEMETRY = Telemetry(
+    "pid_index",
+    (
+        Count("scans", "scans of /proc"),
+        Count("scan_errors", "scans that failed"),
+        Count("truncated_scans", "scans cut at the process limit"),
+        Count("attributed_pid_index", "kills attributed to a cgroup by the pid index"),
+        Count("attributed_memory_events", "kills attributed by memory.events"),
+        Count("unattributed", "kills left without a cgroup"),
+    ),
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +93,7 @@ class PidIndex:
         # and two file reads per process per scan dominate the cost (about 55 us a process).
         # A pid reused in between is caught by the comm check in attribute().
         self.reread_seconds = reread_seconds
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = PID_INDEX_TELEMETRY.tally()
         self.scan_seconds_total = 0.0
         self._entries: dict[int, IndexEntry] = {}
         self._alive: dict[int, IndexEntry] = {}

@@ -31,14 +31,37 @@ import logging
 import re
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from parsers.k8s import parse_container_id
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.config import DEFAULT_LABEL_ALLOWLIST
 from streamer.enrich.quantity import parse_quantity
+
+# oomstream_source_counts_total{source="pod-cache",name}.
+POD_CACHE_TELEMETRY = Telemetry(
+    "pod-cache",
+    (
+        Count("relist", "full relists applied"),
+        Count("deleted_by_relist", "pods gone at a relist"),
+        Count("event_{}", "watch events, by type (ADDED, MODIFIED, DELETED; unknown)"),
+        Count("bad_object", "pod objects missing what the cache needs"),
+        Count("bad_quantity", "memory quantities that did not parse"),
+        Count("{}_keys_not_copied", "label or annotation keys left out by the allowlist"),
+        Count("label_keys_not_copied", "label keys left out by label_allowlist"),
+        Count("annotation_keys_not_copied", "annotation keys left out by annotation_allowlist"),
+        Count("resurrected", "deleted pods seen alive again"),
+        Count("tombstones_expired", "deleted pods forgotten after tombstone_seconds"),
+        Count("tombstones_over_cap", "deleted pods forgotten at the cap", bound="pod_tombstones"),
+        Count(
+            "previous_ids_forgotten",
+            "earlier container ids forgotten",
+            bound="container_previous_ids",
+        ),
+    ),
+)
 
 __all__ = [
     "ContainerInfo",
@@ -208,7 +231,7 @@ class PodCache:
         self.max_tombstones = max_tombstones
         self.synced = False
         self.resource_version: str | None = None
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = POD_CACHE_TELEMETRY.tally()
         self._pods: dict[str, PodInfo] = {}  # API UID -> pod (live and tombstones)
         self._by_container: dict[str, str] = {}  # bare container id -> API UID
         self._by_hash: dict[str, str] = {}  # static pod config hash -> API UID

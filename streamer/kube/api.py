@@ -30,6 +30,18 @@ import orjson
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
+from parsers.telemetry import Count, Tally, Telemetry
+
+# What KubeApi counts, in its own tally or in the ``stats`` of the caller (a list-watch).
+KUBE_API_TELEMETRY = Telemetry(
+    "kube_api",
+    (
+        Count("auth_refreshes", "credentials re-read after a 401"),
+        Count("errors_transport", "requests that failed below HTTP"),
+        Count("errors_http_{}", "responses with an error status, by status"),
+    ),
+)
+
 __all__ = ["KubeApi", "KubeApiConfig", "KubeApiError"]
 
 log = logging.getLogger(__name__)
@@ -118,12 +130,19 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _http_error(
-    status: int, body: bytes, headers: Mapping[str, str], path: str, params: Mapping[str, str]
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    path: str,
+    params: Mapping[str, str],
+    *,
+    method: str = "GET",
 ) -> KubeApiError:
     reason, message = _status_of(body)
-    where = f"GET {path}"
+    where = f"{method} {path}"
     if status == 403:
         verb, resource, group, ns = describe_request(path, params)
+        verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(method, verb)
         scope = f' in namespace "{ns}"' if ns else " cluster-wide"
         return KubeApiError(
             f"forbidden: RBAC does not allow verb {verb!r} on resource {resource!r} "
@@ -151,13 +170,15 @@ def _http_error(
     )
 
 
-def _transport_error(exc: BaseException, path: str) -> KubeApiError:
+def _transport_error(exc: BaseException, path: str, method: str = "GET") -> KubeApiError:
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return KubeApiError(f"TLS failure talking to the API server (GET {path}): {exc}", reason="TLSError")
+        return KubeApiError(
+            f"TLS failure talking to the API server ({method} {path}): {exc}", reason="TLSError"
+        )
     if isinstance(exc, TimeoutError):
-        return KubeApiError(f"timeout (GET {path})", reason="Timeout", retriable=True)
+        return KubeApiError(f"timeout ({method} {path})", reason="Timeout", retriable=True)
     return KubeApiError(
-        f"connection error (GET {path}): {type(exc).__name__}: {exc}",
+        f"connection error ({method} {path}): {type(exc).__name__}: {exc}",
         reason="ConnectionError",
         retriable=True,
     )
@@ -173,7 +194,7 @@ class KubeApi:
         self._client: ApiClient | None = None
         self._refresh_lock = asyncio.Lock()
         self._credentials_generation = 0
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = KUBE_API_TELEMETRY.tally()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -254,23 +275,34 @@ class KubeApi:
     # ------------------------------------------------------------------ requests
 
     async def _send(
-        self, path: str, params: Mapping[str, str], timeout: aiohttp.ClientTimeout
+        self,
+        path: str,
+        params: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout,
+        *,
+        method: str = "GET",
+        body: Any = None,
+        content_type: str | None = None,
     ) -> aiohttp.ClientResponse:
         if self._client is None:
             raise KubeApiError("KubeApi is not open (use async with)", reason="ConfigError")
+        headers = {"Accept": "application/json"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         try:
             resp = await self._client.call_api(
                 path,
-                "GET",
+                method,
                 query_params=list(params.items()),
-                header_params={"Accept": "application/json"},
+                header_params=headers,
+                body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
                 _request_timeout=timeout,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self.counts["errors_transport"] += 1
-            raise _transport_error(e, path) from e
+            raise _transport_error(e, path, method) from e
         assert isinstance(resp, aiohttp.ClientResponse)
         return resp
 
@@ -281,29 +313,54 @@ class KubeApi:
         timeout: aiohttp.ClientTimeout,
         *,
         stats: Counter[str] | None,
+        method: str = "GET",
+        body: Any = None,
+        content_type: str | None = None,
     ) -> aiohttp.ClientResponse:
         """A 2xx response with the body unread; 401 re-reads credentials once and retries."""
         for attempt in (1, 2):
             generation = self._credentials_generation
-            resp = await self._send(path, params, timeout)
+            resp = await self._send(
+                path, params, timeout, method=method, body=body, content_type=content_type
+            )
             if 200 <= resp.status < 300:
                 return resp
             try:
-                body = await resp.content.read(_MAX_ERROR_BODY)
+                error_body = await resp.content.read(_MAX_ERROR_BODY)
             except (aiohttp.ClientError, TimeoutError) as e:
-                body = b""
+                error_body = b""
                 log.debug("kubernetes api: reading error body failed: %s", e)
             finally:
                 resp.release()
             if resp.status == 401 and attempt == 1:
-                log.warning("kubernetes api: 401 on GET %s, re-reading credentials", path)
+                log.warning("kubernetes api: 401 on %s %s, re-reading credentials", method, path)
                 await self._refresh(generation)
                 if stats is not None:
                     stats["auth_refreshes"] += 1
                 continue
             self.counts[f"errors_http_{resp.status}"] += 1
-            raise _http_error(resp.status, body, resp.headers, path, params)
+            raise _http_error(resp.status, error_body, resp.headers, path, params, method=method)
         raise AssertionError("unreachable")
+
+    async def write_json(
+        self, method: str, path: str, body: Mapping[str, Any], *, content_type: str = "application/json"
+    ) -> dict[str, Any]:
+        """POST (create) or PATCH ``body`` at ``path``; returns the object the server stored."""
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_seconds)
+        resp = await self._open(
+            path, {}, timeout, stats=None, method=method, body=dict(body), content_type=content_type
+        )
+        try:
+            raw = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise _transport_error(e, path, method) from e
+        finally:
+            resp.release()
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise KubeApiError(f"invalid JSON from {method} {path}: {e}", reason="InvalidResponse") from e
+        return data if isinstance(data, dict) else {}
 
     async def get_json(
         self, path: str, params: Mapping[str, str], *, stats: Counter[str] | None = None

@@ -28,7 +28,23 @@ from typing import Any, Protocol
 
 import orjson
 
-from streamer.kube.api import KubeApi, KubeApiError
+from parsers.telemetry import Count, Tally, Telemetry
+from streamer.kube.api import KUBE_API_TELEMETRY, KubeApi, KubeApiError
+
+LIST_WATCH_TELEMETRY = KUBE_API_TELEMETRY + Telemetry(
+    "list_watch",
+    (
+        Count("lists", "lists done"),
+        Count("events", "watch events handled"),
+        Count("bookmarks", "watch bookmarks"),
+        Count("watch_restarts", "watches restarted"),
+        Count("relists_410", "relists after 410 Gone"),
+        Count("stalls", "watches that said nothing for the stall timeout"),
+        Count("errors_decode", "watch lines that did not decode"),
+        Count("errors_handler", "objects the handler failed on"),
+        Count("errors_{}", "API errors, by class (connection, timeout, gone, ...)"),
+    ),
+)
 
 __all__ = ["ListWatcher", "WatchHandler", "error_class"]
 
@@ -123,7 +139,7 @@ class ListWatcher:
 
         self.synced = asyncio.Event()
         self.resource_version: str | None = None
-        self.counts: collections.Counter[str] = collections.Counter()
+        self.counts: Tally = LIST_WATCH_TELEMETRY.tally()
         self.state = "idle"  # listing | watching | backoff | failed
 
     # ------------------------------------------------------------------ loop

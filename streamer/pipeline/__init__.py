@@ -20,23 +20,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from parsers.oom import Assembler
 from parsers.streams import HostAssemblers
+from parsers.telemetry import Tally
 from streamer.enrich.pid_index import PidIndex
-from streamer.pipeline.correlation import Correlation, Correlator
-from streamer.pipeline.delivery import SPOOL_DRAIN_BATCH, Delivery, EventListener, decode_spooled
-from streamer.pipeline.enrichment import Enricher, Enrichment
-from streamer.pipeline.kernel import CheckpointSink, KernelAssembly
-from streamer.pipeline.signals import SIGNAL_LEDGER_NAME, SignalEnricher, SignalIntake, SignalLedger
+from streamer.pipeline.correlation import CORRELATION_TELEMETRY, Correlation, Correlator
+from streamer.pipeline.delivery import (
+    DELIVERY_TELEMETRY,
+    SPOOL_DRAIN_BATCH,
+    Delivery,
+    EventListener,
+    decode_spooled,
+)
+from streamer.pipeline.enrichment import ENRICHMENT_TELEMETRY, Enricher, Enrichment
+from streamer.pipeline.kernel import KERNEL_TELEMETRY, CheckpointSink, KernelAssembly
+from streamer.pipeline.signals import (
+    SIGNAL_INTAKE_TELEMETRY,
+    SIGNAL_LEDGER_NAME,
+    SignalEnricher,
+    SignalIntake,
+    SignalLedger,
+)
 from streamer.pipeline.tickets import Outcome, Ticket
 from streamer.sinks.base import DeliveryResult, Sink
 from streamer.sources.base import Source
 from streamer.sources.signals import SignalSource
 from streamer.spool import Spool
+
+# The stages share one tally (oomstream_pipeline_total{name}); each declares its own keys.
+PIPELINE_TELEMETRY = (
+    KERNEL_TELEMETRY
+    + ENRICHMENT_TELEMETRY
+    + CORRELATION_TELEMETRY
+    + DELIVERY_TELEMETRY
+    + SIGNAL_INTAKE_TELEMETRY
+)
 
 __all__ = [
     "SIGNAL_LEDGER_NAME",
@@ -88,7 +109,7 @@ class Pipeline:
         it before the sink); without one, the sink's results must reach ``on_delivery``."""
         self.settings = settings or PipelineSettings()
         self.checkpoints = checkpoints
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = PIPELINE_TELEMETRY.tally()
         if delivery is None:
             delivery = Delivery(spool=spool, on_published=on_published)
         delivery.counts = self.counts

@@ -3,12 +3,17 @@ and the incident summaries the correlator closes are delivered with tickets nobo
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Protocol
 
 from parsers.events import AnyEvent, IncidentEvent
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.pipeline.delivery import Delivery
 from streamer.pipeline.tickets import NO_OWNER, Ticket
+
+CORRELATION_TELEMETRY = Telemetry(
+    "pipeline.correlation",
+    (Count("incidents_submitted", "incident summaries handed to the sink"),),
+)
 
 
 class Correlator(Protocol):
@@ -22,7 +27,7 @@ class Correlator(Protocol):
 
 
 class Correlation:
-    def __init__(self, correlator: Correlator | None, delivery: Delivery, counts: Counter[str]) -> None:
+    def __init__(self, correlator: Correlator | None, delivery: Delivery, counts: Tally) -> None:
         self.correlator = correlator
         self.delivery = delivery
         self.counts = counts

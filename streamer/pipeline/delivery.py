@@ -11,15 +11,27 @@ it arrived (a failed batch is resent whole later: at least once, same event ids)
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 
 import orjson
 
 from parsers.events import AnyEvent, any_event_from_dict, event_to_json
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.pipeline.tickets import Outcome, Ticket
 from streamer.sinks.base import DeliveryResult, DeliveryStatus, Sink
 from streamer.spool import Spool, SpoolRecord
+
+DELIVERY_TELEMETRY = Telemetry(
+    "pipeline.delivery",
+    (
+        Count("events_acknowledged", "events the sink acknowledged"),
+        Count("events_failed", "events that failed for good"),
+        Count("events_spooled", "events written to the spool"),
+        Count("spool_resent", "spooled events sent again"),
+        Count("spool_errors", "spool reads or appends that failed"),
+        Count("spool_corrupt", "spooled records that did not decode"),
+    ),
+)
 
 log = logging.getLogger("oomstream.pipeline")
 
@@ -36,11 +48,11 @@ class Delivery:
         *,
         spool: Spool | None = None,
         on_published: EventListener | None = None,
-        counts: Counter[str] | None = None,
+        counts: Tally | None = None,
     ) -> None:
         self.spool = spool
         self.on_published = on_published
-        self.counts: Counter[str] = Counter() if counts is None else counts
+        self.counts: Tally = DELIVERY_TELEMETRY.tally() if counts is None else counts
         self._sink: Sink | None = None
         self._last_ok = True
         # Spool drain: the batch in flight, and whether every record of it was acknowledged.

@@ -11,13 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from parsers.events import OomEvent
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.pipeline.correlation import Correlation
 from streamer.pipeline.delivery import Delivery
 from streamer.pipeline.tickets import Ticket
+
+ENRICHMENT_TELEMETRY = Telemetry(
+    "pipeline.enrichment",
+    (
+        Count("events_submitted", "kill events handed to the sink"),
+        Count("events_failed", "kill events that failed before the sink"),
+        Count("enrich_errors", "enrichments that raised"),
+    ),
+)
 
 log = logging.getLogger("oomstream.pipeline")
 
@@ -26,7 +35,7 @@ Enricher = Callable[[OomEvent], Awaitable[OomEvent]]
 
 class Enrichment:
     def __init__(
-        self, enrich: Enricher | None, correlation: Correlation, delivery: Delivery, counts: Counter[str]
+        self, enrich: Enricher | None, correlation: Correlation, delivery: Delivery, counts: Tally
     ) -> None:
         self.enrich = enrich
         self.correlation = correlation

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -30,11 +29,21 @@ from parsers.oom import Assembler
 from parsers.records import KernelRecord, SourcePosition
 from parsers.scan import KEYWORD_TEXTS
 from parsers.streams import HostAssemblers
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.acks import AckTracker
 from streamer.enrich.pid_index import PidIndex
 from streamer.pipeline.tickets import Outcome, Ticket
 from streamer.sinks.base import DeliveryResult
 from streamer.sources.base import FatalSourceError, Source
+
+KERNEL_TELEMETRY = Telemetry(
+    "pipeline.kernel",
+    (
+        Count("source_failures", "sources that failed"),
+        Count("checkpoints", "checkpoints saved"),
+        Count("checkpoint_errors", "checkpoint saves that failed"),
+    ),
+)
 
 log = logging.getLogger("oomstream.pipeline")
 
@@ -92,11 +101,11 @@ class KernelAssembly:
         report_timeout_seconds: float,
         max_tasks: int,
         pid_index: PidIndex | None = None,
-        counts: Counter[str] | None = None,
+        counts: Tally | None = None,
     ) -> None:
         self.emit = emit
         self.pid_index = pid_index
-        self.counts: Counter[str] = Counter() if counts is None else counts
+        self.counts: Tally = KERNEL_TELEMETRY.tally() if counts is None else counts
 
         def assembler() -> Assembler:
             return Assembler(

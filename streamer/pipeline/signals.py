@@ -10,12 +10,12 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from parsers.events import K8sEvent
 from parsers.k8s import occurrence_key
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.logging_setup import RateLimiter
 from streamer.pipeline.correlation import Correlation
 from streamer.pipeline.delivery import Delivery
@@ -23,6 +23,33 @@ from streamer.pipeline.kernel import CheckpointSink
 from streamer.pipeline.tickets import Outcome, Ticket
 from streamer.sinks.base import DeliveryResult
 from streamer.sources.signals import SignalSource
+
+LEDGER_TELEMETRY = Telemetry(
+    "signal_ledger",
+    (
+        Count("ids_evicted", "published signal ids forgotten", bound="signal_ledger_ids"),
+        Count("objects_evicted", "Event objects' high-water marks forgotten", bound="signal_ledger_objects"),
+        Count("expired", "entries older than 7 days dropped", bound="signal_ledger_age"),
+    ),
+)
+SIGNAL_INTAKE_TELEMETRY = Telemetry(
+    "pipeline.signals",
+    (
+        Count("signals_read", "signals read from the signal sources"),
+        Count("signals_already_published", "signals the ledger had published before"),
+        Count("signals_submitted", "signals handed to the sink"),
+        Count("occurrence_jumps_capped", "Event count jumps declared in skipped_occurrences"),
+        Count(
+            "occurrences_skipped",
+            "Occurrences of Kubernetes Events declared in skipped_occurrences, not emitted one by one",
+            metric="oomstream_k8s_skipped_occurrences",
+            bound="k8s_backfill_occurrences",
+        ),
+        Count("enrich_errors", "signal enrichments that raised"),
+        Count("source_failures", "signal sources that failed"),
+        Count("checkpoint_errors", "signal source checkpoints that failed"),
+    ),
+)
 
 log = logging.getLogger("oomstream.pipeline")
 
@@ -58,7 +85,7 @@ class SignalLedger:
         self.max_age_seconds = max_age_seconds
         self._published: dict[str, float] = {}
         self._occurrences: dict[str, tuple[int, float]] = {}  # object key -> (highest occurrence, time)
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = LEDGER_TELEMETRY.tally()
         self.dirty = False
 
     def __contains__(self, event_id: object) -> bool:
@@ -171,7 +198,7 @@ class SignalIntake:
         correlation: Correlation,
         delivery: Delivery,
         ledger: SignalLedger | None,
-        counts: Counter[str],
+        counts: Tally,
     ) -> None:
         self.sources = {source.name: source for source in sources}
         self.enrich = enrich

@@ -25,7 +25,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self
 import orjson
 
 from parsers.events import AnyEvent, IncidentEvent, OomEvent, event_to_dict, format_time
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.errors import FatalSinkError, RetriableSinkError, SinkConfigError, SinkError
+
+# What the record size bound leaves out of dead letters (``dead_letter_to_json(counts=...)``).
+DEAD_LETTER_TELEMETRY = Telemetry(
+    "dead_letters",
+    (
+        Count(
+            "dead_letter_events_left_out", "dead letters sent without their event", bound="dead_letter_events"
+        ),
+        Count("dead_letter_raw_lines_cut", "raw lines cut from dead letters", bound="dead_letter_raw_lines"),
+    ),
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry  # loaded with the metrics, not by check-config
@@ -157,7 +169,7 @@ def dead_letter_to_json(
     producer: str | None = None,
     max_bytes: int | None = None,
     include_event: bool = True,
-    counts: TallyCounter[str] | None = None,
+    counts: Tally | None = None,
 ) -> bytes:
     """The dead-letter envelope (one JSON object; ``type`` tells it apart from events).
 

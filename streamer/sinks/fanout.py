@@ -13,12 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from parsers.events import AnyEvent
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.sinks.base import DeadLetter, Sink
+
+FANOUT_TELEMETRY = Telemetry(
+    "fanout",
+    (
+        Count("{}_start_failures", "side sinks that did not start, by sink"),
+        Count("{}_errors", "events a side sink failed on, by sink"),
+        Count("{}_dropped", "events a side sink was too far behind to take, by sink"),
+    ),
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry  # loaded with the metrics, not by check-config
@@ -49,7 +58,11 @@ class FanOutSink(Sink):
         super().__init__(name="fanout", registry=registry)
         self.primary = primary
         self.sides = [_Side(sink, queue_events) for sink in sides]
-        self.counts: Counter[str] = Counter()  # per side: "<name>_dropped", "<name>_errors"
+        self.counts: Tally = FANOUT_TELEMETRY.tally()
+        for side in self.sides:  # each side's series visible from zero
+            name = side.sink.name
+            self.counts[f"{name}_start_failures"] = self.counts[f"{name}_errors"] = 0
+            self.counts[f"{name}_dropped"] = 0
 
     async def start(self) -> None:
         await self.primary.start()

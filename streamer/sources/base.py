@@ -11,13 +11,41 @@ data back when its component builds it, and decodes it itself: each kind has its
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
+from parsers.telemetry import Count, Tally, Telemetry
+
+# What every source counts (each its own metric, labelled by source; zero for sources that do not
+# count it). A source's Telemetry is ``SOURCE_TELEMETRY + Telemetry(<its own keys>)``.
+SOURCE_TELEMETRY = Telemetry(
+    "source",
+    (
+        Count("lines", "Lines (or raw records) read, per source", metric="oomstream_source_lines_read"),
+        Count("records", "Kernel records framed, per source", metric="oomstream_source_records"),
+        Count(
+            "lost",
+            "Kernel records lost before they could be read (kmsg ring overrun, journald 'missed' notices)",
+            metric="oomstream_source_lost_records",
+        ),
+        Count(
+            "untrusted",
+            "Records claiming to be kernel messages that something else wrote (ignored for OOM reports)",
+            metric="oomstream_untrusted_records",
+        ),
+        Count(
+            "gaps",
+            "Discontinuities in a source's sequence (rotation, truncation)",
+            metric="oomstream_source_gaps",
+        ),
+        Count(
+            "restarts", "Times a source reopened its input after an error", metric="oomstream_source_restarts"
+        ),
+    ),
+)
 
 
 class SourceError(Exception):
@@ -35,7 +63,7 @@ class Source(Protocol):
 
     name: str  # unique per pipeline, e.g. "kmsg", "journald", "file:/var/log/x"
     checkpoint_key: str  # the checkpoint-store entry this source resumes from
-    counts: Counter[str]  # telemetry: lines, records, lost, gaps, restarts, ...
+    counts: Tally  # telemetry: SOURCE_TELEMETRY plus what the source declares
 
     def records(self) -> AsyncIterator[KernelRecord]:
         """Yield records in log order until closed (follow mode) or end of input."""

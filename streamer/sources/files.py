@@ -30,7 +30,6 @@ import logging
 import os
 import stat
 import zlib
-from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -38,9 +37,24 @@ from typing import Any, Literal
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.config import FileFormat, OptionError, option_help, require_positive
 from streamer.registry import BuildContext, Component
-from streamer.sources.base import FramedSource, SourceError
+from streamer.sources.base import SOURCE_TELEMETRY, FramedSource, SourceError
+
+FILES_TELEMETRY = SOURCE_TELEMETRY + Telemetry(
+    "files",
+    (
+        Count("bytes", "bytes read"),
+        Count("skipped", "lines not framed into a record"),
+        Count("files_opened", "files opened (first open and after rotation)"),
+        Count("rotations", "rotations followed"),
+        Count("truncations", "files truncated under the reader"),
+        Count("resumed_rotated", "checkpoints resumed in the rotated file"),
+        Count("checkpoint_mismatch", "checkpoints that did not fit the file (read from the start)"),
+        Count("long_lines_truncated", "lines longer than the limit, cut", bound="long_lines"),
+    ),
+)
 
 log = logging.getLogger("oomstream.sources.files")
 
@@ -228,7 +242,7 @@ class FileSource(FramedSource):
         self.name = name or self.key_for(path)
         self.checkpoint_key = self.name
         self.follow = follow and not self.stdin
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = FILES_TELEMETRY.tally()
         self._start = start
         self._poll = poll_seconds
         self._max_line = max_line_bytes

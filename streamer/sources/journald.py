@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +40,25 @@ import orjson
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.config import OptionError, option_help
 from streamer.registry import BuildContext, Component
-from streamer.sources.base import FramedSource, SourceError
+from streamer.sources.base import SOURCE_TELEMETRY, FramedSource, SourceError
+
+JOURNALD_TELEMETRY = SOURCE_TELEMETRY + Telemetry(
+    "journald",
+    (
+        Count("runs", "journalctl processes started"),
+        Count("bad_json", "journalctl output lines that are not JSON objects"),
+        Count("skipped", "entries not framed into a record"),
+        Count("skipped_{}", "entries not framed, by the framer's reason (a copy of its tally)"),
+        Count(
+            "long_lines_dropped",
+            "journal entries longer than journalctl's line limit",
+            bound="journald_long_lines",
+        ),
+    ),
+)
 
 log = logging.getLogger("oomstream.sources.journald")
 
@@ -98,7 +114,7 @@ class JournaldSource(FramedSource):
             raise ValueError("give either directory or file, not both")
         self.name = name
         self.checkpoint_key = name
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = JOURNALD_TELEMETRY.tally()
         self.follow = follow
         self._journalctl = journalctl
         self._after_cursor = after_cursor

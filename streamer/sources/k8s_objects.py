@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -36,9 +35,32 @@ import orjson
 
 from parsers.events import K8sEvent, Source
 from parsers.k8s import SignalTracker
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.logging_setup import RateLimiter
 from streamer.sources.base import ClosingSource
-from streamer.sources.files import MAX_LINE_BYTES, FileIdentity, FileSource
+from streamer.sources.files import FILES_TELEMETRY, MAX_LINE_BYTES, FileIdentity, FileSource
+
+# What ObjectLineDecoder counts, in the tally of the source it decodes for.
+OBJECT_LINES_TELEMETRY = Telemetry(
+    "k8s_object_lines",
+    (
+        Count("objects", "Kubernetes objects read"),
+        Count("signals", "signals the tracker made of them"),
+        Count("blank_lines", "blank lines"),
+        Count("bad_lines", "lines that are not a JSON object"),
+        Count("bad_json", "lines that are not JSON"),
+        Count("bad_utf8", "lines that are not UTF-8"),
+        Count("not_object", "JSON lines that are not an object"),
+        Count("skipped_unrecognized", "objects the tracker does not recognize"),
+        Count("tracker_errors", "objects the tracker failed on"),
+        Count(
+            "long_lines",
+            "object lines longer than the limit, skipped",
+            bound="k8s_object_long_lines",
+        ),
+    ),
+)
+K8S_FILE_TELEMETRY = FILES_TELEMETRY + OBJECT_LINES_TELEMETRY
 
 log = logging.getLogger("oomstream.sources.k8s_objects")
 
@@ -52,7 +74,7 @@ _PREVIEW_BYTES = 120
 class ObjectTracker(Protocol):
     """What the sources need of ``parsers.k8s.SignalTracker`` (the default; tests may pass a stand-in)."""
 
-    counts: Counter[str]
+    counts: Tally
 
     def from_object(
         self, obj: dict[str, Any], *, source: Source, node: str | None = None
@@ -130,7 +152,7 @@ class ObjectLineDecoder:
     def __init__(
         self,
         name: str,
-        counts: Counter[str],
+        counts: Tally,
         *,
         tracker: ObjectTracker | None,
         node: str | None,
@@ -241,7 +263,9 @@ class K8sObjectLinesSource(ClosingSource):
         self.path = "-" if self.stdin else self._reader.path
         self.name = "k8s-stdin" if self.stdin else f"k8s-file:{self.path}"
         self._reader.name = self.name
-        self.counts: Counter[str] = self._reader.counts  # lines, bytes, rotations, ... and ours
+        # The reader's tally (lines, bytes, rotations, ...) is ours: one tally, both declarations.
+        self.counts: Tally = K8S_FILE_TELEMETRY.tally()
+        self._reader.counts = self.counts
         self._decoder = ObjectLineDecoder(
             self.name, self.counts, tracker=tracker, node=node, max_line_bytes=max_line_bytes
         )

@@ -16,15 +16,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from parsers.events import K8sEvent, Source
 from parsers.k8s import SignalTracker
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.enrich.pods import PodCache
 from streamer.kube.api import KubeApi, KubeApiError
-from streamer.kube.listwatch import ListWatcher
+from streamer.kube.listwatch import LIST_WATCH_TELEMETRY, ListWatcher
+from streamer.sources.base import SOURCE_TELEMETRY
+
+KUBE_WATCH_TELEMETRY = (
+    SOURCE_TELEMETRY
+    + LIST_WATCH_TELEMETRY
+    + Telemetry(
+        "kube_watch",
+        (
+            Count("signals", "signals the tracker made of watched objects"),
+            Count("node_not_found", "node checks that found no such node"),
+            Count("node_check_failed", "node checks that failed"),
+            Count("tombstones_expired", "deleted pods forgotten after tombstone_seconds"),
+        ),
+    )
+)
 
 log = logging.getLogger("oomstream.sources.k8s_watch")
 
@@ -105,7 +120,7 @@ class KubeWatchSource:
         self.name = name
         self.endless = True
         self.node = node
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = KUBE_WATCH_TELEMETRY.tally()
         self.cache = cache
         self._api = api
         self._queue: asyncio.Queue[K8sEvent | None] = asyncio.Queue()

@@ -31,12 +31,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 from parsers.events import K8sEvent, Source
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.kafka import (
     Credentials,
     KafkaOptions,
@@ -47,9 +47,28 @@ from streamer.kafka import (
     read_credentials_at_connect,
     security_kwargs,
 )
-from streamer.sources.base import ClosingSource, SourceError
+from streamer.sources.base import SOURCE_TELEMETRY, ClosingSource, SourceError
 from streamer.sources.files import MAX_LINE_BYTES
-from streamer.sources.k8s_objects import FORMAT, ObjectLineDecoder, ObjectTracker
+from streamer.sources.k8s_objects import FORMAT, OBJECT_LINES_TELEMETRY, ObjectLineDecoder, ObjectTracker
+
+KAFKA_OBJECTS_TELEMETRY = (
+    SOURCE_TELEMETRY
+    + OBJECT_LINES_TELEMETRY
+    + Telemetry(
+        "kafka_objects",
+        (
+            Count("tombstones", "records without a value (compaction tombstones)"),
+            Count("connect_retries", "connection attempts retried"),
+            Count("fetch_errors", "fetches that failed"),
+            Count("acks", "records acknowledged (their signals settled)"),
+            Count("acks_unknown", "acknowledgements for records no longer owned"),
+            Count("commits", "offset commits"),
+            Count("commit_errors", "offset commits that failed"),
+            Count("rebalances", "consumer group rebalances"),
+            Count("revoked_unsettled", "records unsettled when their partition was revoked"),
+        ),
+    )
+)
 
 log = logging.getLogger("oomstream.sources.kafka_objects")
 
@@ -124,7 +143,7 @@ class KafkaObjectsSource(ClosingSource):
         self.commit_interval_seconds = commit_interval_seconds
         self.name = f"k8s-kafka:{topic}"
         self.endless = True
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = KAFKA_OBJECTS_TELEMETRY.tally()
         self._decoder = ObjectLineDecoder(
             self.name, self.counts, tracker=tracker, node=node, max_line_bytes=max_line_bytes
         )

@@ -30,16 +30,29 @@ import errno
 import logging
 import os
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.config import OptionError, option_help
 from streamer.registry import BuildContext, Component
-from streamer.sources.base import FramedSource, SourceError
+from streamer.sources.base import SOURCE_TELEMETRY, FramedSource, SourceError
+
+KMSG_TELEMETRY = SOURCE_TELEMETRY + Telemetry(
+    "kmsg",
+    (
+        Count("malformed", "records without a valid kmsg prefix"),
+        Count("epipe", "EPIPE reads: the ring buffer overwrote records before they were read"),
+        Count("skipped_checkpoint", "records at or before the checkpoint, passed over"),
+        Count("checkpoint_mismatch", "checkpoints that did not fit the ring buffer (read from the start)"),
+        Count("checkpoint_other_boot", "checkpoints of another boot (read from the start)"),
+        Count("dropped_queue_full", "records dropped from the full read buffer", bound="kmsg_buffer"),
+    ),
+)
 
 log = logging.getLogger("oomstream.sources.kmsg")
 
@@ -120,7 +133,7 @@ class KmsgSource(FramedSource):
         self.name = name
         self.checkpoint_key = name
         self.path = path
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = KMSG_TELEMETRY.tally()
         if boot_id is None:
             try:
                 boot_id = read_boot_id()

@@ -10,16 +10,16 @@ with resumable input (a Kafka consumer's offsets) advances only past acknowledge
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Protocol
 
 from parsers.events import K8sEvent
+from parsers.telemetry import Tally
 
 
 class SignalSource(Protocol):
     name: str  # unique per pipeline, e.g. "k8s-watch", "k8s-file:/var/log/events.jsonl", "k8s-kafka:<topic>"
-    counts: Counter[str]  # telemetry: objects, signals, bad_lines, skipped_*, ...
+    counts: Tally  # telemetry: SOURCE_TELEMETRY plus what the signal source declares
     # True when signals() ends only on aclose() (a watch, a topic, a followed file): such sources
     # are closed when the kernel input ends, so a backfill run stops at the end of its input.
     endless: bool

@@ -98,7 +98,7 @@ def test_row1_journald_kills_while_down_are_published_within_seconds_of_restart(
         if not journald:
             pytest.skip(f"no systemd-journald: {journald.reason}")
         topic = unique_topic("fm-r1-journald")
-        env = {"OOMSTREAM_SOURCE_KIND": "journald"}
+        env = {"OOMSTREAM_SOURCES_ENABLED": "journald"}
         service = kafka_service(tmp_path, kafka_bootstrap, topic, **env)
         try:
             wait_checkpoint(tmp_path, "journald")
@@ -126,9 +126,9 @@ def followed_file_service(tmp_path: Path, bootstrap: str, topic: str, log_file: 
         tmp_path,
         bootstrap,
         topic,
-        OOMSTREAM_SOURCE_KIND="file",
-        OOMSTREAM_SOURCE_FILES=str(log_file),
-        OOMSTREAM_SOURCE_FOLLOW="true",
+        OOMSTREAM_SOURCES_ENABLED="files",
+        OOMSTREAM_SOURCES_FILES_PATHS=str(log_file),
+        OOMSTREAM_SOURCES_FILES_FOLLOW="true",
     )
 
 
@@ -171,7 +171,7 @@ def test_row2_first_start_at_oldest_publishes_old_kills_within_seconds(
 ) -> None:
     kills = [cause_kill(comm_for("r2o", n)) for n in range(2)]
     topic = unique_topic("fm-r2-oldest")
-    service = kafka_service(tmp_path, kafka_bootstrap, topic, OOMSTREAM_SOURCE_KMSG_START="oldest")
+    service = kafka_service(tmp_path, kafka_bootstrap, topic, OOMSTREAM_SOURCES_KMSG_START="oldest")
     try:
         service.wait_published([kill.comm for kill in kills], timeout=30)
         # Counted from the start: the whole ring is read and published in that time.
@@ -316,7 +316,7 @@ def test_row8_sigterm_during_a_storm_with_kafka_down_exits_in_time_and_the_next_
     topic = unique_topic("fm-r8-storm")
     settings = {
         "OOMSTREAM_PIPELINE_SHUTDOWN_TIMEOUT_SECONDS": "5",
-        "OOMSTREAM_KAFKA_DELIVERY_TIMEOUT_SECONDS": "3",
+        "OOMSTREAM_SINKS_KAFKA_DELIVERY_TIMEOUT_SECONDS": "3",
     }
     service = kafka_service(tmp_path, own_broker.bootstrap, topic, **settings)
     comm = comm_for("r8s", 0)

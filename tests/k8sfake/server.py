@@ -157,6 +157,26 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _now_rfc3339() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch; for an Event's scalar fields (count, lastTimestamp, message,
+    series) a strategic merge patch gives the same result."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = target if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
+
+
 def status_body(
     code: int, reason: str, message: str, details: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -335,6 +355,8 @@ class FakeApiServer:
     async def __aenter__(self) -> FakeApiServer:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_route("GET", "/{tail:.*}", self._handle)
+        app.router.add_route("POST", "/{tail:.*}", self._handle_write)
+        app.router.add_route("PATCH", "/{tail:.*}", self._handle_write)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._ssl_context)
@@ -424,7 +446,7 @@ class FakeApiServer:
         self._token = new_token
 
     def forbid(self, verb: str, plural: str) -> None:
-        """RBAC: deny ``verb`` (get/list/watch) on resource ``plural`` (e.g. "pods") from now on."""
+        """RBAC: deny ``verb`` (get/list/watch/create/patch) on resource ``plural`` from now on."""
         self._forbidden.add((verb, plural))
 
     def allow(self, verb: str, plural: str) -> None:
@@ -640,6 +662,129 @@ class FakeApiServer:
             return await self._watch(request, flt)
         self._authorize("list", resource, namespace)
         return self._list(flt, query)
+
+    # ------------------------------------------------------------------ internals: writes (Events)
+
+    async def _handle_write(self, request: web.Request) -> web.Response:
+        """``create`` (POST to the collection) and ``patch`` (PATCH an object) of Events, the way
+        kube-apiserver answers them: 201 + the stored object, 409 AlreadyExists, 404 NotFound,
+        415 for a patch type it does not take, 422 Invalid for an Event missing what
+        ValidateEventCreate requires, 403 when RBAC denies the verb (see :meth:`forbid`)."""
+        m = _PATH_RE.match(request.path)
+        resource = None
+        if m is not None:
+            gv = m["core"] or f"{m['group']}/{m['version']}"
+            resource = _BY_PATH.get((gv, m["plural"]))
+        if m is None or resource is None or resource.kind != "Event" or m["ns"] is None:
+            raise _StatusError(
+                405, "MethodNotAllowed", "the fake server takes writes of namespaced Events only"
+            )
+        namespace, name = m["ns"], m["name"]
+        try:
+            body = json.loads(await request.read())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise _StatusError(
+                400, "BadRequest", f"the body of the request was in an unknown format: {e}"
+            ) from None
+        if not isinstance(body, dict):
+            raise _StatusError(400, "BadRequest", "the body must be a JSON object")
+        if request.method == "POST":
+            if name is not None:
+                raise _StatusError(
+                    405, "MethodNotAllowed", "POST to an object: create posts to the collection"
+                )
+            self._authorize("create", resource, namespace)
+            return self._create(resource, namespace, body)
+        if name is None:
+            raise _StatusError(405, "MethodNotAllowed", "PATCH needs an object name")
+        self._authorize("patch", resource, namespace)
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type not in (
+            "application/strategic-merge-patch+json",
+            "application/merge-patch+json",
+        ):
+            raise _StatusError(
+                415,
+                "UnsupportedMediaType",
+                f'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got "{content_type}")',
+            )
+        return self._patch(resource, namespace, name, body)
+
+    def _create(self, resource: _Resource, namespace: str, body: dict[str, Any]) -> web.Response:
+        meta = body.get("metadata") or {}
+        if meta.get("namespace", namespace) != namespace:
+            raise _StatusError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
+        name = meta.get("name")
+        if not name and meta.get("generateName"):
+            name = meta["generateName"] + uuid.uuid4().hex[:5]
+        causes = []
+        if not name:
+            causes.append({"field": "metadata.name", "message": "name or generateName is required"})
+        if resource.group_version == "v1":
+            involved = body.get("involvedObject") or {}
+            if involved.get("namespace") not in (None, "", namespace):
+                causes.append(
+                    {"field": "involvedObject.namespace", "message": "does not match event.namespace"}
+                )
+            for required in ("reason", "type"):
+                if not body.get(required):
+                    causes.append({"field": required, "message": "Required value"})
+            if body.get("type") not in (None, "Normal", "Warning"):
+                causes.append({"field": "type", "message": 'supported values: "Normal", "Warning"'})
+            if body.get("eventTime") and not body.get("reportingComponent"):
+                causes.append({"field": "reportingComponent", "message": "Required value"})
+        if causes:
+            raise _StatusError(
+                422,
+                "Invalid",
+                f'Event.core "{name}" is invalid: '
+                + ", ".join(f"{c['field']}: {c['message']}" for c in causes),
+                {"name": name, "kind": "Event", "causes": causes},
+            )
+        if (namespace, name) in self._objects[resource]:
+            raise _StatusError(
+                409, "AlreadyExists", f'events "{name}" already exists', {"name": name, "kind": "events"}
+            )
+        obj = copy.deepcopy(body)
+        obj.setdefault("apiVersion", resource.group_version)
+        obj.setdefault("kind", resource.kind)
+        obj["metadata"] = {**meta, "name": name, "namespace": namespace}
+        obj["metadata"]["creationTimestamp"] = _now_rfc3339()
+        obj["metadata"].pop("resourceVersion", None)
+        self.upsert(obj)
+        return web.Response(
+            status=201,
+            body=_dumps(self._objects[resource][(namespace, name)]),
+            content_type="application/json",
+        )
+
+    def _patch(self, resource: _Resource, namespace: str, name: str, body: dict[str, Any]) -> web.Response:
+        current = self._objects[resource].get((namespace, name))
+        if current is None:
+            raise _StatusError(
+                404, "NotFound", f'events "{name}" not found', {"name": name, "kind": "events"}
+            )
+        merged = _merge_patch(copy.deepcopy(current), body)
+        merged["metadata"]["name"] = name
+        merged["metadata"]["namespace"] = namespace
+        merged["metadata"]["uid"] = current["metadata"]["uid"]
+        self.upsert(merged)
+        return web.Response(
+            body=_dumps(self._objects[resource][(namespace, name)]), content_type="application/json"
+        )
+
+    def objects(self, api_version: str, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The stored objects of a kind (test inspection), in creation order."""
+        resource = _BY_KIND[(api_version, kind)]
+        return [
+            copy.deepcopy(obj)
+            for (ns, _), obj in self._objects[resource].items()
+            if namespace is None or ns == namespace
+        ]
 
     @staticmethod
     def _check_fields(resource: _Resource, reqs: list[_Requirement]) -> list[_Requirement]:

@@ -48,6 +48,7 @@ def imported_by(*argv: str) -> list[str]:
         ("--help",),
         ("publish", "--help"),
         ("tail", "--help"),
+        ("timeline", "--help"),
         ("run", "--help"),
     ],
 )

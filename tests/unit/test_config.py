@@ -122,7 +122,7 @@ def test_every_option_has_help_and_a_unit_where_it_needs_one() -> None:
         assert spec.help, spec.key
         base = cfg._inner_types(spec.type)[0]
         if base in (int, float) and spec.name not in ("topic_partitions", "topic_replication_factor"):
-            assert re.search(r"_(seconds|ms|bytes|attempts|records)$", spec.name) or spec.name.startswith(
+            assert re.search(r"_(seconds|ms|bytes|attempts|calls|records)$", spec.name) or spec.name.startswith(
                 ("queue_", "max_in", "max_tasks", "max_backfill_occurrences", "max_ledger_signals", "max_connections")
             ), spec.key
 
@@ -426,7 +426,7 @@ def test_redacted_is_plain_data() -> None:
     assert dumped["sinks"]["kafka"]["bootstrap_servers"] == ["a:1"]
     assert set(dumped) == {"node_name", *cfg.CORE_SECTIONS}
     assert set(dumped["sources"]) == {"enabled", "auto", "kmsg", "journald", "files", "stdin", "syslog", "http", "kafka_lines"}
-    assert set(dumped["sinks"]) == {"enabled", "kafka", "stdout", "file"}
+    assert set(dumped["sinks"]) == {"enabled", "kafka", "stdout", "file", "k8s_events"}
     import orjson
 
     assert orjson.loads(orjson.dumps(dumped)) == dumped
@@ -597,7 +597,7 @@ def test_every_registered_component_has_a_table_and_options() -> None:
         assert component.options.__dataclass_params__.frozen, table  # type: ignore[attr-defined]
         assert isinstance(Config().components[table], component.options)
     assert registry.names("sources") == ["auto", "kmsg", "journald", "files", "stdin", "syslog", "http", "kafka_lines"]
-    assert registry.names("sinks") == ["kafka", "stdout", "file"]
+    assert registry.names("sinks") == ["kafka", "stdout", "file", "k8s_events"]
 
 
 def test_reading_the_configuration_imports_no_client_library() -> None:

@@ -123,3 +123,36 @@ def test_service_reads_node_name_from_the_variable_the_manifest_sets(docs: list[
     names = [e["name"] for c in ds["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])]
     assert "NODE_NAME" in names
     assert Config().resolved_node_name({"NODE_NAME": "node-from-downward-api"}) == "node-from-downward-api"
+
+
+EVENTS_ADDON = MANIFEST.with_name("oomstream-k8s-events.yaml")
+
+
+def test_event_sink_rbac_is_an_add_on_granting_exactly_create_and_patch_events(
+    docs: list[dict[str, Any]],
+) -> None:
+    # The base manifest stays read-only (test_cluster_role_grants_pods_events_and_nodes); the Event
+    # sink's writes are granted only by the add-on applied with k8s_events in sinks.enabled.
+    addon = [d for d in yaml.safe_load_all(EVENTS_ADDON.read_text()) if d is not None]
+    role = one(addon, "ClusterRole")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]}]
+    binding = one(addon, "ClusterRoleBinding")
+    account = one(docs, "ServiceAccount")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": account["metadata"]["name"],
+            "namespace": account["metadata"]["namespace"],
+        }
+    ]
+    # What the sink sends (POST to the collection, PATCH an object) maps to exactly these verbs.
+    from streamer.kube.api import _http_error
+
+    for method, path, verb in (
+        ("POST", "/api/v1/namespaces/payments/events", "create"),
+        ("PATCH", "/api/v1/namespaces/payments/events/web-1.17f3", "patch"),
+    ):
+        error = _http_error(403, b"{}", {}, path, {}, method=method)
+        assert f"verb {verb!r} on resource 'events'" in str(error)
+        assert verb in granted(role, "", "events")

@@ -10,7 +10,6 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,10 +83,14 @@ def test_event_metrics() -> None:
 
 def test_tallies_are_read_at_scrape_time(tmp_path: Path) -> None:
     metrics = Metrics()
-    kmsg: Counter[str] = Counter()
-    formats_a: Counter[str] = Counter()
-    formats_b: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
+    from parsers.framing import FRAMER_SKIPS, RECORD_FORMATS
+    from streamer.sources.files import FILES_TELEMETRY
+    from streamer.sources.kmsg import KMSG_TELEMETRY
+
+    kmsg = KMSG_TELEMETRY.tally()
+    formats_a = RECORD_FORMATS.tally()
+    formats_b = RECORD_FORMATS.tally()
+    skipped = FRAMER_SKIPS.tally()
     queue: asyncio.Queue[int] = asyncio.Queue(maxsize=10)
     metrics.track_source("kmsg", kmsg)
     metrics.track_formats(formats_a)
@@ -97,12 +100,12 @@ def test_tallies_are_read_at_scrape_time(tmp_path: Path) -> None:
     metrics.track_queue("records", queue)
     metrics.track_queue("events", lambda: 3)
     kmsg.update(lines=1000, records=990, lost=7, untrusted=2, epipe=3)
-    files: Counter[str] = Counter(lines=5)
+    files = FILES_TELEMETRY.tally([("lines", 5)])
     metrics.track_source("file:/x", files)
     formats_a["kmsg"] += 5
     formats_b["kmsg"] += 2
-    formats_b["syslog"] += 1
-    skipped["long_line"] += 4
+    formats_b["syslog-3164"] += 1
+    skipped["not_kernel"] += 4
     queue.put_nowait(1)
     with (
         Spool(str(tmp_path / "spool"), 1 << 20, 4096) as spool,
@@ -122,8 +125,9 @@ def test_tallies_are_read_at_scrape_time(tmp_path: Path) -> None:
     assert got[("oomstream_source_counts_total", (("name", "epipe"), ("source", "kmsg")))] == 3
     assert got[("oomstream_source_lines_read_total", (("source", "file:/x"),))] == 5
     assert got[("oomstream_records_total", (("format", "kmsg"),))] == 7
-    assert got[("oomstream_records_total", (("format", "syslog"),))] == 1
-    assert got[("oomstream_parse_errors_total", (("reason", "long_line"),))] == 4
+    assert got[("oomstream_records_total", (("format", "syslog-3164"),))] == 1
+    assert got[("oomstream_parse_errors_total", (("reason", "not_kernel"),))] == 4
+    assert got[("oomstream_parse_errors_total", (("reason", "empty"),))] == 0  # declared: visible from zero
     assert got[("oomstream_queue_depth", (("queue", "records"),))] == 1
     assert got[("oomstream_queue_capacity", (("queue", "records"),))] == 10
     assert got[("oomstream_queue_depth", (("queue", "events"),))] == 3
@@ -390,17 +394,26 @@ def test_json_carries_the_suppressed_count() -> None:
 def test_every_bound_is_exported_from_zero_and_logged_once_per_growth(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from streamer.metrics import BOUNDS, PIPELINE_BOUNDS, SIGNAL_LEDGER_BOUNDS, SOURCE_BOUNDS
+    from streamer.metrics import BOUNDS
+    from streamer.pipeline import PIPELINE_TELEMETRY
+    from streamer.pipeline.signals import LEDGER_TELEMETRY
+    from streamer.sources.files import FILES_TELEMETRY
 
     metrics = Metrics()
-    ledger: Counter[str] = Counter()
-    source: Counter[str] = Counter()
-    pipeline: Counter[str] = Counter()
-    metrics.track_bounds(ledger, SIGNAL_LEDGER_BOUNDS)
-    metrics.track_bounds(source, SOURCE_BOUNDS)
+    ledger = LEDGER_TELEMETRY.tally()
+    source = FILES_TELEMETRY.tally()
+    pipeline = PIPELINE_TELEMETRY.tally()
+    metrics.track_bounds(ledger)
+    metrics.track_bounds(source)
     metrics.track_pipeline(pipeline)
     got = samples(metrics)
-    for name in (*SIGNAL_LEDGER_BOUNDS.values(), *SOURCE_BOUNDS.values(), *PIPELINE_BOUNDS.values()):
+    declared = (
+        *ledger.telemetry.bounds.values(),
+        *source.telemetry.bounds.values(),
+        *pipeline.telemetry.bounds.values(),
+    )
+    assert len(declared) == 5
+    for name in (*declared, *BOUNDS):
         assert name in BOUNDS, name  # every bound a component counts is documented
         assert got[("oomstream_bound_hits_total", (("bound", name),))] == 0, name
     assert got[("oomstream_k8s_skipped_occurrences_total", ())] == 0
@@ -431,12 +444,35 @@ def test_every_bound_is_exported_from_zero_and_logged_once_per_growth(
         ]
 
 
+def test_a_bound_must_be_documented_and_an_undeclared_key_is_not_exposed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from parsers.telemetry import Count, Telemetry
+
+    metrics = Metrics()
+    typo = Telemetry("demo", (Count("dropped", "d", bound="demo_bund"),)).tally()
+    with pytest.raises(ValueError, match="demo: key 'dropped' reports bound 'demo_bund'"):
+        metrics.track_bounds(typo)
+    tally = Telemetry(
+        "demo", (Count("lines", "l", metric="oomstream_source_lines_read"), Count("x", "x"))
+    ).tally()
+    metrics.track_source("demo", tally)
+    tally["lines"] += 2
+    tally["set_directly"] = 5  # bypasses the tally's check
+    with caplog.at_level(logging.ERROR, logger="oomstream.metrics"):
+        got = samples(metrics)
+    assert got[("oomstream_source_lines_read_total", (("source", "demo"),))] == 2
+    assert got[("oomstream_source_counts_total", (("name", "x"), ("source", "demo")))] == 0  # declared: shown
+    assert not [key for key in got if ("name", "set_directly") in key[1]]
+    assert "demo counted 'set_directly', which its Telemetry does not declare" in caplog.text
+
+
 def test_dead_letter_cuts_are_counted() -> None:
-    from streamer.sinks.base import DeadLetter, dead_letter_to_json
+    from streamer.sinks.base import DEAD_LETTER_TELEMETRY, DeadLetter, dead_letter_to_json
 
     letter = DeadLetter.from_event(event(), "partial_report")
     letter = dataclasses.replace(letter, raw_lines=tuple(f"line {i} " + "x" * 200 for i in range(50)))
-    counts: Counter[str] = Counter()
+    counts = DEAD_LETTER_TELEMETRY.tally()
     data = json.loads(dead_letter_to_json(letter, max_bytes=3000, counts=counts))
     assert data["raw_lines_truncated"] is True and data["event"] is None
     assert counts["dead_letter_events_left_out"] == 1

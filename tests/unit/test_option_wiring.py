@@ -313,6 +313,8 @@ def _enable(key: str, tmp: Path) -> dict[str, object]:
         if name == "files":
             extra["sources.files.paths"] = str(tmp / "a.log")
         return extra
+    if table == "sinks.k8s_events":  # a side sink only: it follows the first
+        return {"sinks.enabled": "kafka,k8s_events"}
     if table.startswith("sinks.") and table != "sinks.kafka":
         return {"sinks.enabled": table.split(".")[1]}
     return {}

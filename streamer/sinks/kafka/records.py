@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 from parsers.events import SCHEMA_VERSION, AnyEvent, K8sEvent, OomEvent, event_to_json
+from parsers.telemetry import Tally
 from streamer.kafka.options import KafkaOptions
 from streamer.sinks.base import (
+    DEAD_LETTER_TELEMETRY,
     DEAD_LETTER_TYPE,
     DEAD_LETTER_VERSION,
     REASON_PARTIAL_REPORT,
@@ -161,7 +162,7 @@ class RecordMaker:
         # Leave room for the envelope's record overhead (key, headers, batch header).
         self._dead_letter_max_bytes = max(1024, options.max_request_size_bytes - 16 * 1024)
         # What the record size bound left out of dead letters (README "Bounds and what happens at them").
-        self.bounds: Counter[str] = Counter()
+        self.bounds: Tally = DEAD_LETTER_TELEMETRY.tally()
 
     def for_event(self, unit: Unit, event: AnyEvent) -> list[Record]:
         """The event's record, and for a partial report its dead letter (``partial_events``)."""
