@@ -17,8 +17,22 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from parsers.framing import _DMESG, Framer, _looks_like_oom
+from parsers.framing import _DMESG, FRAMER_SKIPS, Framer, _looks_like_oom
 from parsers.records import KernelRecord, SourcePosition
+from parsers.telemetry import Count, Tally, Telemetry
+
+# What one syslog connection's frames were (RFC 6587).
+FRAME_TELEMETRY = Telemetry(
+    "syslog.frames",
+    (
+        Count("frames_octet_counted", "syslog frames with RFC 6587 octet counting"),
+        Count("frames_newline", "syslog frames ended by a newline"),
+        Count("oversized_frames", "frames over max_frame_bytes, skipped"),
+        Count("truncated_frames", "frames cut short (connection closed, bad length), skipped"),
+    ),
+)
+# Envelope problems count into the framer's tally (its skipped lines, by reason).
+ENVELOPE_SKIPS = FRAMER_SKIPS
 
 DEFAULT_MAX_FRAME_BYTES = 64 << 10
 # RFC 6587 3.4.1: MSG-LEN is a non-zero decimal; 9 digits is far beyond any sane frame.
@@ -41,7 +55,7 @@ class SyslogFrameSplitter:
         if max_frame_bytes <= 0:
             raise ValueError(f"max_frame_bytes must be > 0, got {max_frame_bytes}")
         self.max_frame_bytes = max_frame_bytes
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = FRAME_TELEMETRY.tally()
         self._buffer = bytearray()
         self._skip_bytes = 0  # the rest of an oversized octet-counted frame
         self._skip_to_newline = False  # the rest of an oversized or garbled newline frame
@@ -208,7 +222,8 @@ class EnvelopeFramer:
         self.shapes: Counter[str] = Counter()
 
     @property
-    def skipped(self) -> Counter[str]:
+    def skipped(self) -> Tally:
+        """The framer's skipped lines (``ENVELOPE_SKIPS``), envelope problems included."""
         return self.framer.skipped
 
     def frame_line(self, line: bytes | str, position: SourcePosition) -> KernelRecord | None:
@@ -462,4 +477,3 @@ def _kernel_stamp(message: str) -> tuple[float | None, str]:
     if match is None:
         return None, message
     return float(match.group(1)), message[match.end() :]
-

@@ -9,12 +9,18 @@ found for checkpoints and acknowledgements.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 
 from parsers.events import OomEvent
-from parsers.oom import Assembler
+from parsers.oom import ASSEMBLER_TELEMETRY, Assembler
 from parsers.records import KernelRecord, SourcePosition
+from parsers.telemetry import Count, Tally, Telemetry
+
+# Every stream's assembler counts into one tally (telemetry per source, not per host).
+HOST_ASSEMBLERS_TELEMETRY = ASSEMBLER_TELEMETRY + Telemetry(
+    "host_assemblers",
+    (Count("streams_evicted", "times idle per-host assemblers were forgotten (max_streams reached)"),),
+)
 
 
 class HostAssemblers:
@@ -25,23 +31,12 @@ class HostAssemblers:
         self.max_streams = max_streams
         self._streams: dict[tuple[str | None, str | None], Assembler] = {}
         self._by_host: dict[str | None, list[Assembler]] = {}
-        self._counts: Counter[str] = Counter()
+        self.counts: Tally = HOST_ASSEMBLERS_TELEMETRY.tally()
         self._now: float | None = None  # the latest tick, for streams that start after it
 
     @property
     def streams(self) -> int:
         return len(self._streams)
-
-    @property
-    def counts(self) -> Mapping[str, int]:
-        """Every stream's counts summed: a live view (telemetry keeps it and reads it later)."""
-        return _Totals(self)
-
-    def total_counts(self) -> Counter[str]:
-        total = Counter(self._counts)
-        for assembler in self._streams.values():
-            total.update(assembler.counts)
-        return total
 
     @property
     def busy(self) -> bool:
@@ -54,6 +49,7 @@ class HostAssemblers:
             if len(self._streams) >= self.max_streams:
                 self._evict_idle()
             assembler = self._streams[key] = self._factory()
+            assembler.counts = self.counts
             self._by_host.setdefault(record.host, []).append(assembler)
             if self._now is not None:
                 # A report without kernel times (imkmsg relayed, journald export) expires on tick
@@ -86,7 +82,6 @@ class HostAssemblers:
             assembler = self._streams.pop(key)
             self._forget(key[0], assembler)
             out += assembler.flush(unfinished=unfinished)
-            self._counts.update(assembler.counts)
         return out
 
     def oldest_pending_position(self) -> SourcePosition | None:
@@ -104,8 +99,7 @@ class HostAssemblers:
         for key in [key for key, assembler in self._streams.items() if not assembler.busy]:
             assembler = self._streams.pop(key)
             self._forget(key[0], assembler)
-            self._counts.update(assembler.counts)
-        self._counts["streams_evicted"] += 1
+        self.counts["streams_evicted"] += 1
 
     def _forget(self, host: str | None, assembler: Assembler) -> None:
         left = [other for other in self._by_host.get(host, ()) if other is not assembler]
@@ -113,17 +107,3 @@ class HostAssemblers:
             self._by_host[host] = left
         else:
             self._by_host.pop(host, None)
-
-
-class _Totals(Mapping[str, int]):
-    def __init__(self, owner: HostAssemblers) -> None:
-        self._owner = owner
-
-    def __getitem__(self, key: str) -> int:
-        return self._owner.total_counts()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._owner.total_counts())
-
-    def __len__(self) -> int:
-        return len(self._owner.total_counts())

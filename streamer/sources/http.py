@@ -34,10 +34,12 @@ import orjson
 
 from parsers.records import KernelRecord
 from parsers.shipper import EnvelopeFramer
+from parsers.telemetry import Count, Telemetry
 from streamer.config import option_help
 from streamer.registry import BuildContext, Component
 from streamer.sources.base import SourceError
 from streamer.sources.listeners import (
+    LISTENER_TELEMETRY,
     ListenerSource,
     TlsFiles,
     check_positive,
@@ -46,6 +48,17 @@ from streamer.sources.listeners import (
 )
 
 log = logging.getLogger("oomstream.sources.http")
+
+HTTP_TELEMETRY = LISTENER_TELEMETRY + Telemetry(
+    "http",
+    (
+        Count("requests", "HTTP requests received"),
+        Count("responses_{}", "responses by status code (200, 400, 401, 413, 429, 503...)"),
+        Count("requests_refused_not_ready", "requests answered 503: the service was not ready"),
+        Count("requests_backpressured", "requests answered 429: the record queue had no room"),
+        Count("requests_not_durable_in_time", "requests answered 503: not durable in ack_timeout_seconds"),
+    ),
+)
 MAX_HEAD_BYTES = 16 << 10
 _REASONS = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
@@ -119,7 +132,10 @@ class HttpSource(ListenerSource):
 
     def __init__(self, options: HttpOptions) -> None:
         super().__init__(
-            "http", checkpoint_key=f"http:{options.listen_address}", queue_records=options.queue_records
+            "http",
+            checkpoint_key=f"http:{options.listen_address}",
+            queue_records=options.queue_records,
+            telemetry=HTTP_TELEMETRY,
         )
         self.listen_address = options.listen_address
         self.max_body_bytes = options.max_body_bytes

@@ -48,7 +48,6 @@ import hashlib
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -56,21 +55,45 @@ from typing import Any, Literal
 import orjson
 
 from parsers.events import OomEvent, event_to_json
-from parsers.framing import Framer
+from parsers.framing import FRAMER_SKIPS, RECORD_FORMATS, Framer
 from parsers.oom import Assembler
 from parsers.records import KernelRecord, SourcePosition
 from parsers.scan import JSON_KEYWORDS
 from parsers.shipper import EnvelopeFramer
 from parsers.streams import HostAssemblers
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.config import OptionError, option_help
 from streamer.errors import ConfigError
 from streamer.kafka import KafkaOptions, classify_kafka_error, describe_error
 from streamer.registry import BuildContext, Component
-from streamer.sources.base import ClosingSource, FatalSourceError
+from streamer.sources.base import SOURCE_TELEMETRY, ClosingSource, FatalSourceError
 from streamer.sources.listeners import check_positive
 
 log = logging.getLogger("oomstream.sources.kafka_lines")
 METADATA_MAX_BYTES = 4000  # the broker's offset.metadata.max.bytes defaults to 4096
+KAFKA_LINES_TELEMETRY = SOURCE_TELEMETRY + Telemetry(
+    "kafka_lines",
+    (
+        Count("records_consumed", "input records consumed"),
+        Count("records_prefiltered", "records without an OOM keyword while their host had no open report"),
+        Count("records_already_published", "records of reports published before a re-read, skipped"),
+        Count(
+            "records_waiting_for_assignment", "records handed out while their partition was being assigned"
+        ),
+        Count("frame_errors", "records that made the framer fail (a bug, logged; the member goes on)"),
+        Count("bad_json", "records that start like JSON but are not"),
+        Count("host_on_two_partitions", "records of a host seen on another partition (key by host)"),
+        Count("transactions", "transactions committed (events and input offsets)"),
+        Count("transactions_aborted", "transactions that failed and were re-read from the committed offsets"),
+        Count("transactions_fenced", "transactions refused: the transactional id is fenced or not permitted"),
+        Count("events_published", "events committed to the events topic"),
+        Count("published_hosts_not_recorded", "commits whose metadata could not hold every host"),
+        Count("partitions_assigned", "input partitions assigned to this member"),
+        Count("partitions_revoked", "input partitions taken from this member"),
+        Count("reports_left_to_new_owner", "revoked partitions with a report still being assembled"),
+    ),
+)
+
 # Another process holds this transactional id, or it may not be used: retrying cannot help.
 FATAL_TRANSACTION_ERRORS = ("ProducerFenced", "TransactionalIdAuthorizationFailed", "InvalidProducerEpoch")
 
@@ -195,9 +218,9 @@ class CentralMode:
             "report_timeout_seconds": report_timeout_seconds,
             "max_tasks": max_tasks,
         }
-        self.counts: Counter[str] = Counter()
-        self.skipped: Counter[str] = Counter()  # shared by every partition's framers
-        self.records_by_format: Counter[str] = Counter()
+        self.counts: Tally = KAFKA_LINES_TELEMETRY.tally()
+        self.skipped: Tally = FRAMER_SKIPS.tally()  # shared by every partition's framers
+        self.records_by_format: Tally = RECORD_FORMATS.tally()
         self._partitions: dict[Any, _Partition] = {}
         self._host_partition: dict[str, Any] = {}
         self._outbox: list[tuple[Any, OomEvent]] = []

@@ -24,10 +24,22 @@ from typing import Any
 from parsers.framing import Framer
 from parsers.records import KernelRecord, SourcePosition
 from parsers.shipper import EnvelopeFramer
+from parsers.telemetry import Count, Tally, Telemetry
 from streamer.config import OptionError
-from streamer.sources.base import FramedSource, SourceError
+from streamer.sources.base import SOURCE_TELEMETRY, FramedSource, SourceError
 
 log = logging.getLogger("oomstream.sources.listeners")
+
+# What every listener counts; each adds its own (syslog.py, http.py).
+LISTENER_TELEMETRY = SOURCE_TELEMETRY + Telemetry(
+    "listener",
+    (
+        Count("connections_opened", "connections accepted"),
+        Count("connections_closed", "connections ended"),
+        Count("frame_errors", "messages that made the framer fail (a bug, logged; the listener goes on)"),
+        Count("bad_json", "messages that start like JSON but are not"),
+    ),
+)
 
 
 def parse_listen_address(key: str, address: str) -> tuple[str, int]:
@@ -83,11 +95,11 @@ class ListenerSource(FramedSource):
     many_hosts = True
     kind = "listener"
 
-    def __init__(self, name: str, *, checkpoint_key: str, queue_records: int) -> None:
+    def __init__(self, name: str, *, checkpoint_key: str, queue_records: int, telemetry: Telemetry) -> None:
         self.name = name
         self.checkpoint_key = checkpoint_key
         self.queue_records = queue_records
-        self.counts: Counter[str] = Counter()
+        self.counts: Tally = telemetry.tally()
         self.records_by_host: Counter[str] = Counter()
         # Counters only: each connection frames with its own Framer sharing these tallies.
         self._framer = Framer("auto", source_kind=self.kind)

@@ -25,11 +25,13 @@ from typing import Any
 import orjson
 
 from parsers.records import KernelRecord
-from parsers.shipper import DEFAULT_MAX_FRAME_BYTES, EnvelopeFramer, SyslogFrameSplitter
+from parsers.shipper import DEFAULT_MAX_FRAME_BYTES, FRAME_TELEMETRY, EnvelopeFramer, SyslogFrameSplitter
+from parsers.telemetry import Count, Telemetry
 from streamer.config import OptionError, option_help
 from streamer.registry import BuildContext, Component
 from streamer.sources.base import SourceError
 from streamer.sources.listeners import (
+    LISTENER_TELEMETRY,
     ListenerSource,
     TlsFiles,
     check_positive,
@@ -40,6 +42,21 @@ from streamer.sources.listeners import (
 log = logging.getLogger("oomstream.sources.syslog")
 READ_BYTES = 64 << 10
 MAX_UDP_PEERS = 10_000
+
+SYSLOG_TELEMETRY = (
+    LISTENER_TELEMETRY
+    + FRAME_TELEMETRY
+    + Telemetry(
+        "syslog",
+        (
+            Count("connections_refused", "TCP connections refused: max_connections were open"),
+            Count("connection_errors", "TCP connections that failed while reading"),
+            Count("udp_datagrams", "UDP datagrams received"),
+            Count("udp_dropped_queue_full", "UDP messages dropped: the record queue was full"),
+            Count("udp_errors", "UDP socket errors"),
+        ),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +114,10 @@ class SyslogSource(ListenerSource):
     def __init__(self, options: SyslogOptions) -> None:
         addresses = [a for a in (options.tcp_listen_address, options.udp_listen_address) if a]
         super().__init__(
-            "syslog", checkpoint_key="syslog:" + ",".join(addresses), queue_records=options.queue_records
+            "syslog",
+            checkpoint_key="syslog:" + ",".join(addresses),
+            queue_records=options.queue_records,
+            telemetry=SYSLOG_TELEMETRY,
         )
         self.tcp_listen_address = options.tcp_listen_address or None
         self.udp_listen_address = options.udp_listen_address or None
@@ -165,6 +185,7 @@ class SyslogSource(ListenerSource):
         splitter = SyslogFrameSplitter(self.max_frame_bytes)
         framer = self.envelope_framer(peer)
         received = 0
+        logged = 0  # bad frames of this connection logged so far
         try:
             while True:
                 try:
@@ -181,9 +202,9 @@ class SyslogSource(ListenerSource):
                 received += len(data)
                 for frame in splitter.feed(data):
                     await self._frame(frame, framer, peer)
-                self._note_bad_frames(splitter, peer)
+                logged = self._note_bad_frames(splitter, peer, logged)
         finally:
-            self._note_bad_frames(splitter, peer)
+            self._note_bad_frames(splitter, peer, logged)
             self._connections.pop(task, None)
             self.counts["connections_closed"] += 1
             for key, value in splitter.counts.items():
@@ -198,15 +219,16 @@ class SyslogSource(ListenerSource):
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _note_bad_frames(self, splitter: SyslogFrameSplitter, peer: str | None) -> None:
+    def _note_bad_frames(self, splitter: SyslogFrameSplitter, peer: str | None, logged: int) -> int:
+        """Log the connection's bad frames once more arrived than ``logged``; the new count."""
         bad = splitter.counts["oversized_frames"] + splitter.counts["truncated_frames"]
-        if bad > splitter.counts["_logged_bad"]:
-            splitter.counts["_logged_bad"] = bad
+        if bad > logged:
             log.warning(
                 "syslog: %s sent %d bad frames so far (over sources.syslog.max_frame_bytes=%d or cut "
                 "short); skipped",
                 peer, bad, self.max_frame_bytes,
             )  # fmt: skip
+        return bad
 
     async def _frame(self, frame: bytes, framer: EnvelopeFramer, peer: str | None) -> None:
         record = self.frame_message(frame, framer, peer)
