@@ -1127,9 +1127,13 @@ def _add_renamed_flags(parser: argparse.ArgumentParser) -> None:
         ),
     ]
     for old in old_keys:
-        new = (_new_key(old) or "").split(" ")[0]
+        new, _, how = (_new_key(old) or "").partition(" ")  # how: '(add "syslog")' for a switch
         spec = specs.get(new)
-        renamed = {_flag_of(old): f"renamed {spec.flag}" if spec is not None else str(_renamed(old))}
+        renamed = {
+            _flag_of(old): f"renamed {spec.flag}{' ' + how if how else ''}"
+            if spec is not None
+            else str(_renamed(old))
+        }
         if old == "k8s_events.enabled":  # a switch that became a list entry: say how
             flag = _flag_of(old)
             renamed[flag] = (

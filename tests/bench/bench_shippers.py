@@ -89,7 +89,11 @@ def central(
     """Over a pre-filled 4-partition topic: lines per wall second of ``members`` central-mode
     processes together (first record to last, rebalance pauses included), and lines per member
     CPU second."""
-    inputs, events, group = unique_topic("bench-lines"), unique_topic("bench-central"), f"bench-{uuid.uuid4().hex[:8]}"
+    inputs, events, group = (
+        unique_topic("bench-lines"),
+        unique_topic("bench-central"),
+        f"bench-{uuid.uuid4().hex[:8]}",
+    )
     asyncio.run(create_topic(bootstrap, inputs, 4))
     asyncio.run(create_topic(bootstrap, events, 4))
     records = [(host, line) for host, lines in hosts.items() for line in lines]
@@ -278,7 +282,9 @@ async def timestamped(bootstrap: str, topic: str, want: int) -> list[tuple[float
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--hosts", type=int, default=16)
     parser.add_argument("--reports", type=int, default=120, help="reports per host")
     parser.add_argument("--noise", type=int, default=100, help="non-OOM lines before each report")
@@ -303,7 +309,9 @@ def main() -> int:
         parse_rate = total / (time.process_time() - start)
         print(f"bench_shippers: {args.hosts} hosts, {total} kernel lines ({expected} kills, "
               f"{args.noise} other lines per report)")  # fmt: skip
-        print(f"  oomstream parse (in-process, CPU time), same lines   {parse_rate:12,.0f} lines/s  (baseline)")
+        print(
+            f"  oomstream parse (in-process, CPU time), same lines   {parse_rate:12,.0f} lines/s  (baseline)"
+        )
         with tempfile.TemporaryDirectory(prefix="bench-shippers-") as tmp:
             one, one_cpu = central(bootstrap, Path(tmp), 1, hosts, expected)
             print(f"  central mode, 1 member (4 partitions)               {one:12,.0f} lines/s  "

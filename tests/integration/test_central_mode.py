@@ -108,7 +108,9 @@ def storm(host_index: int, reports: int) -> bytes:
     return "".join(oom_report(i, pod=i % 50) for i in range(first, first + reports)).encode()
 
 
-def test_shipped_lines_of_two_hosts_become_the_events_parse_gives(tmp_path: Path, kafka_bootstrap: str) -> None:
+def test_shipped_lines_of_two_hosts_become_the_events_parse_gives(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
     inputs, events, group = unique_topic("lines"), unique_topic("central"), f"g-{uuid.uuid4().hex[:8]}"
     asyncio.run(create_topic(kafka_bootstrap, inputs, 2))
     files = {"node-a": SAMPLES / "6.18-pod-limit.dmesg", "node-b": SAMPLES / "6.6-oom-group-kill.dmesg"}
@@ -119,7 +121,9 @@ def test_shipped_lines_of_two_hosts_become_the_events_parse_gives(tmp_path: Path
         for seq, line in enumerate(dmesg_lines(path.read_text()))
     ]
     asyncio.run(produce(kafka_bootstrap, inputs, records))
-    expected = {e.event_id: host for host, path in files.items() for e in events_from_bytes(path.read_bytes())}
+    expected = {
+        e.event_id: host for host, path in files.items() for e in events_from_bytes(path.read_bytes())
+    }
     proc = member(tmp_path, kafka_bootstrap, events, inputs, group, "m1")
     try:
         got = asyncio.run(committed_events(kafka_bootstrap, events, len(expected), timeout=90))
@@ -130,7 +134,9 @@ def test_shipped_lines_of_two_hosts_become_the_events_parse_gives(tmp_path: Path
     assert all(e["partial"] is False for e in got)
 
 
-def test_sigkill_mid_transaction_publishes_every_kill_exactly_once(tmp_path: Path, kafka_bootstrap: str) -> None:
+def test_sigkill_mid_transaction_publishes_every_kill_exactly_once(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
     inputs, events, group = unique_topic("lines"), unique_topic("central"), f"g-{uuid.uuid4().hex[:8]}"
     asyncio.run(create_topic(kafka_bootstrap, inputs, 3))
     hosts = {f"storm-{i}": storm(i, 120) for i in range(3)}
@@ -187,7 +193,9 @@ def test_a_second_member_joins_and_every_kill_is_published_once(tmp_path: Path, 
     assert "partitions revoked" in err_first
 
 
-def test_a_second_process_with_the_same_transactional_id_fences_the_first(tmp_path: Path, kafka_bootstrap: str) -> None:
+def test_a_second_process_with_the_same_transactional_id_fences_the_first(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
     inputs, events, group = unique_topic("lines"), unique_topic("central"), f"g-{uuid.uuid4().hex[:8]}"
     asyncio.run(create_topic(kafka_bootstrap, inputs, 2))
     # Several hosts, so both partitions carry lines and the first member has work to commit.

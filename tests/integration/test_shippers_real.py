@@ -130,7 +130,9 @@ ruleset(name="to_oomstream") {{
         ("network", "syslog-3164"),  # RFC 3164, newline framing
     ],
 )
-def test_syslog_ng_forwards_a_kernel_log_file(tmp_path: Path, kafka_bootstrap: str, driver: str, fmt: str) -> None:
+def test_syslog_ng_forwards_a_kernel_log_file(
+    tmp_path: Path, kafka_bootstrap: str, driver: str, fmt: str
+) -> None:
     if (reason := syslog_ng_missing()) is not None:
         pytest.skip(reason)
     topic = unique_topic("syslogng")
@@ -160,7 +162,9 @@ log {{ source(s_kernel_file); destination(d_oomstream); }};
 
 
 @pytest.mark.kernel
-def test_rsyslog_imkmsg_relays_a_real_oom_kill(tmp_path: Path, kafka_bootstrap: str, kernel_allows_oom: None) -> None:
+def test_rsyslog_imkmsg_relays_a_real_oom_kill(
+    tmp_path: Path, kafka_bootstrap: str, kernel_allows_oom: None
+) -> None:
     if (reason := rsyslog_missing()) is not None:
         pytest.skip(reason)
     from oomlab import cgroupfs_parts, container_id, memcg, pod_uid, run_oom
@@ -318,14 +322,19 @@ def test_http_listener_answers_200_once_the_events_are_in_kafka(tmp_path: Path, 
     try:
         wait_port(port)
         lines = dmesg_lines(KERNEL_LOG.decode())
-        body = b"".join(orjson.dumps(BUILDERS["vector-file"](line, n, "vector-node-7")) + b"\n" for n, line in enumerate(lines))
+        body = b"".join(
+            orjson.dumps(BUILDERS["vector-file"](line, n, "vector-node-7")) + b"\n"
+            for n, line in enumerate(lines)
+        )
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.request("POST", "/v1/lines", gzip.compress(body), {"Content-Encoding": "gzip"})
         response = conn.getresponse()
         answer = orjson.loads(response.read())
         assert response.status == 200, answer
         # No waiting: the events are in Kafka when the 200 arrives.
-        events = [json.loads(r.value) for r in asyncio.run(consume_all(kafka_bootstrap, topic, timeout_seconds=30))]
+        events = [
+            json.loads(r.value) for r in asyncio.run(consume_all(kafka_bootstrap, topic, timeout_seconds=30))
+        ]
     finally:
         stop(service)
     check_same_as_parse_central(events, "vector-node-7")

@@ -145,7 +145,14 @@ BUILDERS: dict[str, Callable[[str, int, str], dict[str, Any]]] = {
 }
 # Which builders carry the kernel's monotonic stamp (their event ids equal `oomstream parse`'s
 # on the dmesg file; Filebeat drops the stamp, so its ids rest on the wall time).
-KEEPS_KERNEL_TIME = {"fluentbit-kmsg", "fluentbit-systemd", "vector-journald", "vector-file", "rsyslog-json", "syslog-ng-json"}
+KEEPS_KERNEL_TIME = {
+    "fluentbit-kmsg",
+    "fluentbit-systemd",
+    "vector-journald",
+    "vector-file",
+    "rsyslog-json",
+    "syslog-ng-json",
+}
 
 
 def dmesg_lines(text: str) -> list[str]:

@@ -102,9 +102,7 @@ async def test_plain_lines_and_a_fluent_bit_json_array() -> None:
 
 
 async def test_no_2xx_before_the_records_are_durable() -> None:
-    options = HttpOptions(
-        listen_address="127.0.0.1:0", ack_timeout_seconds=1.0, retry_after_seconds=7
-    )
+    options = HttpOptions(listen_address="127.0.0.1:0", ack_timeout_seconds=1.0, retry_after_seconds=7)
     async with running(options, hold={VICTIM}) as (source, sink):
         status, headers, answer = await post(source, ndjson("vector-file"))
     assert status == 503, answer
@@ -160,7 +158,8 @@ async def test_https_with_client_certificates(tmp_path: Path) -> None:
         reader, writer = await asyncio.open_connection(*source.address, ssl=tls.client(certificate=True))
         body = ndjson("vector-file")
         writer.write(
-            f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+            f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
         )
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 30)

@@ -40,7 +40,9 @@ async def running(options: SyslogOptions) -> AsyncIterator[tuple[SyslogSource, H
     pipeline: Pipeline
     sink = HoldingSink(set(), on_delivery=lambda result: pipeline.on_delivery(result))
     pipeline = Pipeline(
-        [source], sink, settings=PipelineSettings(tick_seconds=0.05, linger_seconds=0.2, report_timeout_seconds=1.0)
+        [source],
+        sink,
+        settings=PipelineSettings(tick_seconds=0.05, linger_seconds=0.2, report_timeout_seconds=1.0),
     )
     task = asyncio.create_task(pipeline.run())
     try:
@@ -96,7 +98,9 @@ async def test_udp_datagrams_and_untrusted_senders() -> None:
     async with running(OPTIONS) as (source, sink, _):
         assert source.udp_address is not None
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=source.udp_address)
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=source.udp_address
+        )
         for frame in report_5424("node-d", 404):
             transport.sendto(frame)
         # A user-space process claiming to be the kernel (facility user) is counted, not assembled.
@@ -167,7 +171,9 @@ class TlsSet:
         return context
 
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl tool is not installed")
+needs_openssl = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="the openssl tool is not installed"
+)
 
 
 @needs_openssl

@@ -23,7 +23,9 @@ def octet(message: bytes) -> bytes:
     return str(len(message)).encode() + b" " + message
 
 
-def split_all(data: bytes, cuts: list[int], max_frame: int = 1 << 16) -> tuple[list[bytes], SyslogFrameSplitter]:
+def split_all(
+    data: bytes, cuts: list[int], max_frame: int = 1 << 16
+) -> tuple[list[bytes], SyslogFrameSplitter]:
     splitter = SyslogFrameSplitter(max_frame)
     frames: list[bytes] = []
     start = 0
@@ -115,10 +117,26 @@ def test_every_documented_envelope_gives_the_kills_parse_gives(shape: str) -> No
 @pytest.mark.parametrize(
     ("obj", "reason"),
     [
-        ({"msg": "Out of memory: Killed process 1 (x)", "facility": "user", "programname": "kernel"}, "not_kernel"),
-        ({"msg": "Out of memory: Killed process 1 (x)", "facility": "kern", "programname": "evil"}, "untrusted"),
-        ({"MESSAGE": "Out of memory: Killed process 1", "_TRANSPORT": "syslog", "SYSLOG_IDENTIFIER": "kernel"}, "untrusted"),
-        ({"message": "Out of memory: Killed process 1", "source_type": "journald", "_TRANSPORT": "stdout"}, "not_kernel"),
+        (
+            {"msg": "Out of memory: Killed process 1 (x)", "facility": "user", "programname": "kernel"},
+            "not_kernel",
+        ),
+        (
+            {"msg": "Out of memory: Killed process 1 (x)", "facility": "kern", "programname": "evil"},
+            "untrusted",
+        ),
+        (
+            {
+                "MESSAGE": "Out of memory: Killed process 1",
+                "_TRANSPORT": "syslog",
+                "SYSLOG_IDENTIFIER": "kernel",
+            },
+            "untrusted",
+        ),
+        (
+            {"message": "Out of memory: Killed process 1", "source_type": "journald", "_TRANSPORT": "stdout"},
+            "not_kernel",
+        ),
         ({"message": "Out of memory: Killed process 1", "systemd": {"transport": "journal"}}, "not_kernel"),
     ],
 )
@@ -134,7 +152,12 @@ def test_journald_user_space_write_to_kmsg_is_untrusted() -> None:
     # journald files what user space writes to /dev/kmsg under _TRANSPORT=kernel with facility 1.
     framer = EnvelopeFramer(Framer("auto", source_kind="http"))
     record = framer.frame_object(
-        {"message": "Out of memory: fake", "_TRANSPORT": "kernel", "SYSLOG_FACILITY": "1", "source_type": "journald"},
+        {
+            "message": "Out of memory: fake",
+            "_TRANSPORT": "kernel",
+            "SYSLOG_FACILITY": "1",
+            "source_type": "journald",
+        },
         POSITION,
     )
     assert record is not None and not record.trusted
@@ -156,7 +179,9 @@ def test_iso_seconds_reads_nanoseconds_and_offsets() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 known_keys = st.sampled_from(
