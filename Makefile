@@ -37,6 +37,7 @@ lint: install
 # installed, the reason is printed and those tests skip with it while the rest of the suite runs.
 test: install lint tools helm crd-schemas
 	$(KAFKA) fetch
+	bash deploy/shippers/install.sh
 	bash tests/install-browser.sh
 	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
@@ -116,6 +117,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_startup.py
 	$(BIN)/python tests/bench/bench_kafka.py
 	$(BIN)/python tests/bench/bench_footprint.py
+	$(BIN)/python tests/bench/bench_shippers.py
 	$(BIN)/python tests/bench/bench_timeline.py
 
 clean:

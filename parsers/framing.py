@@ -42,6 +42,7 @@ RECORD_FORMATS = Telemetry(
         Count("journal-json", "journalctl -o json entries"),
         Count("table", "rows of a task table printed as a table"),
         Count("plain", "bare kernel messages (no known prefix)"),
+        Count("fluentbit-kmsg", "Fluent Bit kmsg input records (parsers/shipper.py)"),
     ),
 )
 # Framer.skipped: lines not framed into a record, by reason (oomstream_parse_errors{reason}).
@@ -60,6 +61,7 @@ FRAMER_SKIPS = Telemetry(
         Count("journalctl_marker", "journalctl's '-- ... --' marker lines"),
         Count("bad_json", "journal-json lines that are not a JSON object"),
         Count("journal_no_message", "journal entries without a MESSAGE"),
+        Count("bad_envelope", "shipper records whose envelope has no usable message (parsers/shipper.py)"),
     ),
 )
 

@@ -252,7 +252,8 @@ class SourcesConfig:
         default=("auto",),
         metadata=_help(
             "kernel log inputs, each configured in its [sources.<name>] table: auto (files if "
-            "sources.files.paths is set, else kmsg, else journald), kmsg, journald, files, stdin",
+            "sources.files.paths is set, else kmsg, else journald), kmsg, journald, files, stdin, "
+            "syslog and http (listeners for log shippers), kafka_lines (central mode)",
             csv=True,
         ),
     )
@@ -451,6 +452,9 @@ RENAMED: dict[str, str] = {
     "kafka.key": "sinks.kafka.key_fields",
     "pipeline.queue_events": "|removed: it was never used (sinks.kafka.max_in_flight bounds the events "
     "waiting for the sink)",
+    "syslog.enabled": 'sources.enabled (add "syslog")',
+    "http.enabled": 'sources.enabled (add "http")',
+    "kafka_input.enabled": 'sources.enabled (add "kafka_lines")',
     "k8s_events.enabled": 'sinks.enabled (name "k8s_events" after the first sink: '
     'sinks.enabled = ["kafka", "k8s_events"])',
 }
@@ -459,9 +463,18 @@ _OLD_SECTIONS = {
     "output": "sinks.<name>",
     "kafka": "sinks.kafka",
     "k8s_events": "sinks.k8s_events",
+    "syslog": "sources.syslog",
+    "http": "sources.http",
+    "kafka_input": "sources.kafka_lines",
 }
 # Old sections whose options kept their names in their component's table.
-_MOVED_SECTIONS = {"kafka": "sinks.kafka", "k8s_events": "sinks.k8s_events"}
+_MOVED_SECTIONS = {
+    "kafka": "sinks.kafka",
+    "k8s_events": "sinks.k8s_events",
+    "syslog": "sources.syslog",
+    "http": "sources.http",
+    "kafka_input": "sources.kafka_lines",
+}
 
 
 def _new_key(key: str) -> str | None:
@@ -895,7 +908,8 @@ def _read_env(
 
 def _unknown_variable(name: str, specs: Mapping[str, OptionSpec]) -> ConfigError:
     old = {ENV_PREFIX + k.replace(".", "_").upper(): k for k in RENAMED}
-    for section in _OLD_SECTIONS:
+    # Longest first: OOMSTREAM_KAFKA_INPUT_TOPICS is kafka_input.topics, not kafka.input_topics.
+    for section in sorted(_OLD_SECTIONS, key=len, reverse=True):
         if name.startswith(f"{ENV_PREFIX}{section.upper()}_") and name not in old:
             old[name] = f"{section}.{name[len(ENV_PREFIX) + len(section) + 1 :].lower()}"
     old_key = old.get(name)
@@ -1113,9 +1127,13 @@ def _add_renamed_flags(parser: argparse.ArgumentParser) -> None:
         ),
     ]
     for old in old_keys:
-        new = (_new_key(old) or "").split(" ")[0]
+        new, _, how = (_new_key(old) or "").partition(" ")  # how: '(add "syslog")' for a switch
         spec = specs.get(new)
-        renamed = {_flag_of(old): f"renamed {spec.flag}" if spec is not None else str(_renamed(old))}
+        renamed = {
+            _flag_of(old): f"renamed {spec.flag}{' ' + how if how else ''}"
+            if spec is not None
+            else str(_renamed(old))
+        }
         if old == "k8s_events.enabled":  # a switch that became a list entry: say how
             flag = _flag_of(old)
             renamed[flag] = (

@@ -37,6 +37,7 @@ from streamer.sources.base import Source, SourceError
 from streamer.sources.k8s_objects import K8sObjectLinesSource
 from streamer.sources.k8s_watch import KubeWatchSource
 from streamer.sources.kafka_objects import KafkaObjectsSource
+from streamer.sources.listeners import ListenerSource
 from streamer.sources.signals import SignalSource
 from streamer.spool import Spool
 
@@ -333,6 +334,17 @@ async def build_service(
         metrics.track_bounds(kube.watch.cache.counts)
     metrics.track_queue("records", lambda: pipeline.queue_depth)
     metrics.track_sink_health(lambda: pipeline.sink_healthy)
+    for source in sources:
+        if isinstance(source, ListenerSource):
+            # Not ready (Kafka unreachable and the spool nearly full): the HTTP listener answers
+            # 503 instead of taking records, from the same check as /readyz.
+            source.readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
+            metrics.track_tally(
+                f"oomstream_{source.name}_records_by_host",
+                f"Records received by the {source.name} listener, per sending host",
+                "host",
+                source.records_by_host,
+            )
     server = None
     if config.metrics.enabled:
         readiness = sink_readiness(lambda: pipeline.sink_healthy, spool)
@@ -346,6 +358,10 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
     async with contextlib.AsyncExitStack() as stack:
         service = await build_service(config, stack, stdout, print_events=print_events)
         pipeline = service.pipeline
+        for source in service.sources:
+            if isinstance(source, ListenerSource):
+                await source.start()  # a port in use is a configuration error, said now
+                stack.push_async_callback(source.aclose)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, pipeline.stop)
@@ -367,6 +383,8 @@ async def run_service(config: Config, stdout: TextIO, *, print_events: bool = Tr
                 with contextlib.suppress(asyncio.CancelledError):
                     await bound_log
     log.info("oomstream stopped: %s", dict(pipeline.counts))
+    if pipeline.kernel.fatal_errors:
+        raise pipeline.kernel.fatal_errors[0]  # a source that cannot go on (exit 2, its message)
     if pipeline.counts["source_failures"]:
         log.error("a source failed; see the errors above")
         return EXIT_RUNTIME

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from parsers.oom import Assembler
+from parsers.streams import HostAssemblers
 from parsers.telemetry import Tally
 from streamer.enrich.pid_index import PidIndex
 from streamer.pipeline.correlation import CORRELATION_TELEMETRY, Correlation, Correlator
@@ -154,7 +155,7 @@ class Pipeline:
         return self.signals.ledger
 
     @property
-    def assemblers(self) -> list[Assembler]:
+    def assemblers(self) -> list[Assembler | HostAssemblers]:
         """Each kernel source's assembler (for their telemetry)."""
         return self.kernel.assemblers
 
@@ -210,6 +211,7 @@ class Pipeline:
             now = time.monotonic()
             await self.kernel.tick(now)
             await self.correlation.tick(time.time())
+            self.kernel.settle(self.delivery.flush_spool)
             if now - last_checkpoint >= self.settings.checkpoint_interval_seconds:
                 self._checkpoint()
                 last_checkpoint = now
@@ -231,4 +233,5 @@ class Pipeline:
             await asyncio.wait_for(self.sink.flush(), max(budget, 0.0))
         except (TimeoutError, Exception):
             log.warning("sink did not flush within %.1f s", max(budget, 0.0))
+        self.kernel.settle(self.delivery.flush_spool)
         self._checkpoint()

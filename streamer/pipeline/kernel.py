@@ -6,6 +6,12 @@ one processor feeds each source's assembler and attributes bare kills through th
 Each event leaves with a ticket whose owner is its source's acknowledgement tracker: the event
 is owed from the index of its report's first record until the ticket is settled delivered or
 spooled, and ``checkpoint`` saves a source's position only past what nothing owes (see acks.py).
+
+Sources whose records interleave many hosts (the syslog and HTTP listeners: ``many_hosts``) get
+one assembler per host (``parsers.streams.HostAssemblers``); their pids name processes on other
+machines, so the pid index never attributes their events. A source that answers its senders
+(``SettlingSource``: the HTTP listener's 2xx) hears ``settled(position)`` every tick, under the same
+rule as a checkpoint: every record up to ``position`` is durable (its tickets delivered or spooled).
 """
 
 from __future__ import annotations
@@ -16,18 +22,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from parsers.events import OomEvent
 from parsers.oom import Assembler
 from parsers.records import KernelRecord, SourcePosition
 from parsers.scan import KEYWORD_TEXTS
+from parsers.streams import HostAssemblers
 from parsers.telemetry import Count, Tally, Telemetry
 from streamer.acks import AckTracker
 from streamer.enrich.pid_index import PidIndex
 from streamer.pipeline.tickets import Outcome, Ticket
 from streamer.sinks.base import DeliveryResult
-from streamer.sources.base import Source
+from streamer.sources.base import FatalSourceError, Source
 
 KERNEL_TELEMETRY = Telemetry(
     "pipeline.kernel",
@@ -49,14 +56,34 @@ class CheckpointSink(Protocol):
     def save(self, source_name: str, data: dict[str, Any]) -> None: ...
 
 
+@runtime_checkable
+class SettlingSource(Protocol):
+    """A source told how far its records are durable, every tick (a listener answering senders)."""
+
+    def settled(self, position: SourcePosition) -> None: ...
+
+
 @dataclass
 class _SourceState:
-    """One source, its assembler and its acknowledgement tracker; owns its events' tickets."""
+    """One source, its assembler(s) and its acknowledgement tracker; owns its events' tickets."""
 
     source: Source
-    assembler: Assembler
+    assembler: Assembler | HostAssemblers
     tracker: AckTracker = field(default_factory=AckTracker)
     done: bool = False
+
+    @property
+    def local(self) -> bool:
+        """This machine's own kernel log: only then do its pids name processes in our /proc."""
+        return not isinstance(self.assembler, HostAssemblers)
+
+    def safe_position(self) -> SourcePosition | None:
+        """The newest position nothing owed precedes, if it moved since the last one saved."""
+        pending = self.tracker.index_of(self.assembler.oldest_pending_position())
+        if pending is None and self.assembler.busy:
+            return None  # pending work whose start we cannot place: do not move
+        safe = self.tracker.safe_position(pending)
+        return None if safe is None or safe == self.tracker.last_saved else safe
 
     def settled(self, ticket: Ticket, outcome: Outcome, result: DeliveryResult) -> None:
         if outcome is not Outcome.FAILED:  # failed: still owed, the checkpoint stays before it
@@ -79,17 +106,23 @@ class KernelAssembly:
         self.emit = emit
         self.pid_index = pid_index
         self.counts: Tally = KERNEL_TELEMETRY.tally() if counts is None else counts
+
+        def assembler() -> Assembler:
+            return Assembler(
+                linger_seconds=linger_seconds,
+                report_timeout_seconds=report_timeout_seconds,
+                max_tasks=max_tasks,
+            )
+
+        # Listeners interleave many hosts: one assembler per host.
         self._states = {
             source.name: _SourceState(
                 source,
-                Assembler(
-                    linger_seconds=linger_seconds,
-                    report_timeout_seconds=report_timeout_seconds,
-                    max_tasks=max_tasks,
-                ),
+                HostAssemblers(assembler) if getattr(source, "many_hosts", False) else assembler(),
             )
             for source in sources
         }
+        self.fatal_errors: list[FatalSourceError] = []
         self._queue: asyncio.Queue[tuple[str, KernelRecord] | None] = asyncio.Queue(queue_records)
         self._readers_left = len(self._states)
         if not self._states:
@@ -104,7 +137,7 @@ class KernelAssembly:
         return self._queue.qsize()
 
     @property
-    def assemblers(self) -> list[Assembler]:
+    def assemblers(self) -> list[Assembler | HostAssemblers]:
         """Each kernel source's assembler (for their telemetry)."""
         return [state.assembler for state in self._states.values()]
 
@@ -122,6 +155,10 @@ class KernelAssembly:
         try:
             async for record in source.records():
                 await self._queue.put((source.name, record))
+        except FatalSourceError as error:
+            log.error("source %s stopped: %s", source.name, error)
+            self.counts["source_failures"] += 1
+            self.fatal_errors.append(error)
         except Exception:
             log.exception("source %s failed; the pipeline goes on without it", source.name)
             self.counts["source_failures"] += 1
@@ -143,7 +180,7 @@ class KernelAssembly:
             # The read time starts the record's deadlines (hold, report timeout) at once: a
             # backlog followed by silence is released by the ticker, not by a next record.
             events = state.assembler.feed(record, time.monotonic())
-            if self.pid_index is not None and _mentions_oom(record.message):
+            if self.pid_index is not None and state.local and _mentions_oom(record.message):
                 # A storm's next victims are alive now; index them before they die.
                 await self.refresh_pid_index(force=True)
             for event in events:
@@ -171,7 +208,7 @@ class KernelAssembly:
             await asyncio.to_thread(index.scan, now)
 
     async def _submit(self, state: _SourceState, event: OomEvent) -> None:
-        if self.pid_index is not None:
+        if self.pid_index is not None and state.local:
             event = self.pid_index.attribute(event)
         origin = state.tracker.index_of(_report_position(event))
         if origin is None:
@@ -179,14 +216,26 @@ class KernelAssembly:
         state.tracker.submitted(origin)  # owed from now: the checkpoint waits for the enrichment too
         await self.emit(event, Ticket(event, state, "kernel", origin=origin))
 
+    def settle(self, flush_spool: Callable[[], bool]) -> None:
+        """Tell each settling source how far its records are durable (the HTTP listener answers
+        its senders then); spooled events count only once the spool is on disk."""
+        for state in self._states.values():
+            source = state.source
+            if not isinstance(source, SettlingSource):
+                continue
+            safe = state.safe_position()
+            if safe is None or not flush_spool():
+                continue
+            state.tracker.last_saved = safe
+            source.settled(safe)
+
     def checkpoint(self, store: CheckpointSink) -> None:
         """Save each source's newest position that nothing owes any more, in its own format."""
         for name, state in self._states.items():
-            pending = state.tracker.index_of(state.assembler.oldest_pending_position())
-            if pending is None and state.assembler.busy:
-                continue  # pending work whose start we cannot place: do not move
-            safe = state.tracker.safe_position(pending)
-            if safe is None or safe == state.tracker.last_saved:
+            if isinstance(state.source, SettlingSource):
+                continue  # told by settle() instead; it has nothing to resume
+            safe = state.safe_position()
+            if safe is None:
                 continue
             try:
                 store.save(state.source.checkpoint_key, state.source.checkpoint_data(safe))

@@ -52,6 +52,12 @@ class SourceError(Exception):
     """A source cannot run (bad configuration, missing permission); the message names the cause."""
 
 
+class FatalSourceError(SourceError):
+    """Raised by ``records()`` when a running source meets a problem no restart fixes (a Kafka
+    transactional id fenced by another process): the service stops with this message (exit 2)
+    instead of going on without the source."""
+
+
 class Source(Protocol):
     """What the pipeline needs from a source."""
 

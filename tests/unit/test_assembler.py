@@ -346,3 +346,21 @@ def test_flush_for_restart_keeps_an_unfinished_report() -> None:
     assert [e.victim.pid for e in events if e.victim] == [1] and not any(e.partial for e in events)
     pending = asm.oldest_pending_position()
     assert pending is not None and pending.offset == len(modern_report(pid=1))  # the 2nd report's header
+
+
+def test_a_report_without_kernel_times_opened_before_the_first_tick_is_released_by_ticks() -> None:
+    # Field bug: rsyslog's imkmsg relays reports without the printk stamp; a report that opened
+    # before its assembler's first tick waited for the next report or a stop.
+    from parsers.records import KernelRecord as Record
+
+    assembler = Assembler(linger_seconds=0.2, report_timeout_seconds=1.0)
+    lines = [
+        "app invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+        "memory: usage 1024kB, limit 1024kB, failcnt 1",
+        "Memory cgroup out of memory: Killed process 7 (app) total-vm:1kB, anon-rss:1kB, file-rss:0kB, "
+        "shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+    ]
+    for line in lines:
+        assert assembler.feed(Record(message=line, format="syslog-5424", host="h")) == []
+    released = [event for now in (10.0, 10.5, 11.0) for event in assembler.tick(now)]
+    assert [event.victim.pid for event in released if event.victim] == [7]

@@ -122,8 +122,17 @@ def test_every_option_has_help_and_a_unit_where_it_needs_one() -> None:
         assert spec.help, spec.key
         base = cfg._inner_types(spec.type)[0]
         if base in (int, float) and spec.name not in ("topic_partitions", "topic_replication_factor"):
-            assert re.search(r"_(seconds|ms|bytes|attempts|calls)$", spec.name) or spec.name.startswith(
-                ("queue_", "max_in", "max_tasks", "max_backfill_occurrences", "max_ledger_signals")
+            assert re.search(
+                r"_(seconds|ms|bytes|attempts|calls|records)$", spec.name
+            ) or spec.name.startswith(
+                (
+                    "queue_",
+                    "max_in",
+                    "max_tasks",
+                    "max_backfill_occurrences",
+                    "max_ledger_signals",
+                    "max_connections",
+                )
             ), spec.key
 
 
@@ -425,7 +434,17 @@ def test_redacted_is_plain_data() -> None:
     dumped = load_config(None, {"OOMSTREAM_KAFKA_BOOTSTRAP": "a:1"}, {}).redacted()
     assert dumped["sinks"]["kafka"]["bootstrap_servers"] == ["a:1"]
     assert set(dumped) == {"node_name", *cfg.CORE_SECTIONS}
-    assert set(dumped["sources"]) == {"enabled", "auto", "kmsg", "journald", "files", "stdin"}
+    assert set(dumped["sources"]) == {
+        "enabled",
+        "auto",
+        "kmsg",
+        "journald",
+        "files",
+        "stdin",
+        "syslog",
+        "http",
+        "kafka_lines",
+    }
     assert set(dumped["sinks"]) == {"enabled", "kafka", "stdout", "file", "k8s_events"}
     import orjson
 
@@ -596,7 +615,16 @@ def test_every_registered_component_has_a_table_and_options() -> None:
         assert dataclasses.is_dataclass(component.options) and component.help, table
         assert component.options.__dataclass_params__.frozen, table  # type: ignore[attr-defined]
         assert isinstance(Config().components[table], component.options)
-    assert registry.names("sources") == ["auto", "kmsg", "journald", "files", "stdin"]
+    assert registry.names("sources") == [
+        "auto",
+        "kmsg",
+        "journald",
+        "files",
+        "stdin",
+        "syslog",
+        "http",
+        "kafka_lines",
+    ]
     assert registry.names("sinks") == ["kafka", "stdout", "file", "k8s_events"]
 
 
@@ -625,6 +653,9 @@ def test_reading_the_configuration_imports_no_client_library() -> None:
         (["--output-path", "/x"], "--output-path: renamed --sinks-file-path"),
         (["--kafka-linger-ms", "5"], "--kafka-linger-ms: renamed --sinks-kafka-linger-ms"),
         (["--pipeline-queue-events", "5"], "pipeline.queue_events was removed"),
+        (["--syslog-enabled"], '--syslog-enabled: renamed --sources-enabled (add "syslog")'),
+        (["--http-listen-address", "x"], "--http-listen-address: renamed --sources-http-listen-address"),
+        (["--kafka-input-topics", "t"], "--kafka-input-topics: renamed --sources-kafka-lines-topics"),
     ],
 )
 def test_old_flags_name_the_new_flag(

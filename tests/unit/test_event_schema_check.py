@@ -42,6 +42,10 @@ SOURCE_EVENTS_FROM: dict[str, type | None] = {
     "files": Assembler,  # kernel records -> the pipeline's Assembler
     "journald": Assembler,
     "kmsg": Assembler,
+    "listeners": None,  # what the syslog and HTTP listeners share
+    "syslog": Assembler,  # shipped kernel records -> the pipeline's per-host Assemblers
+    "http": Assembler,
+    "kafka_lines": Assembler,  # shipped kernel records -> its own per-(partition, host) Assemblers
     "k8s_objects": SignalTracker,  # Kubernetes objects -> SignalTracker
     "k8s_watch": SignalTracker,
     "kafka_objects": SignalTracker,

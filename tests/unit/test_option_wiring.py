@@ -257,7 +257,23 @@ def _cases(tmp: Path) -> dict[str, tuple[dict[str, object], dict[str, object]]]:
         # with no checkpoint saved, "checkpoint" starts at the oldest record: "end" is the other start
         "sources.kmsg.start": ({}, {"sources.kmsg.start": "end"}),
         "sinks.enabled": ({}, {"sinks.enabled": "stdout"}),
+        **_listener_cases(tmp),
     }  # fmt: skip
+
+
+def _listener_cases(tmp: Path) -> dict[str, tuple[dict[str, object], dict[str, object]]]:
+    """The syslog and HTTP listeners' addresses and TLS files (the files are read when they start)."""
+    cases: dict[str, tuple[dict[str, object], dict[str, object]]] = {
+        "sources.syslog.tcp_listen_address": ({}, {"sources.syslog.tcp_listen_address": "127.0.0.1:5141"}),
+        "sources.syslog.udp_listen_address": ({}, {"sources.syslog.udp_listen_address": "127.0.0.1:5141"}),
+        "sources.http.listen_address": ({}, {"sources.http.listen_address": "127.0.0.1:9882"}),
+    }
+    for table in ("sources.syslog", "sources.http"):
+        tls = {f"{table}.tls_cert_path": str(tmp / "ca.pem"), f"{table}.tls_key_path": str(tmp / "k.pem")}
+        cases[f"{table}.tls_cert_path"] = (tls, {f"{table}.tls_cert_path": str(tmp / "c.pem")})
+        cases[f"{table}.tls_key_path"] = (tls, {f"{table}.tls_key_path": str(tmp / "c.pem")})
+        cases[f"{table}.tls_client_ca_path"] = (tls, {f"{table}.tls_client_ca_path": str(tmp / "ca.pem")})
+    return cases
 
 
 # Options with one possible value: nothing to change.

@@ -1,0 +1,1 @@
+"""Real and documented shipper records for the listener and central-mode tests."""
