@@ -40,10 +40,8 @@ from streamer.kafka import KafkaOptions, connection_kwargs
 from streamer.sinks import DeliveryResult, DeliveryStatus, DeliveryTally, sink_metrics
 from streamer.sinks.kafka import KafkaSink, event_headers, select_key
 from tests.integration.kafka_broker import (
-    BOOTSTRAP_ENV,
-    LocalCluster,
+    bench_broker,
     make_events,
-    missing_prerequisite,
     unique_topic,
 )
 
@@ -305,20 +303,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1_000.0, help="steady rate for the latency run")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run; 0: none")
     args = parser.parse_args()
-    bootstrap = os.environ.get(BOOTSTRAP_ENV)
-    cluster: LocalCluster | None = None
-    if not bootstrap:
-        reason = missing_prerequisite()
-        if reason is not None:
-            print(f"bench_kafka: skipped: {reason} (or set {BOOTSTRAP_ENV})")
+    with bench_broker("bench_kafka") as bootstrap:
+        if bootstrap is None:
             return 0
-        cluster = LocalCluster("single")
-        bootstrap = cluster.start()
-    try:
         asyncio.run(run(bootstrap, args))
-    finally:
-        if cluster is not None and cluster.started_here:
-            cluster.stop()
     return 0
 
 

@@ -35,8 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "unit")]
 from streamer.inputs import events_from_bytes  # noqa: E402
 from tests.integration.kafka_broker import (  # noqa: E402
     BOOTSTRAP_ENV,
-    LocalCluster,
-    missing_prerequisite,
+    bench_broker,
     oom_report,
     unique_topic,
 )
@@ -291,16 +290,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5.0, help="reports/s for the latency run")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    bootstrap = os.environ.get(BOOTSTRAP_ENV)
-    cluster: LocalCluster | None = None
-    if not bootstrap:
-        reason = missing_prerequisite()
-        if reason is not None:
-            print(f"bench_shippers: skipped: {reason} (or set {BOOTSTRAP_ENV})")
+    with bench_broker("bench_shippers") as bootstrap:
+        if bootstrap is None:
             return 0
-        cluster = LocalCluster("single")
-        bootstrap = cluster.start()
-    try:
         hosts = {f"bench-{h}": host_log(h, args.reports, args.noise) for h in range(args.hosts)}
         all_lines = [line for lines in hosts.values() for line in lines]
         total = len(all_lines)
@@ -331,9 +323,6 @@ def main() -> int:
                 p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
                 print(f"  latency syslog write -> event in Kafka, {args.rate:g} reports/s, default linger 2.5 s: "
                       f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms ({len(delays)} kills)")  # fmt: skip
-    finally:
-        if cluster is not None and cluster.started_here:
-            cluster.stop()
     return 0
 
 

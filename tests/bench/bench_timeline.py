@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -32,9 +31,7 @@ import orjson  # noqa: E402
 from timeline_fixtures import synthetic_events  # noqa: E402
 
 from tests.integration.kafka_broker import (  # noqa: E402
-    BOOTSTRAP_ENV,
-    LocalCluster,
-    missing_prerequisite,
+    bench_broker,
     unique_topic,
 )
 
@@ -99,20 +96,10 @@ def main() -> int:
     )
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
-    bootstrap = os.environ.get(BOOTSTRAP_ENV)
-    cluster: LocalCluster | None = None
-    if not bootstrap:
-        reason = missing_prerequisite()
-        if reason is not None:
-            print(f"bench_timeline: skipped: {reason} (or set {BOOTSTRAP_ENV})")
+    with bench_broker("bench_timeline") as bootstrap:
+        if bootstrap is None:
             return 0
-        cluster = LocalCluster("single")
-        bootstrap = cluster.start()
-    try:
         run(bootstrap, args.events)
-    finally:
-        if cluster is not None and cluster.started_here:
-            cluster.stop()
     return 0
 
 

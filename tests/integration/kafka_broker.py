@@ -5,13 +5,14 @@ reading a topic back with a consumer group, and OOM events made by parsing real 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,25 @@ def make_events(
 
 def duplicates(ids: Sequence[str]) -> int:
     return len(ids) - len(set(ids))
+
+
+@contextlib.contextmanager
+def bench_broker(name: str) -> Iterator[str | None]:
+    """For ``make bench``: the broker named by OOMSTREAM_KAFKA_BOOTSTRAP, else a local one started
+    (and stopped) here; None, after saying why, when neither can be had."""
+    external = os.environ.get(BOOTSTRAP_ENV)
+    if external:
+        yield external
+        return
+    reason = missing_prerequisite()
+    if reason is not None:
+        print(f"{name}: skipped: {reason} (or set {BOOTSTRAP_ENV})")
+        yield None
+        return
+    cluster = LocalCluster("single")
+    bootstrap = cluster.start()
+    try:
+        yield bootstrap
+    finally:
+        if cluster.started_here:
+            cluster.stop()
