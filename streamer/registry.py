@@ -65,6 +65,9 @@ class Component(Generic[OptionsT, BuiltT]):
     help: str
     # Sinks: deliveries can fail for a while (a broker down), so failed events wait in the spool.
     spools: bool = False
+    # Sinks: the share of pipeline.shutdown_timeout_seconds each of its two bounded waits at close
+    # (a last flush, then stopping its client) may use; the pipeline's drain gets what is left.
+    close_share: float = 0.0
 
 
 @dataclass

@@ -24,7 +24,6 @@ from streamer.enrich.incidents import Correlator
 from streamer.enrich.pid_index import PidIndex
 from streamer.enrich.pods import PodCache
 from streamer.errors import CliError
-from streamer.kafka import KafkaOptions
 from streamer.kube.api import KubeApi, KubeApiConfig, KubeApiError
 from streamer.logging_setup import setup_logging
 from streamer.metrics import Metrics, MetricsServer, sink_readiness
@@ -32,7 +31,7 @@ from streamer.pipeline import SIGNAL_LEDGER_NAME, Delivery, Pipeline, PipelineSe
 from streamer.registry import BuildContext
 from streamer.sinks.base import DeliveryResult, Sink, SinkError
 from streamer.sinks.fanout import FanOutSink
-from streamer.sinks.kafka_component import CLOSE_SHARE, KafkaSinkOptions, options_for_clients
+from streamer.sinks.kafka_component import KafkaSinkOptions, options_for_clients
 from streamer.sources.base import Source, SourceError
 from streamer.sources.k8s_objects import K8sObjectLinesSource
 from streamer.sources.k8s_watch import KubeWatchSource
@@ -201,19 +200,12 @@ async def build_kubernetes(
     return KubernetesParts(enricher, sources, correlator, watch, mode, tracker)
 
 
-def sink_close_share(config: Config) -> float:
-    """pipeline.shutdown_timeout_seconds bounds the whole exit: the pipeline's drain and flush
-    get 60 % of it, a Kafka sink's close (two bounded waits) 20 % each. Giving each stage the
-    whole budget made an exit with the brokers gone take three times as long."""
-    if "kafka" not in config.sinks.enabled:
-        return 0.0
-    return config.pipeline.shutdown_timeout_seconds * CLOSE_SHARE
-
-
-def kafka_sink_config(config: Config) -> KafkaOptions:
-    """[sinks.kafka] as the Kafka clients use it (the same class: one declaration of every option),
-    named "configuration" in their errors."""
-    return options_for_clients(config.options("sinks.kafka", KafkaSinkOptions))
+def pipeline_shutdown_seconds(config: Config) -> float:
+    """pipeline.shutdown_timeout_seconds bounds the whole exit: each enabled sink's close takes
+    its declared share twice (``Component.close_share``); the pipeline's drain and flush get the
+    rest (60 % with the Kafka sink)."""
+    shares = sum(registry.component(f"sinks.{name}").close_share for name in config.sinks.enabled)
+    return config.pipeline.shutdown_timeout_seconds * (1 - 2 * shares)
 
 
 @dataclasses.dataclass
@@ -303,7 +295,7 @@ async def build_service(
             linger_seconds=pipe_conf.linger_seconds,
             report_timeout_seconds=pipe_conf.report_timeout_seconds,
             checkpoint_interval_seconds=config.state.checkpoint_interval_seconds,
-            shutdown_timeout_seconds=pipe_conf.shutdown_timeout_seconds - 2 * sink_close_share(config),
+            shutdown_timeout_seconds=pipeline_shutdown_seconds(config),
             max_tasks=pipe_conf.max_tasks,
         ),
     )

@@ -17,8 +17,9 @@ from streamer.registry import BuildContext, Component
 if TYPE_CHECKING:
     from streamer.sinks.kafka import KafkaSink
 
-# The share of pipeline.shutdown_timeout_seconds each of the sink's two bounded waits at close
-# (a last flush, then stopping the producer) may use; the pipeline's drain gets the rest.
+# Each of the sink's two bounded waits at close (a last flush, then stopping the producer) may use
+# this share of pipeline.shutdown_timeout_seconds. Giving each stage the whole budget made an exit
+# with the brokers gone take three times as long.
 CLOSE_SHARE = 0.2
 
 
@@ -54,5 +55,9 @@ async def build(options: KafkaSinkOptions, context: BuildContext) -> KafkaSink:
 
 
 COMPONENT = Component(
-    options=KafkaSinkOptions, build=build, help="Apache Kafka (events and dead-letter topics)", spools=True
+    options=KafkaSinkOptions,
+    build=build,
+    help="Apache Kafka (events and dead-letter topics)",
+    spools=True,
+    close_share=CLOSE_SHARE,
 )

@@ -209,9 +209,9 @@ def test_backfill_ends_at_end_of_input_while_the_api_is_unreachable(tmp_path: Pa
 def test_a_literal_sasl_password_reaches_the_kafka_client() -> None:
     """kafka.sasl_password as a value (masked everywhere) must be the password the client uses
     (a glue layer between two options classes once dropped it)."""
-    from streamer.commands.run import kafka_sink_config
     from streamer.config import load_config
     from streamer.kafka import connection_kwargs
+    from streamer.sinks.kafka_component import KafkaSinkOptions, options_for_clients
 
     env = {
         "OOMSTREAM_SINKS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
@@ -219,7 +219,8 @@ def test_a_literal_sasl_password_reaches_the_kafka_client() -> None:
         "OOMSTREAM_SINKS_KAFKA_SASL_USERNAME": "oom",
         "OOMSTREAM_SINKS_KAFKA_SASL_PASSWORD": "s3cret",
     }
-    sink_config = kafka_sink_config(load_config(None, env, {}))
+    # as the sink's build (and the Kafka inputs) hand [sinks.kafka] to the clients
+    sink_config = options_for_clients(load_config(None, env, {}).options("sinks.kafka", KafkaSinkOptions))
     assert "s3cret" not in repr(sink_config)
     assert connection_kwargs(sink_config)["sasl_plain_password"] == "s3cret"
 
