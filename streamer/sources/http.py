@@ -137,39 +137,34 @@ class HttpSource(ListenerSource):
             queue_records=options.queue_records,
             telemetry=HTTP_TELEMETRY,
         )
-        self.listen_address = options.listen_address
-        self.max_body_bytes = options.max_body_bytes
-        self.ack_timeout_seconds = options.ack_timeout_seconds
-        self.retry_after_seconds = options.retry_after_seconds
-        self.bearer_token_path = options.bearer_token_path
-        self.tls = options.tls
-        self.request_timeout_seconds = options.request_timeout_seconds
+        self.options = options  # read where used: no copies to drift
         self._server: asyncio.Server | None = None
         self._token: bytes | None = None
         self.address: tuple[str, int] | None = None
 
     async def start(self) -> None:
-        if self.bearer_token_path is not None:
+        if self.options.bearer_token_path is not None:
             try:
-                with open(self.bearer_token_path, "rb") as handle:
+                with open(self.options.bearer_token_path, "rb") as handle:
                     self._token = handle.read().strip()
             except OSError as error:
                 raise SourceError(
-                    f"sources.http.bearer_token_path {self.bearer_token_path}: {error.strerror or error}"
+                    f"sources.http.bearer_token_path {self.options.bearer_token_path}: "
+                    f"{error.strerror or error}"
                 ) from None
             if not self._token:
                 raise SourceError(
-                    f"sources.http.bearer_token_path {self.bearer_token_path}: the file is empty"
+                    f"sources.http.bearer_token_path {self.options.bearer_token_path}: the file is empty"
                 )
-        host, port = parse_listen_address("listen_address", self.listen_address)
-        context = self.tls.server_context("sources.http")
+        host, port = parse_listen_address("listen_address", self.options.listen_address)
+        context = self.options.tls.server_context("sources.http")
         try:
             self._server = await asyncio.start_server(
                 self._serve, host, port, ssl=context, limit=MAX_HEAD_BYTES
             )
         except OSError as error:
             raise SourceError(
-                f"sources.http.listen_address {self.listen_address}: {error.strerror or error}"
+                f"sources.http.listen_address {self.options.listen_address}: {error.strerror or error}"
             ) from None
         self.address = self._server.sockets[0].getsockname()[:2]
         log.info("http: listening on %s://%s:%d", "https" if context else "http", *self.address)
@@ -188,7 +183,7 @@ class HttpSource(ListenerSource):
         try:
             while not self._closed:
                 try:
-                    async with asyncio.timeout(self.request_timeout_seconds):
+                    async with asyncio.timeout(self.options.request_timeout_seconds):
                         head = await reader.readuntil(b"\r\n\r\n")
                 except (
                     asyncio.IncompleteReadError,
@@ -234,7 +229,9 @@ class HttpSource(ListenerSource):
                 log.warning("http: %s from %s: %s", reject.status, peer, reject)
             else:
                 log.info("http: %s from %s: %s", reject.status, peer, reject)
-            extra = {"Retry-After": str(self.retry_after_seconds)} if reject.status in (429, 503) else {}
+            extra = (
+                {"Retry-After": str(self.options.retry_after_seconds)} if reject.status in (429, 503) else {}
+            )
             close = reject.close or not keep_alive
             self._respond(writer, reject.status, {"error": str(reject)}, not close, extra)
             return not close
@@ -250,8 +247,8 @@ class HttpSource(ListenerSource):
             raise _Reject(401, "missing or wrong bearer token")
 
     async def _read_body(self, reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-        limit = self.max_body_bytes
-        async with asyncio.timeout(self.request_timeout_seconds):
+        limit = self.options.max_body_bytes
+        async with asyncio.timeout(self.options.request_timeout_seconds):
             if headers.get("transfer-encoding", "").lower() == "chunked":
                 body = await _read_chunked(reader, limit)
             else:
@@ -294,12 +291,10 @@ class HttpSource(ListenerSource):
             await self.put(record)
             if record.position is not None and record.position.offset is not None:
                 last = max(last, record.position.offset)
-        if last >= 0 and not await self.wait_settled(last, self.ack_timeout_seconds):
+        timeout = self.options.ack_timeout_seconds
+        if last >= 0 and not await self.wait_settled(last, timeout):
             self.counts["requests_not_durable_in_time"] += 1
-            raise _Reject(
-                503,
-                f"records not durable within sources.http.ack_timeout_seconds={self.ack_timeout_seconds:g}",
-            )
+            raise _Reject(503, f"records not durable within sources.http.ack_timeout_seconds={timeout:g}")
         return 200, {"records": len(records), "bad_lines": bad}
 
     def _frame_body(

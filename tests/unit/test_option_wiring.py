@@ -98,11 +98,14 @@ def _fingerprint(root: object) -> dict[str, object]:
             return
         if isinstance(obj, _SKIPPED_TYPES):
             return
-        # An options object held by a component (not the service's Config) is evidence only for
-        # the Kafka sink, whose options class *is* its configuration (streamer.kafka: one class
-        # for every Kafka client); its security options are checked against a real broker in
-        # tests/integration/test_kafka_security.py.
-        if isinstance(obj, option_classes) and not (isinstance(obj, KafkaOptions) and ".sink" in path):
+        # An options object is evidence only as a component's own configuration, its ``options``
+        # attribute (Vector's rule: the config struct is the component; the Kafka sink's is the
+        # one class of every Kafka client), not as another component's options read in passing
+        # (``auto`` reads those of kmsg, journald and files). Kafka's security options are also
+        # checked against a real broker in tests/integration/test_kafka_security.py.
+        if isinstance(obj, option_classes) and not (
+            path.endswith(".options") or (isinstance(obj, KafkaOptions) and ".sink" in path)
+        ):
             return
         if type(obj).__module__.split(".")[0] in (
             "asyncio",
